@@ -1,0 +1,35 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Kernels are hot loops over unsafe pointers: bounds are checked at the API edge, not per element.
+let fast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "SmolTrain",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "smol", targets: ["smol"]),
+        .library(name: "SmolTrainer", targets: ["SmolTrainer"]),
+        .library(name: "SmolModel", targets: ["SmolModel"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+    ],
+    targets: [
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .target(name: "SmolTensor", dependencies: ["CBLAS"], swiftSettings: fast),
+        .target(name: "SmolFormats", dependencies: ["SmolTensor"], swiftSettings: fast),
+        .target(name: "SmolModel", dependencies: ["SmolTensor"], swiftSettings: fast),
+        .target(name: "SmolData", dependencies: ["SmolTensor"], swiftSettings: fast),
+        .target(name: "SmolTrainer",
+                dependencies: ["SmolTensor", "SmolModel", "SmolData", "SmolFormats", "Yams"],
+                swiftSettings: fast),
+        .executableTarget(name: "smol",
+                          dependencies: ["SmolTrainer", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          swiftSettings: fast),
+        .testTarget(name: "SmolTrainTests", dependencies: ["SmolTrainer"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,106 @@
+import Foundation
+import SmolModel
+import SmolTensor
+
+/// Non-overlapping windows of seqLen + 1 tokens over a set of shards: inputs are the first seqLen
+/// tokens, targets the last seqLen. Its memory is one entry per window, fixed for the run
+/// (the playbook's loader whose index grew with the step count slowed the run as it went).
+public final class WindowDataset {
+    public let shards: [TokenShard]
+    public let seqLen: Int
+    let shardOf: [Int32]
+    let startOf: [Int]
+    public var count: Int { startOf.count }
+
+    /// `part` selects which windows of each shard to keep, given (index, windows in that shard).
+    public init(shards: [TokenShard], seqLen: Int, part: (Int, Int) -> Bool = { _, _ in true }) {
+        self.shards = shards; self.seqLen = seqLen
+        var shardOf: [Int32] = [], startOf: [Int] = []
+        for (s, shard) in shards.enumerated() {
+            let windows = max(0, (shard.tokenCount - 1) / seqLen)
+            for w in 0..<windows where part(w, windows) { shardOf.append(Int32(s)); startOf.append(w * seqLen) }
+        }
+        self.shardOf = shardOf; self.startOf = startOf
+    }
+
+    /// Splits each shard's windows: the last `fraction` become validation (at least one window
+    /// when the fraction is positive and the shard has two or more).
+    public static func split(shards: [TokenShard], seqLen: Int, validationFraction: Double) -> (train: WindowDataset, validation: WindowDataset) {
+        func held(_ w: Int, _ n: Int) -> Bool {
+            guard validationFraction > 0, n >= 2 else { return false }
+            let k = min(n - 1, max(1, Int((Double(n) * validationFraction).rounded())))
+            return w >= n - k
+        }
+        return (WindowDataset(shards: shards, seqLen: seqLen, part: { !held($0, $1) }),
+                WindowDataset(shards: shards, seqLen: seqLen, part: held))
+    }
+
+    /// Writes window `w` into a batch row: tokens, targets, and each token's document start.
+    func fill(window w: Int, row: Int, tokens: inout [Int32], targets: inout [Int32], documentStart: inout [Int32]) {
+        let shard = shards[Int(shardOf[w])], s = startOf[w], T = seqLen
+        var doc = shard.document(containing: s)
+        var nextStart = doc + 1 < shard.documentCount ? shard.documentStart(doc + 1) : Int.max
+        var begin = shard.documentStart(doc)
+        for i in 0..<T {
+            let t = s + i
+            while t >= nextStart {
+                doc += 1; begin = nextStart
+                nextStart = doc + 1 < shard.documentCount ? shard.documentStart(doc + 1) : Int.max
+            }
+            tokens[row * T + i] = shard.token(t)
+            targets[row * T + i] = shard.token(t + 1)
+            documentStart[row * T + i] = Int32(max(0, begin - s))
+        }
+    }
+
+    /// A batch of the given windows, in order.
+    public func batch(windows: [Int]) -> TokenBatch {
+        let n = windows.count * seqLen
+        var tokens = [Int32](repeating: 0, count: n), targets = tokens, starts = tokens
+        for (row, w) in windows.enumerated() { fill(window: w, row: row, tokens: &tokens, targets: &targets, documentStart: &starts) }
+        return TokenBatch(batch: windows.count, seqLen: seqLen, tokens: tokens, targets: targets, documentStart: starts)
+    }
+}
+
+/// Where a loader stands: the epoch and how many windows of that epoch's order were consumed.
+public struct DataPosition: Codable, Equatable, Sendable {
+    public var epoch: Int
+    public var offset: Int
+    public init(epoch: Int = 0, offset: Int = 0) { self.epoch = epoch; self.offset = offset }
+}
+
+/// Shuffled micro-batches: each epoch visits every window once in an order drawn from the stream
+/// (seed, "data-order", epoch), so the state is just (epoch, offset) and resuming is exact.
+public final class DataLoader {
+    public let dataset: WindowDataset
+    public let microBatch: Int
+    public let seed: UInt64
+    public private(set) var position: DataPosition
+    private var order: [Int] = []
+
+    public init(dataset: WindowDataset, microBatch: Int, seed: UInt64, position: DataPosition = DataPosition()) {
+        precondition(dataset.count > 0)
+        self.dataset = dataset; self.microBatch = microBatch; self.seed = seed; self.position = position
+        order = DataLoader.permutation(count: dataset.count, seed: seed, epoch: position.epoch)
+    }
+
+    static func permutation(count: Int, seed: UInt64, epoch: Int) -> [Int] {
+        var order = Array(0..<count)
+        var rng = RandomStream(seed: seed, purpose: "data-order", coordinates: [epoch])
+        for i in stride(from: count - 1, to: 0, by: -1) { order.swapAt(i, rng.nextInt(below: i + 1)) }
+        return order
+    }
+
+    public func next() -> TokenBatch {
+        var windows: [Int] = []
+        while windows.count < microBatch {
+            if position.offset >= order.count {
+                position = DataPosition(epoch: position.epoch + 1, offset: 0)
+                order = DataLoader.permutation(count: dataset.count, seed: seed, epoch: position.epoch)
+            }
+            windows.append(order[position.offset])
+            position.offset += 1
+        }
+        return dataset.batch(windows: windows)
+    }
+}

@@ -1,0 +1,202 @@
+import Foundation
+import SmolTensor
+
+/// One (batch, sequence) of token ids with next-token targets. `documentStart[i]` is the index,
+/// within i's sequence, where i's document begins (used only with intra-document masking).
+public struct TokenBatch {
+    public var batch: Int, seqLen: Int
+    public var tokens: [Int32], targets: [Int32]
+    public var documentStart: [Int32]?
+
+    public init(batch: Int, seqLen: Int, tokens: [Int32], targets: [Int32], documentStart: [Int32]? = nil) {
+        precondition(tokens.count == batch * seqLen && targets.count == batch * seqLen)
+        self.batch = batch; self.seqLen = seqLen; self.tokens = tokens; self.targets = targets
+        self.documentStart = documentStart
+    }
+}
+
+public enum ModelError: Error, CustomStringConvertible {
+    case tokenOutOfRange(id: Int32, vocab: Int)
+    case sequenceTooLong(length: Int, max: Int)
+    public var description: String {
+        switch self {
+        case let .tokenOutOfRange(id, vocab): return "token id \(id) is outside the vocabulary (size \(vocab))"
+        case let .sequenceTooLong(length, max): return "sequence length \(length) exceeds max_position_embeddings \(max)"
+        }
+    }
+}
+
+/// Llama-family decoder: embedding → L × [RMSNorm → GQA attention (RoPE or NoPE) → residual →
+/// RMSNorm → SwiGLU MLP → residual] → RMSNorm → tied or separate output head.
+/// The forward and backward passes are written out op by op below.
+public final class LlamaModel {
+    public let config: LlamaConfig
+    public let parameters: ParameterStore
+    public let gradients: FloatBuffer
+    let rope: RoPETable
+    private var workspace: Workspace?
+
+    public init(config: LlamaConfig) throws {
+        try config.validate()
+        self.config = config
+        parameters = ParameterStore(config: config)
+        gradients = FloatBuffer(count: parameters.count)
+        rope = RoPETable(headDim: config.headDim, maxPositions: config.maxPositionEmbeddings, theta: config.ropeTheta)
+    }
+
+    /// Allocates activations for this shape (once; a new shape replaces them).
+    public func prepare(batch: Int, seqLen: Int, training: Bool) {
+        // A training workspace also serves evaluation at the same shape.
+        if let w = workspace, w.batch == batch, w.seqLen == seqLen, w.training || !training { return }
+        workspace = nil
+        workspace = Workspace(config: config, batch: batch, seqLen: seqLen, training: training)
+    }
+
+    private func p(_ name: String) -> UnsafeMutablePointer<Float> { parameters.pointer(name, in: parameters.values) }
+    private func g(_ name: String) -> UnsafeMutablePointer<Float> { parameters.pointer(name, in: gradients) }
+    private var headName: String { config.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight" }
+
+    private func load(_ b: TokenBatch, into ws: Workspace) throws {
+        let n = b.batch * b.seqLen
+        if b.seqLen > config.maxPositionEmbeddings { throw ModelError.sequenceTooLong(length: b.seqLen, max: config.maxPositionEmbeddings) }
+        for i in 0..<n {
+            let t = b.tokens[i]
+            if t < 0 || Int(t) >= config.vocabSize { throw ModelError.tokenOutOfRange(id: t, vocab: config.vocabSize) }
+            let target = b.targets[i]
+            if target >= Int32(config.vocabSize) { throw ModelError.tokenOutOfRange(id: target, vocab: config.vocabSize) }
+            ws.tokenIds[i] = t; ws.targets[i] = target
+            let pos = i % b.seqLen
+            let start = config.intraDocumentMasking ? Int(b.documentStart?[i] ?? 0) : 0
+            ws.keyStart[i] = Int32(min(max(start, 0), pos))
+            ws.positions[i] = Int32(pos) - ws.keyStart[i]
+        }
+    }
+
+    /// Runs the model on `batch`. Returns the summed loss and the number of counted targets.
+    /// With `computeGradients`, the backward pass runs too and ADDS into `gradients`
+    /// (d(lossScale · Σ loss)/dθ), so micro-batches accumulate.
+    @discardableResult
+    public func forward(_ batch: TokenBatch, lossScale: Float = 1, computeGradients: Bool) throws -> (loss: Double, count: Int) {
+        prepare(batch: batch.batch, seqLen: batch.seqLen, training: computeGradients)
+        let ws = workspace!
+        try load(batch, into: ws)
+        let n = ws.tokens, c = config.hiddenSize, L = config.numHiddenLayers
+        let training = ws.training
+        let eps = Float(config.rmsNormEps)
+
+        // Embedding: x0 [N, C]
+        Embedding.forward(out: ws.residual[0].pointer, tokens: ws.tokenIds, table: p("model.embed_tokens.weight"), n: n, c: c)
+        for l in 0..<L {
+            let s = training ? l : 0
+            let x = ws.residual[training ? l : l % 2], xNext = ws.residual[training ? l + 1 : (l + 1) % 2]
+            layerForward(l, ws: ws, slot: s, x: x.pointer, out: xNext.pointer, eps: eps)
+        }
+        let last = ws.residual[training ? L : L % 2]
+        RMSNorm.forward(y: ws.finalNorm.pointer, rstd: ws.finalRstd.pointer, x: last.pointer, w: p("model.norm.weight"), n: n, c: c, eps: eps)
+        let wantGrad = computeGradients && training
+        let result = ws.head.forward(x: ws.finalNorm.pointer, w: p(headName), targets: ws.targets, n: n, scale: lossScale,
+                                     dx: wantGrad ? ws.dNorm.pointer : nil, dw: wantGrad ? g(headName) : nil)
+        if wantGrad { backward(ws: ws, eps: eps) }
+        return result
+    }
+
+    private func layerForward(_ l: Int, ws: Workspace, slot s: Int, x: UnsafeMutablePointer<Float>,
+                              out: UnsafeMutablePointer<Float>, eps: Float) {
+        let n = ws.tokens, c = config.hiddenSize, f = config.intermediateSize
+        let pre = "model.layers.\(l)."
+        // Attention block: mid = x + o_proj(attn(rope(q_proj(h)), rope(k_proj(h)), v_proj(h))), h = norm(x)
+        RMSNorm.forward(y: ws.norm1[s].pointer, rstd: ws.rstd1[s].pointer, x: x, w: p(pre + "input_layernorm.weight"), n: n, c: c, eps: eps)
+        Linear.forward(y: ws.q[s].pointer, x: ws.norm1[s].pointer, w: p(pre + "self_attn.q_proj.weight"), n: n, inDim: c, outDim: config.qDim)
+        Linear.forward(y: ws.k[s].pointer, x: ws.norm1[s].pointer, w: p(pre + "self_attn.k_proj.weight"), n: n, inDim: c, outDim: config.kvDim)
+        Linear.forward(y: ws.v[s].pointer, x: ws.norm1[s].pointer, w: p(pre + "self_attn.v_proj.weight"), n: n, inDim: c, outDim: config.kvDim)
+        if config.usesRope(layer: l) {
+            rope.apply(ws.q[s].pointer, positions: ws.positions, n: n, heads: config.numAttentionHeads, inverse: false)
+            rope.apply(ws.k[s].pointer, positions: ws.positions, n: n, heads: config.numKeyValueHeads, inverse: false)
+        }
+        ws.attention.forward(out: ws.attnOut[s].pointer, lse: ws.lse[s].pointer, q: ws.q[s].pointer, k: ws.k[s].pointer,
+                             v: ws.v[s].pointer, keyStart: ws.keyStart)
+        let mid = ws.residualMid[s].pointer
+        mid.update(from: x, count: n * c)
+        Linear.forward(y: mid, x: ws.attnOut[s].pointer, w: p(pre + "self_attn.o_proj.weight"), n: n, inDim: config.qDim, outDim: c, accumulate: true)
+        // MLP block: out = mid + down_proj(silu(gate_proj(h)) · up_proj(h)), h = norm(mid)
+        RMSNorm.forward(y: ws.norm2[s].pointer, rstd: ws.rstd2[s].pointer, x: mid, w: p(pre + "post_attention_layernorm.weight"), n: n, c: c, eps: eps)
+        Linear.forward(y: ws.gate[s].pointer, x: ws.norm2[s].pointer, w: p(pre + "mlp.gate_proj.weight"), n: n, inDim: c, outDim: f)
+        Linear.forward(y: ws.up[s].pointer, x: ws.norm2[s].pointer, w: p(pre + "mlp.up_proj.weight"), n: n, inDim: c, outDim: f)
+        SwiGLU.forward(h: ws.swiglu.pointer, gate: ws.gate[s].pointer, up: ws.up[s].pointer, count: n * f)
+        out.update(from: mid, count: n * c)
+        Linear.forward(y: out, x: ws.swiglu.pointer, w: p(pre + "mlp.down_proj.weight"), n: n, inDim: f, outDim: c, accumulate: true)
+    }
+
+    /// Backward from dNorm = dL/d(final norm output), which the head wrote.
+    private func backward(ws: Workspace, eps: Float) {
+        let n = ws.tokens, c = config.hiddenSize, f = config.intermediateSize, L = config.numHiddenLayers
+        let dRes = ws.dResidual.pointer
+        dRes.update(repeating: 0, count: n * c)
+        RMSNorm.backward(dx: dRes, dw: g("model.norm.weight"), dy: ws.dNorm.pointer, x: ws.residual[L].pointer,
+                         w: p("model.norm.weight"), rstd: ws.finalRstd.pointer, n: n, c: c, partials: ws.normPartials.pointer)
+        for l in stride(from: L - 1, through: 0, by: -1) {
+            let pre = "model.layers.\(l)."
+            // MLP: dRes holds dL/d(out); out = mid + down(swiglu)
+            SwiGLU.forward(h: ws.swiglu.pointer, gate: ws.gate[l].pointer, up: ws.up[l].pointer, count: n * f)
+            Linear.backward(dx: ws.dSwiglu.pointer, dw: g(pre + "mlp.down_proj.weight"), dy: dRes, x: ws.swiglu.pointer,
+                            w: p(pre + "mlp.down_proj.weight"), n: n, inDim: f, outDim: c)
+            SwiGLU.backward(dGate: ws.dGate.pointer, dUp: ws.dUp.pointer, dh: ws.dSwiglu.pointer,
+                            gate: ws.gate[l].pointer, up: ws.up[l].pointer, count: n * f)
+            Linear.backward(dx: ws.dNorm.pointer, dw: g(pre + "mlp.gate_proj.weight"), dy: ws.dGate.pointer, x: ws.norm2[l].pointer,
+                            w: p(pre + "mlp.gate_proj.weight"), n: n, inDim: c, outDim: f)
+            Linear.backward(dx: ws.dNorm.pointer, dw: g(pre + "mlp.up_proj.weight"), dy: ws.dUp.pointer, x: ws.norm2[l].pointer,
+                            w: p(pre + "mlp.up_proj.weight"), n: n, inDim: c, outDim: f, accumulateDx: true)
+            RMSNorm.backward(dx: dRes, dw: g(pre + "post_attention_layernorm.weight"), dy: ws.dNorm.pointer, x: ws.residualMid[l].pointer,
+                             w: p(pre + "post_attention_layernorm.weight"), rstd: ws.rstd2[l].pointer, n: n, c: c,
+                             partials: ws.normPartials.pointer)
+            // Attention: dRes now holds dL/d(mid); mid = x + o_proj(attn)
+            Linear.backward(dx: ws.dAttn.pointer, dw: g(pre + "self_attn.o_proj.weight"), dy: dRes, x: ws.attnOut[l].pointer,
+                            w: p(pre + "self_attn.o_proj.weight"), n: n, inDim: config.qDim, outDim: c)
+            ws.attention.backward(dq: ws.dq.pointer, dk: ws.dk.pointer, dv: ws.dv.pointer, dOut: ws.dAttn.pointer,
+                                  out: ws.attnOut[l].pointer, lse: ws.lse[l].pointer, q: ws.q[l].pointer, k: ws.k[l].pointer,
+                                  v: ws.v[l].pointer, keyStart: ws.keyStart)
+            if config.usesRope(layer: l) {
+                rope.apply(ws.dq.pointer, positions: ws.positions, n: n, heads: config.numAttentionHeads, inverse: true)
+                rope.apply(ws.dk.pointer, positions: ws.positions, n: n, heads: config.numKeyValueHeads, inverse: true)
+            }
+            Linear.backward(dx: ws.dNorm.pointer, dw: g(pre + "self_attn.q_proj.weight"), dy: ws.dq.pointer, x: ws.norm1[l].pointer,
+                            w: p(pre + "self_attn.q_proj.weight"), n: n, inDim: c, outDim: config.qDim)
+            Linear.backward(dx: ws.dNorm.pointer, dw: g(pre + "self_attn.k_proj.weight"), dy: ws.dk.pointer, x: ws.norm1[l].pointer,
+                            w: p(pre + "self_attn.k_proj.weight"), n: n, inDim: c, outDim: config.kvDim, accumulateDx: true)
+            Linear.backward(dx: ws.dNorm.pointer, dw: g(pre + "self_attn.v_proj.weight"), dy: ws.dv.pointer, x: ws.norm1[l].pointer,
+                            w: p(pre + "self_attn.v_proj.weight"), n: n, inDim: c, outDim: config.kvDim, accumulateDx: true)
+            RMSNorm.backward(dx: dRes, dw: g(pre + "input_layernorm.weight"), dy: ws.dNorm.pointer, x: ws.residual[l].pointer,
+                             w: p(pre + "input_layernorm.weight"), rstd: ws.rstd1[l].pointer, n: n, c: c,
+                             partials: ws.normPartials.pointer)
+        }
+        Embedding.backward(dTable: g("model.embed_tokens.weight"), dOut: dRes, tokens: ws.tokenIds, n: n, c: c)
+    }
+
+    /// Next-token logits [V] after the last position of `tokens` (a full forward, no KV cache).
+    public func nextTokenLogits(_ tokens: [Int32]) throws -> [Float] {
+        let context = Array(tokens.suffix(config.maxPositionEmbeddings))
+        let b = TokenBatch(batch: 1, seqLen: context.count, tokens: context, targets: [Int32](repeating: -1, count: context.count))
+        if let w = workspace, w.batch != 1 || w.seqLen != context.count { workspace = nil }
+        try forward(b, computeGradients: false)
+        let ws = workspace!
+        var out = [Float](repeating: 0, count: config.vocabSize)
+        out.withUnsafeMutableBufferPointer { o in
+            ws.head.logitsRow(x: ws.finalNorm.pointer + (context.count - 1) * config.hiddenSize, w: p(headName), out: o.baseAddress!)
+        }
+        return out
+    }
+
+    /// Logits [B·T, V] for every position of `batch` (for tests and evaluation of small inputs).
+    public func logits(_ batch: TokenBatch) throws -> [Float] {
+        try forward(batch, computeGradients: false)
+        let ws = workspace!, n = ws.tokens, c = config.hiddenSize, v = config.vocabSize
+        var out = [Float](repeating: 0, count: n * v)
+        out.withUnsafeMutableBufferPointer { o in
+            BLAS.sgemm(transB: true, m: n, n: v, k: c, a: ws.finalNorm.pointer, lda: c, b: p(headName), ldb: c, c: o.baseAddress!, ldc: v)
+        }
+        return out
+    }
+
+    /// Drops the activation buffers (e.g. before switching between training and sampling shapes).
+    public func releaseWorkspace() { workspace = nil }
+}

@@ -1,0 +1,71 @@
+import SmolTensor
+
+/// One named tensor inside a flat buffer (parameters, their gradients and optimizer moments all
+/// share this layout, so the optimizer and checkpoints walk one array).
+public struct TensorSlot: Sendable {
+    public let name: String
+    public let shape: [Int]
+    public let offset: Int
+    public var count: Int { shape.reduce(1, *) }
+}
+
+/// The model's parameters with Hugging Face names, laid out contiguously in one buffer.
+public final class ParameterStore {
+    public let slots: [TensorSlot]
+    public let index: [String: Int]
+    public let values: FloatBuffer
+    public var count: Int { values.count }
+
+    public init(config: LlamaConfig) {
+        var slots: [TensorSlot] = []
+        var offset = 0
+        func add(_ name: String, _ shape: [Int]) {
+            slots.append(TensorSlot(name: name, shape: shape, offset: offset))
+            // Keep every tensor 64-byte aligned (16 floats) so SIMD loads stay aligned.
+            offset += (shape.reduce(1, *) + 15) / 16 * 16
+        }
+        let c = config.hiddenSize, f = config.intermediateSize
+        add("model.embed_tokens.weight", [config.vocabSize, c])
+        for l in 0..<config.numHiddenLayers {
+            let p = "model.layers.\(l)."
+            add(p + "input_layernorm.weight", [c])
+            add(p + "self_attn.q_proj.weight", [config.qDim, c])
+            add(p + "self_attn.k_proj.weight", [config.kvDim, c])
+            add(p + "self_attn.v_proj.weight", [config.kvDim, c])
+            add(p + "self_attn.o_proj.weight", [c, config.qDim])
+            add(p + "post_attention_layernorm.weight", [c])
+            add(p + "mlp.gate_proj.weight", [f, c])
+            add(p + "mlp.up_proj.weight", [f, c])
+            add(p + "mlp.down_proj.weight", [c, f])
+        }
+        add("model.norm.weight", [c])
+        if !config.tieWordEmbeddings { add("lm_head.weight", [config.vocabSize, c]) }
+        self.slots = slots
+        var index: [String: Int] = [:]
+        for (i, s) in slots.enumerated() { index[s.name] = i }
+        self.index = index
+        values = FloatBuffer(count: offset)
+    }
+
+    public func slot(_ name: String) -> TensorSlot { slots[index[name]!] }
+    public func pointer(_ name: String, in buffer: FloatBuffer) -> UnsafeMutablePointer<Float> {
+        buffer.pointer + slot(name).offset
+    }
+
+    /// Sum of the element counts of all tensors (the padding between them excluded).
+    public var parameterCount: Int { slots.reduce(0) { $0 + $1.count } }
+
+    /// Norm weights start at one; every matrix draws N(0, std²) from its own stream, keyed by
+    /// (seed, "init", tensor index, rank coordinates).
+    public func initialize(seed: UInt64, std: Float, rankCoordinates: [Int] = []) {
+        for (i, s) in slots.enumerated() {
+            let p = values.pointer + s.offset
+            if s.shape.count == 1 {
+                p.update(repeating: 1, count: s.count)
+            } else {
+                var rng = RandomStream(seed: seed, purpose: "init", coordinates: [i] + rankCoordinates)
+                for j in 0..<s.count { p[j] = rng.nextNormal() * std }
+            }
+        }
+    }
+}

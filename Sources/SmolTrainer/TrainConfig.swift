@@ -1,0 +1,207 @@
+import Foundation
+import SmolModel
+import Yams
+
+/// Where the training data comes from.
+public struct DataConfig: Codable, Equatable, Sendable {
+    /// Token shard paths (globs allowed), relative to the config file's directory.
+    public var train: [String] = []
+    /// Held-out shards; when empty, the last `validation_fraction` of each training shard is held out.
+    public var validation: [String] = []
+    public var validationFraction: Double = 0.05
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case train, validation, validationFraction = "validation_fraction" }
+    public init() {}
+    public init(from decoder: Decoder) throws {
+        try rejectUnknownKeys(decoder, known: CodingKeys.allCases.map(\.rawValue), section: "data")
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        train = try c.decode([String].self, forKey: .train)
+        validation = try c.decodeIfPresent([String].self, forKey: .validation) ?? []
+        validationFraction = try c.decodeIfPresent(Double.self, forKey: .validationFraction) ?? 0.05
+    }
+}
+
+/// The loop: batch shape, length of the run, evaluation and checkpoint cadence, seed.
+public struct TrainingConfig: Codable, Equatable, Sendable {
+    public var seqLen: Int = 256
+    public var microBatch: Int = 8
+    /// Tokens per optimizer step; a multiple of micro_batch × seq_len (gradient accumulation).
+    public var tokensPerBatch: Int?
+    public var steps: Int?
+    /// Alternative to `steps`: train until this many tokens have been seen.
+    public var tokenBudget: Int?
+    public var evalEvery: Int = 50
+    public var evalBatches: Int = 4
+    public var checkpointEvery: Int = 100
+    public var keepCheckpoints: Int = 3
+    public var seed: UInt64 = 1234
+    /// Peak FLOP/s for MFU, in GFLOP/s; measured with a GEMM probe when absent.
+    public var peakGflops: Double?
+    /// Prompts sampled at the end of the run.
+    public var samplePrompts: [String] = []
+    public var sampleTokens: Int = 120
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case seqLen = "seq_len", microBatch = "micro_batch", tokensPerBatch = "tokens_per_batch", steps
+        case tokenBudget = "token_budget", evalEvery = "eval_every", evalBatches = "eval_batches"
+        case checkpointEvery = "checkpoint_every", keepCheckpoints = "keep_checkpoints", seed
+        case peakGflops = "peak_gflops", samplePrompts = "sample_prompts", sampleTokens = "sample_tokens"
+    }
+    public init() {}
+    public init(from decoder: Decoder) throws {
+        try rejectUnknownKeys(decoder, known: CodingKeys.allCases.map(\.rawValue), section: "training")
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = TrainingConfig()
+        seqLen = try c.decodeIfPresent(Int.self, forKey: .seqLen) ?? d.seqLen
+        microBatch = try c.decodeIfPresent(Int.self, forKey: .microBatch) ?? d.microBatch
+        tokensPerBatch = try c.decodeIfPresent(Int.self, forKey: .tokensPerBatch)
+        steps = try c.decodeIfPresent(Int.self, forKey: .steps)
+        tokenBudget = try c.decodeIfPresent(Int.self, forKey: .tokenBudget)
+        evalEvery = try c.decodeIfPresent(Int.self, forKey: .evalEvery) ?? d.evalEvery
+        evalBatches = try c.decodeIfPresent(Int.self, forKey: .evalBatches) ?? d.evalBatches
+        checkpointEvery = try c.decodeIfPresent(Int.self, forKey: .checkpointEvery) ?? d.checkpointEvery
+        keepCheckpoints = try c.decodeIfPresent(Int.self, forKey: .keepCheckpoints) ?? d.keepCheckpoints
+        seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? d.seed
+        peakGflops = try c.decodeIfPresent(Double.self, forKey: .peakGflops)
+        samplePrompts = try c.decodeIfPresent([String].self, forKey: .samplePrompts) ?? d.samplePrompts
+        sampleTokens = try c.decodeIfPresent(Int.self, forKey: .sampleTokens) ?? d.sampleTokens
+    }
+
+    public var batchTokens: Int { tokensPerBatch ?? microBatch * seqLen }
+    public var accumulationSteps: Int { batchTokens / (microBatch * seqLen) }
+    public var totalSteps: Int { steps ?? ((tokenBudget ?? 0) + batchTokens - 1) / max(batchTokens, 1) }
+
+    public func validate(maxPositions: Int) throws {
+        func bad(_ k: String, _ r: String) -> ConfigError { .invalidValue(key: "training." + k, reason: r) }
+        if seqLen <= 0 { throw bad("seq_len", "must be positive, got \(seqLen)") }
+        if seqLen > maxPositions { throw bad("seq_len", "\(seqLen) exceeds model.max_position_embeddings \(maxPositions)") }
+        if microBatch <= 0 { throw bad("micro_batch", "must be positive, got \(microBatch)") }
+        if batchTokens <= 0 || batchTokens % (microBatch * seqLen) != 0 {
+            throw bad("tokens_per_batch", "\(batchTokens) is not a positive multiple of micro_batch × seq_len = \(microBatch * seqLen)")
+        }
+        if steps == nil && tokenBudget == nil { throw ConfigError.missingKey(key: "training.steps (or training.token_budget)") }
+        if let s = steps, s <= 0 { throw bad("steps", "must be positive, got \(s)") }
+        if let b = tokenBudget, b <= 0 { throw bad("token_budget", "must be positive, got \(b)") }
+        if evalEvery < 0 { throw bad("eval_every", "must be ≥ 0 (0 disables), got \(evalEvery)") }
+        if evalBatches <= 0 { throw bad("eval_batches", "must be positive, got \(evalBatches)") }
+        if checkpointEvery < 0 { throw bad("checkpoint_every", "must be ≥ 0 (0 disables), got \(checkpointEvery)") }
+        if keepCheckpoints < 1 { throw bad("keep_checkpoints", "must be ≥ 1, got \(keepCheckpoints)") }
+        if let p = peakGflops, !(p > 0) { throw bad("peak_gflops", "must be positive, got \(p)") }
+        if sampleTokens < 0 { throw bad("sample_tokens", "must be ≥ 0, got \(sampleTokens)") }
+    }
+}
+
+/// A whole training run's configuration: one YAML file with these sections.
+public struct TrainConfig: Codable, Equatable, Sendable {
+    public var model: LlamaConfig
+    public var optimizer = OptimizerConfig()
+    public var schedule = ScheduleConfig()
+    public var data = DataConfig()
+    public var training = TrainingConfig()
+    /// Directory the config file lives in; data paths are resolved against it.
+    public var baseDirectory = "."
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case model, optimizer, schedule, data, training }
+
+    public init(model: LlamaConfig) { self.model = model }
+
+    public init(from decoder: Decoder) throws {
+        try rejectUnknownKeys(decoder, known: CodingKeys.allCases.map(\.rawValue), section: "")
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        model = try c.decode(LlamaConfig.self, forKey: .model)
+        optimizer = try c.decodeIfPresent(OptimizerConfig.self, forKey: .optimizer) ?? OptimizerConfig()
+        schedule = try c.decodeIfPresent(ScheduleConfig.self, forKey: .schedule) ?? ScheduleConfig()
+        data = try c.decodeIfPresent(DataConfig.self, forKey: .data) ?? DataConfig()
+        training = try c.decodeIfPresent(TrainingConfig.self, forKey: .training) ?? TrainingConfig()
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(model, forKey: .model); try c.encode(optimizer, forKey: .optimizer)
+        try c.encode(schedule, forKey: .schedule); try c.encode(data, forKey: .data); try c.encode(training, forKey: .training)
+    }
+
+    public func validate() throws {
+        try model.validate(); try optimizer.validate(); try schedule.validate()
+        try training.validate(maxPositions: model.maxPositionEmbeddings)
+        if !(data.validationFraction >= 0 && data.validationFraction < 1) {
+            throw ConfigError.invalidValue(key: "data.validation_fraction", reason: "must be in [0, 1), got \(data.validationFraction)")
+        }
+    }
+
+    /// Loads a YAML config, applies `key.path=value` overrides, decodes and validates it.
+    /// Every error names the file and the key.
+    public static func load(path: String, overrides: [String] = []) throws -> TrainConfig {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw ConfigError.invalidFile(path: path, reason: "cannot read config file")
+        }
+        var config = try parse(yaml: text, path: path, overrides: overrides)
+        config.baseDirectory = (path as NSString).deletingLastPathComponent
+        if config.baseDirectory.isEmpty { config.baseDirectory = "." }
+        return config
+    }
+
+    public static func parse(yaml text: String, path: String = "<config>", overrides: [String] = []) throws -> TrainConfig {
+        var tree: Any
+        do { tree = try Yams.load(yaml: text) ?? [String: Any]() }
+        catch { throw ConfigError.invalidFile(path: path, reason: "YAML syntax error: \(error)") }
+        guard var root = tree as? [String: Any] else { throw ConfigError.invalidFile(path: path, reason: "top level must be a mapping of sections") }
+        for o in overrides {
+            guard let eq = o.firstIndex(of: "="), eq != o.startIndex else {
+                throw ConfigError.invalidValue(key: o, reason: "--set needs key.path=value")
+            }
+            let keys = o[..<eq].split(separator: ".").map(String.init)
+            let raw = String(o[o.index(after: eq)...])
+            let value: Any = (try? Yams.load(yaml: raw)).flatMap { $0 } ?? raw
+            root = try set(root, keys[...], value, full: String(o[..<eq]))
+        }
+        tree = root
+        let normalized = try Yams.dump(object: tree)
+        do {
+            let config = try YAMLDecoder().decode(TrainConfig.self, from: normalized)
+            try config.validate()
+            return config
+        } catch let e as ConfigError {
+            throw ConfigError.invalidFile(path: path, reason: e.description)
+        } catch let e as DecodingError {
+            throw ConfigError.invalidFile(path: path, reason: describe(e))
+        }
+    }
+
+    private static func set(_ node: [String: Any], _ keys: ArraySlice<String>, _ value: Any, full: String) throws -> [String: Any] {
+        var node = node
+        guard let k = keys.first else { return node }
+        if keys.count == 1 { node[k] = value; return node }
+        let child = node[k] ?? [String: Any]()
+        guard let map = child as? [String: Any] else { throw ConfigError.invalidValue(key: full, reason: "'\(k)' is not a section") }
+        node[k] = try set(map, keys.dropFirst(), value, full: full)
+        return node
+    }
+
+    static func describe(_ e: DecodingError) -> String {
+        func path(_ c: [CodingKey]) -> String { c.map(\.stringValue).filter { !$0.isEmpty }.joined(separator: ".") }
+        switch e {
+        case let .keyNotFound(key, ctx): return ConfigError.missingKey(key: (path(ctx.codingPath) + "." + key.stringValue).trimmingCharacters(in: ["."])).description
+        case let .typeMismatch(type, ctx): return "invalid value for '\(path(ctx.codingPath))': expected \(type)"
+        case let .valueNotFound(type, ctx): return "missing value for '\(path(ctx.codingPath))': expected \(type)"
+        case let .dataCorrupted(ctx): return "invalid value for '\(path(ctx.codingPath))': \(ctx.debugDescription)"
+        @unknown default: return "\(e)"
+        }
+    }
+
+    /// Resolves the data paths (globs allowed) against the config's directory.
+    public func resolve(_ patterns: [String]) throws -> [String] {
+        var out: [String] = []
+        for p in patterns {
+            let full = p.hasPrefix("/") ? p : (baseDirectory as NSString).appendingPathComponent(p)
+            var g = glob_t()
+            defer { globfree(&g) }
+            if glob(full, 0, nil, &g) == 0 {
+                for i in 0..<Int(g.gl_pathc) { if let s = g.gl_pathv[i] { out.append(String(cString: s)) } }
+            } else {
+                throw ConfigError.invalidValue(key: "data", reason: "no file matches '\(full)'")
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,260 @@
+import Foundation
+import SmolData
+import SmolFormats
+import SmolModel
+import SmolTensor
+
+/// One optimizer step's figures (also one line of metrics.jsonl).
+public struct StepMetrics: Codable, Sendable {
+    public var kind = "train"
+    public var step: Int
+    public var tokens: Int
+    public var loss: Double
+    public var gradNorm: Double
+    public var lr: Double
+    public var tokensPerSecond: Double
+    public var mfu: Double
+    public var etaSeconds: Double
+    public var elapsedSeconds: Double
+
+    enum CodingKeys: String, CodingKey {
+        case kind, step, tokens, loss, gradNorm = "grad_norm", lr, tokensPerSecond = "tokens_per_s", mfu
+        case etaSeconds = "eta_s", elapsedSeconds = "elapsed_s"
+    }
+}
+
+public struct EvalMetrics: Codable, Sendable {
+    public var kind = "eval"
+    public var step: Int
+    public var tokens: Int
+    public var valLoss: Double
+    enum CodingKeys: String, CodingKey { case kind, step, tokens, valLoss = "val_loss" }
+}
+
+/// What the trainer tells its caller as it goes.
+public enum TrainEvent {
+    case info(String)
+    case step(StepMetrics)
+    case eval(EvalMetrics)
+    case checkpoint(step: Int, path: String)
+}
+
+public struct TrainSummary: Codable, Sendable {
+    public var parameters: Int
+    public var steps: Int
+    public var tokens: Int
+    public var firstLoss: Double?
+    public var finalLoss: Double?
+    public var finalValLoss: Double?
+    public var seconds: Double
+    public var tokensPerSecond: Double
+    public var mfu: Double
+    public var peakGflops: Double
+    public var peakSource: String
+    public var lastCheckpoint: String?
+    public var resumedFrom: Int?
+    enum CodingKeys: String, CodingKey {
+        case parameters, steps, tokens, firstLoss = "first_loss", finalLoss = "final_loss", finalValLoss = "final_val_loss"
+        case seconds, tokensPerSecond = "tokens_per_s", mfu, peakGflops = "peak_gflops", peakSource = "peak_source"
+        case lastCheckpoint = "last_checkpoint", resumedFrom = "resumed_from"
+    }
+}
+
+/// The training loop: data → forward/backward with gradient accumulation → clip → AdamW,
+/// with periodic evaluation and atomic checkpoints, all reproducible from (config, seed).
+public final class Trainer {
+    public let config: TrainConfig
+    public let outputDirectory: String
+    public let model: LlamaModel
+    public let optimizer: AdamW
+    let trainLoader: DataLoader
+    let validation: WindowDataset
+    var state: TrainerState
+    let report: (TrainEvent) -> Void
+    public private(set) var resumedFrom: Int?
+
+    public var checkpointRoot: String { (outputDirectory as NSString).appendingPathComponent("checkpoints") }
+    public var metricsPath: String { (outputDirectory as NSString).appendingPathComponent("metrics.jsonl") }
+
+    public init(config: TrainConfig, outputDirectory: String, resume: Bool, report: @escaping (TrainEvent) -> Void = { _ in }) throws {
+        self.config = config
+        self.outputDirectory = outputDirectory
+        self.report = report
+        model = try LlamaModel(config: config.model)
+        optimizer = AdamW(config: config.optimizer, parameters: model.parameters)
+
+        let trainPaths = try config.resolve(config.data.train)
+        if trainPaths.isEmpty { throw ConfigError.invalidValue(key: "data.train", reason: "lists no shard") }
+        let trainShards = try trainPaths.map { try TokenShard(path: $0) }
+        for s in trainShards where s.vocabSize > config.model.vocabSize {
+            throw ConfigError.invalidValue(key: "model.vocab_size", reason: "\(config.model.vocabSize) is smaller than the vocabulary \(s.vocabSize) of shard \(s.path)")
+        }
+        let T = config.training.seqLen
+        let train: WindowDataset
+        if config.data.validation.isEmpty {
+            (train, validation) = WindowDataset.split(shards: trainShards, seqLen: T, validationFraction: config.data.validationFraction)
+        } else {
+            train = WindowDataset(shards: trainShards, seqLen: T)
+            validation = WindowDataset(shards: try config.resolve(config.data.validation).map { try TokenShard(path: $0) }, seqLen: T)
+        }
+        if train.count == 0 {
+            throw ConfigError.invalidValue(key: "data.train", reason: "the shards hold fewer than seq_len + 1 = \(T + 1) tokens for training")
+        }
+
+        let configJSON = String(decoding: try JSONEncoder().encode(config), as: UTF8.self)
+        state = TrainerState(step: 0, tokensSeen: 0, data: DataPosition(), seed: config.training.seed, elapsedSeconds: 0, config: configJSON)
+        try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true)
+
+        var resumed: TrainerState?
+        let root = (outputDirectory as NSString).appendingPathComponent("checkpoints")
+        if resume {
+            guard let latest = Checkpoint.list(root: root).last else {
+                throw ConfigError.invalidFile(path: root, reason: "--resume found no checkpoint to resume from")
+            }
+            let s = try Checkpoint.load(path: latest.path, model: model, optimizer: optimizer)
+            let saved = try JSONDecoder().decode(TrainConfig.self, from: Data(s.config.utf8))
+            if saved.model != config.model {
+                throw ConfigError.invalidFile(path: latest.path, reason: "checkpoint was trained with a different model config")
+            }
+            if saved.training.seed != config.training.seed || saved.training.seqLen != T || saved.training.microBatch != config.training.microBatch {
+                report(.info("warning: seed, seq_len or micro_batch differ from the checkpoint's; the data order will differ"))
+            }
+            resumed = s
+            resumedFrom = s.step
+        } else {
+            model.parameters.initialize(seed: config.training.seed, std: Float(config.model.initializerRange))
+        }
+        if let r = resumed { state.step = r.step; state.tokensSeen = r.tokensSeen; state.data = r.data; state.elapsedSeconds = r.elapsedSeconds }
+        trainLoader = DataLoader(dataset: train, microBatch: config.training.microBatch, seed: config.training.seed, position: state.data)
+        try Trainer.trimMetrics(path: metricsPath, afterStep: resume ? state.step : 0)
+    }
+
+    /// Keeps only the metrics lines up to `step` (a resumed run rewrites what follows).
+    static func trimMetrics(path: String, afterStep step: Int) throws {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return }
+        let kept = text.split(separator: "\n").filter { line in
+            guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let s = obj["step"] as? Int else { return false }
+            return s <= step
+        }
+        let tmp = path + ".tmp"
+        try (kept.joined(separator: "\n") + (kept.isEmpty ? "" : "\n")).write(toFile: tmp, atomically: false, encoding: .utf8)
+        _ = rename(tmp, path)
+    }
+
+    /// Mean loss over the first `eval_batches` micro-batches of the validation windows.
+    public func evaluate() throws -> Double? {
+        let mb = config.training.microBatch
+        let windows = Array(0..<min(validation.count, config.training.evalBatches * mb))
+        if windows.isEmpty { return nil }
+        var total = 0.0, count = 0
+        var i = 0
+        while i < windows.count {
+            let chunk = Array(windows[i..<min(i + mb, windows.count)])
+            if chunk.count < mb { break }   // keep the activation shape fixed
+            let r = try model.forward(validation.batch(windows: chunk), computeGradients: false)
+            total += r.loss; count += r.count
+            i += mb
+        }
+        return count > 0 ? total / Double(count) : nil
+    }
+
+    public func run() throws -> TrainSummary {
+        let t = config.training
+        let total = t.totalSteps
+        let flopsPerToken = config.model.modelFlopsPerToken(sequenceLength: t.seqLen)
+        let peak: Double, peakSource: String
+        if let p = t.peakGflops { peak = p; peakSource = "given in training.peak_gflops" }
+        else { peak = PeakProbe.gemmGflops(); peakSource = "measured by a 2048³ sgemm probe" }
+        report(.info(String(format: "model: %@ parameters; %.1f MFLOP per token; peak %.1f GFLOP/s (%@)",
+                            formatCount(config.model.parameterCount), flopsPerToken / 1e6, peak, peakSource)))
+        report(.info("data: \(trainLoader.dataset.count) training windows, \(validation.count) validation windows of \(t.seqLen) tokens; \(t.accumulationSteps) micro-batch(es) of \(t.microBatch) per step"))
+        if let r = resumedFrom { report(.info("resumed from step \(r)")) }
+
+        let metrics = try MetricsLog(path: metricsPath)
+        let runStart = Date()
+        let elapsedBefore = state.elapsedSeconds
+        var firstLoss: Double?, lastLoss: Double?, lastVal: Double?
+        var lastCheckpoint: String?
+        var recent: [Double] = []          // recent step durations for tokens/s and ETA
+        let lossScale = 1 / Float(t.batchTokens)
+        model.prepare(batch: t.microBatch, seqLen: t.seqLen, training: true)
+
+        while state.step < total {
+            let stepStart = Date()
+            model.gradients.zero()
+            var lossSum = 0.0, counted = 0
+            for _ in 0..<t.accumulationSteps {
+                let r = try model.forward(trainLoader.next(), lossScale: lossScale, computeGradients: true)
+                lossSum += r.loss; counted += r.count
+            }
+            let lr = config.schedule.learningRate(step: state.step, totalSteps: total, peak: config.optimizer.lr)
+            let norm = optimizer.update(parameters: model.parameters.values, gradients: model.gradients, lr: lr)
+            state.step += 1
+            state.tokensSeen += t.batchTokens
+            state.data = trainLoader.position
+            let dt = Date().timeIntervalSince(stepStart)
+            recent.append(dt); if recent.count > 20 { recent.removeFirst() }
+            let avg = recent.reduce(0, +) / Double(recent.count)
+            let loss = lossSum / Double(max(counted, 1))
+            if firstLoss == nil { firstLoss = loss }
+            lastLoss = loss
+            if !loss.isFinite { report(.info("warning: loss is \(loss) at step \(state.step)")) }
+            let tps = Double(t.batchTokens) / avg
+            let m = StepMetrics(step: state.step, tokens: state.tokensSeen, loss: loss, gradNorm: norm, lr: lr,
+                                tokensPerSecond: tps, mfu: tps * flopsPerToken / (peak * 1e9),
+                                etaSeconds: avg * Double(total - state.step),
+                                elapsedSeconds: elapsedBefore + Date().timeIntervalSince(runStart))
+            try metrics.append(m)
+            report(.step(m))
+
+            if t.evalEvery > 0 && (state.step % t.evalEvery == 0 || state.step == total), let v = try evaluate() {
+                lastVal = v
+                let e = EvalMetrics(step: state.step, tokens: state.tokensSeen, valLoss: v)
+                try metrics.append(e)
+                report(.eval(e))
+            }
+            if t.checkpointEvery > 0 && (state.step % t.checkpointEvery == 0 || state.step == total) {
+                state.elapsedSeconds = elapsedBefore + Date().timeIntervalSince(runStart)
+                lastCheckpoint = try Checkpoint.save(root: checkpointRoot, model: model, optimizer: optimizer, state: state)
+                Checkpoint.prune(root: checkpointRoot, keep: t.keepCheckpoints)
+                report(.checkpoint(step: state.step, path: lastCheckpoint!))
+            }
+        }
+        let seconds = Date().timeIntervalSince(runStart)
+        let stepsRun = state.step - (resumedFrom ?? 0)
+        let tps = seconds > 0 ? Double(stepsRun * t.batchTokens) / seconds : 0
+        return TrainSummary(parameters: config.model.parameterCount, steps: state.step, tokens: state.tokensSeen,
+                            firstLoss: firstLoss, finalLoss: lastLoss, finalValLoss: lastVal, seconds: seconds,
+                            tokensPerSecond: tps, mfu: tps * flopsPerToken / (peak * 1e9), peakGflops: peak,
+                            peakSource: peakSource, lastCheckpoint: lastCheckpoint ?? Checkpoint.list(root: checkpointRoot).last?.path,
+                            resumedFrom: resumedFrom)
+    }
+}
+
+/// Appends one JSON object per line, flushed per line so a killed run keeps what it logged.
+final class MetricsLog {
+    let handle: FileHandle
+    init(path: String) throws {
+        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        guard let h = FileHandle(forWritingAtPath: path) else { throw ConfigError.invalidFile(path: path, reason: "cannot open metrics log") }
+        h.seekToEndOfFile()
+        handle = h
+    }
+    func append<T: Encodable>(_ value: T) throws {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        var data = try enc.encode(value)
+        data.append(0x0A)
+        handle.write(data)
+    }
+    deinit { try? handle.close() }
+}
+
+public func formatCount(_ n: Int) -> String {
+    let d = Double(n)
+    if d >= 1e9 { return String(format: "%.2fB", d / 1e9) }
+    if d >= 1e6 { return String(format: "%.2fM", d / 1e6) }
+    if d >= 1e3 { return String(format: "%.1fK", d / 1e3) }
+    return "\(n)"
+}

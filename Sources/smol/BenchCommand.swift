@@ -1,0 +1,71 @@
+import ArgumentParser
+import Foundation
+import SmolTensor
+import SmolTrainer
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Benchmarks.",
+        subcommands: [Train.self])
+
+    struct Train: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Training throughput, MFU and peak memory for the tiny and SmolLM2-135M shapes.",
+            discussion: """
+            Each shape runs in its own process so that its peak RSS is its own. Compare with
+            PyTorch eager on the same machine: bench/train_bench.sh prints both.
+
+            Examples:
+              smol bench train
+              smol bench train --shape tiny --steps 5 --json
+            """)
+
+        @Option(help: "Shape to run: tiny, smollm2-135m, or all.") var shape: String = "all"
+        @Option(help: "Timed steps per shape (the median is reported).") var steps: Int = 3
+        @Option(help: "Peak GFLOP/s for MFU (default: measured by a GEMM probe).") var peakGflops: Double?
+        @Flag(help: "One JSON object per shape.") var json = false
+        @Flag(help: .hidden) var inProcess = false
+
+        func run() throws {
+            try runReportingErrors {
+                let names = TrainBenchmark.shapes.map(\.name)
+                let chosen = shape == "all" ? names : [shape]
+                for n in chosen where !names.contains(n) { throw CLIError(message: "unknown shape '\(n)' (known: \(names.joined(separator: ", ")), all)") }
+                guard steps > 0 else { throw CLIError(message: "--steps must be positive") }
+                let peak = peakGflops ?? PeakProbe.gemmGflops()
+                if inProcess {
+                    var r = try TrainBenchmark.run(TrainBenchmark.shapes.first { $0.name == chosen[0] }!, steps: steps, peakGflops: peak)
+                    r.peakRssBytes = peakResidentBytes()
+                    printJSON(r)
+                    return
+                }
+                if !json {
+                    print(String(format: "threads %d, peak %.1f GFLOP/s (%@)", Parallel.threads, peak,
+                                 peakGflops == nil ? "measured by a 2048³ sgemm probe" : "given"))
+                    print("shape          batch×seq   params     tokens/s   model GFLOP/s   MFU     peak RSS")
+                }
+                for name in chosen {
+                    let p = Process()
+                    p.executableURL = URL(fileURLWithPath: CommandLine.arguments[0].contains("/") ? CommandLine.arguments[0] : "/proc/self/exe")
+                    p.arguments = ["bench", "train", "--shape", name, "--steps", String(steps), "--peak-gflops", String(peak), "--in-process"]
+                    let pipe = Pipe()
+                    p.standardOutput = pipe
+                    try p.run()
+                    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+                    p.waitUntilExit()
+                    guard p.terminationStatus == 0,
+                          let r = try? JSONDecoder().decode(TrainBenchmark.Result.self, from: data) else {
+                        throw CLIError(message: "benchmark of \(name) failed (exit \(p.terminationStatus))")
+                    }
+                    if json { printJSON(r) } else {
+                        print(String(format: "%-14@ %4d×%-6d %-10@ %8.1f   %8.1f        %5.1f%%  %.2f GB",
+                                     r.name as NSString, r.batch, r.seqLen, formatCount(r.parameters) as NSString,
+                                     r.tokensPerSecond, r.modelGflops, r.mfu * 100, Double(r.peakRssBytes) / 1e9))
+                    }
+                    fflush(stdout)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,66 @@
+import ArgumentParser
+import Foundation
+import SmolFormats
+import SmolModel
+import SmolTrainer
+
+/// Hooks for the test suite: they expose internals to independent reference implementations.
+struct DevCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dev", abstract: "Developer tools used by the tests.", shouldDisplay: false,
+        subcommands: [Parity.self])
+
+    /// Reads a JSON spec (model config, seed, batch, optimizer, steps) and writes the initial
+    /// weights, step-0 logits and gradients as safetensors, and the loss of each AdamW step.
+    struct Parity: ParsableCommand {
+        @Option var spec: String
+        @Option var out: String
+
+        struct Spec: Decodable {
+            let model: LlamaConfig
+            let seed: UInt64
+            let batch: Int
+            let seq_len: Int
+            let tokens: [Int32]
+            let targets: [Int32]
+            let document_start: [Int32]?
+            let optimizer: OptimizerConfig
+            let lrs: [Double]
+        }
+
+        func run() throws {
+            try runReportingErrors {
+                guard let data = FileManager.default.contents(atPath: spec) else { throw CLIError(message: "\(spec): cannot read") }
+                let s = try JSONDecoder().decode(Spec.self, from: data)
+                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+                let model = try LlamaModel(config: s.model)
+                model.parameters.initialize(seed: s.seed, std: Float(s.model.initializerRange))
+                try Checkpoint.writeModel(model, to: out + "/params.safetensors")
+                let batch = TokenBatch(batch: s.batch, seqLen: s.seq_len, tokens: s.tokens, targets: s.targets, documentStart: s.document_start)
+                var logits = try model.logits(batch)
+                let counted = s.targets.filter { $0 >= 0 }.count
+                let optimizer = AdamW(config: s.optimizer, parameters: model.parameters)
+                var losses: [Double] = [], norms: [Double] = []
+                for (i, lr) in s.lrs.enumerated() {
+                    model.gradients.zero()
+                    let r = try model.forward(batch, lossScale: 1 / Float(counted), computeGradients: true)
+                    losses.append(r.loss / Double(r.count))
+                    if i == 0 {
+                        let tensors = model.parameters.slots.map {
+                            SafetensorsWriter.Tensor(name: $0.name, shape: $0.shape, data: model.gradients.pointer + $0.offset)
+                        }
+                        try SafetensorsWriter.write(tensors, to: out + "/grads.safetensors")
+                    }
+                    norms.append(optimizer.update(parameters: model.parameters.values, gradients: model.gradients, lr: lr))
+                }
+                try logits.withUnsafeMutableBufferPointer { p in
+                    try SafetensorsWriter.write([.init(name: "logits", shape: [s.batch * s.seq_len, s.model.vocabSize], data: p.baseAddress!)],
+                                                to: out + "/logits.safetensors")
+                }
+                struct Result: Encodable { let losses: [Double]; let grad_norms: [Double] }
+                let enc = JSONEncoder()
+                try enc.encode(Result(losses: losses, grad_norms: norms)).write(to: URL(fileURLWithPath: out + "/result.json"))
+            }
+        }
+    }
+}

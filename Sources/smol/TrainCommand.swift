@@ -1,0 +1,106 @@
+import ArgumentParser
+import Foundation
+import SmolData
+import SmolModel
+import SmolTrainer
+
+struct TrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Train a Llama-family model from a YAML config.",
+        discussion: """
+        Writes DIR/metrics.jsonl (one JSON object per step and eval) and checkpoints under
+        DIR/checkpoints/step_NNNNNNNN. A killed run continues exactly with --resume.
+
+        Examples:
+          smol train configs/demo.yaml
+          smol train configs/tiny.yaml --set optimizer.lr=1e-3 --set training.steps=50 --out runs/lr1e-3
+          smol train configs/tiny.yaml --out runs/lr1e-3 --resume
+        """)
+
+    @Argument(help: "The run's YAML config (sections: model, optimizer, schedule, data, training).")
+    var config: String
+
+    @Option(name: .customLong("set"), help: "Override a config key, e.g. --set training.steps=100 (repeatable).")
+    var overrides: [String] = []
+
+    @Flag(help: "Continue from the newest checkpoint in the output directory.")
+    var resume = false
+
+    @Option(help: "Output directory (default: runs/<config name>).")
+    var out: String?
+
+    @Flag(help: "Print one JSON object per step and a JSON summary instead of text.")
+    var json = false
+
+    @Flag(help: "Skip the sampled continuations at the end.")
+    var noSamples = false
+
+    func run() throws {
+        try runReportingErrors {
+            let cfg = try TrainConfig.load(path: config, overrides: overrides)
+            let name = ((config as NSString).lastPathComponent as NSString).deletingPathExtension
+            let dir = out ?? "runs/\(name)"
+            let live = stderrIsTerminal && !json
+            let trainer = try Trainer(config: cfg, outputDirectory: dir, resume: resume) { event in
+                switch event {
+                case .info(let s): if !json { print(s) } else { FileHandle.standardError.write(Data((s + "\n").utf8)) }
+                case .step(let m):
+                    if json { printJSON(m); return }
+                    let line = String(format: "step %5d/%d | loss %.4f | gnorm %.3f | lr %.2e | %.0f tok/s | MFU %.1f%% | ETA %@",
+                                      m.step, cfg.training.totalSteps, m.loss, m.gradNorm, m.lr, m.tokensPerSecond,
+                                      m.mfu * 100, formatDuration(m.etaSeconds))
+                    if live { FileHandle.standardError.write(Data("\r\u{1B}[K\(line)".utf8)) } else { print(line) }
+                case .eval(let e):
+                    if json { printJSON(e); return }
+                    let line = String(format: "eval  step %5d | val_loss %.4f (ppl %.2f)", e.step, e.valLoss, exp(e.valLoss))
+                    if live { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+                    print(line)
+                case .checkpoint(let step, let path):
+                    if json { return }
+                    if live { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+                    print("checkpoint step \(step) -> \(path)")
+                }
+                fflush(stdout)
+            }
+            let summary = try trainer.run()
+            if live { FileHandle.standardError.write(Data("\n".utf8)) }
+            var samples: [[String: String]] = []
+            if !noSamples && cfg.training.sampleTokens > 0 {
+                let tokenizer = ByteTokenizer()
+                trainer.model.releaseWorkspace()
+                for (i, prompt) in cfg.training.samplePrompts.enumerated() {
+                    var sampler = Sampler(temperature: 0.8, topK: 40, seed: cfg.training.seed &+ UInt64(i))
+                    let ids = try sampler.generate(model: trainer.model, prompt: tokenizer.encode(prompt),
+                                                   maxTokens: cfg.training.sampleTokens, stop: tokenizer.endOfText)
+                    samples.append(["prompt": prompt, "continuation": tokenizer.decode(ids)])
+                }
+            }
+            if json {
+                struct Out: Encodable { let summary: TrainSummary; let samples: [[String: String]] }
+                printJSON(Out(summary: summary, samples: samples))
+                return
+            }
+            if !samples.isEmpty {
+                print("\n── samples (temperature 0.8, top-k 40) ──")
+                for s in samples { print("» \(s["prompt"]!)\(s["continuation"]!)\n") }
+            }
+            printSummary(summary, config: cfg, dir: dir)
+        }
+    }
+
+    func printSummary(_ s: TrainSummary, config: TrainConfig, dir: String) {
+        let vocab = config.model.vocabSize
+        print("── summary ──")
+        print("parameters      \(formatCount(s.parameters)) (\(s.parameters))")
+        print("steps           \(s.steps) (\(formatCount(s.tokens)) tokens)\(s.resumedFrom.map { ", resumed from step \($0)" } ?? "")")
+        if let f = s.firstLoss, let l = s.finalLoss {
+            print(String(format: "train loss      %.4f → %.4f   (ln(vocab %d) = %.4f)", f, l, vocab, log(Double(vocab))))
+        }
+        if let v = s.finalValLoss { print(String(format: "val loss        %.4f (%.3f bits/token)", v, v / log(2))) }
+        print(String(format: "time            %@ at %.0f tokens/s, MFU %.1f%% of %.1f GFLOP/s (%@)",
+                     formatDuration(s.seconds), s.tokensPerSecond, s.mfu * 100, s.peakGflops, s.peakSource))
+        print("metrics         \(dir)/metrics.jsonl")
+        if let c = s.lastCheckpoint { print("checkpoint      \(c)") }
+    }
+}
