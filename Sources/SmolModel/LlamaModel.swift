@@ -85,17 +85,21 @@ public final class LlamaModel {
         let eps = Float(config.rmsNormEps)
 
         // Embedding: x0 [N, C]
-        Embedding.forward(out: ws.residual[0].pointer, tokens: ws.tokenIds, table: p("model.embed_tokens.weight"), n: n, c: c)
+        Profiler.time("embedding") {
+            Embedding.forward(out: ws.residual[0].pointer, tokens: ws.tokenIds, table: p("model.embed_tokens.weight"), n: n, c: c)
+        }
         for l in 0..<L {
             let s = training ? l : 0
             let x = ws.residual[training ? l : l % 2], xNext = ws.residual[training ? l + 1 : (l + 1) % 2]
             layerForward(l, ws: ws, slot: s, x: x.pointer, out: xNext.pointer, eps: eps)
         }
         let last = ws.residual[training ? L : L % 2]
-        RMSNorm.forward(y: ws.finalNorm.pointer, rstd: ws.finalRstd.pointer, x: last.pointer, w: p("model.norm.weight"), n: n, c: c, eps: eps)
+        Profiler.time("norm") {
+            RMSNorm.forward(y: ws.finalNorm.pointer, rstd: ws.finalRstd.pointer, x: last.pointer, w: p("model.norm.weight"), n: n, c: c, eps: eps)
+        }
         let wantGrad = computeGradients && training
-        let result = ws.head.forward(x: ws.finalNorm.pointer, w: p(headName), targets: ws.targets, n: n, scale: lossScale,
-                                     dx: wantGrad ? ws.dNorm.pointer : nil, dw: wantGrad ? g(headName) : nil)
+        let result = Profiler.time("head+loss") { ws.head.forward(x: ws.finalNorm.pointer, w: p(headName), targets: ws.targets, n: n, scale: lossScale,
+                                     dx: wantGrad ? ws.dNorm.pointer : nil, dw: wantGrad ? g(headName) : nil) }
         if wantGrad { backward(ws: ws, eps: eps) }
         return result
     }
@@ -105,26 +109,52 @@ public final class LlamaModel {
         let n = ws.tokens, c = config.hiddenSize, f = config.intermediateSize
         let pre = "model.layers.\(l)."
         // Attention block: mid = x + o_proj(attn(rope(q_proj(h)), rope(k_proj(h)), v_proj(h))), h = norm(x)
-        RMSNorm.forward(y: ws.norm1[s].pointer, rstd: ws.rstd1[s].pointer, x: x, w: p(pre + "input_layernorm.weight"), n: n, c: c, eps: eps)
-        Linear.forward(y: ws.q[s].pointer, x: ws.norm1[s].pointer, w: p(pre + "self_attn.q_proj.weight"), n: n, inDim: c, outDim: config.qDim)
-        Linear.forward(y: ws.k[s].pointer, x: ws.norm1[s].pointer, w: p(pre + "self_attn.k_proj.weight"), n: n, inDim: c, outDim: config.kvDim)
-        Linear.forward(y: ws.v[s].pointer, x: ws.norm1[s].pointer, w: p(pre + "self_attn.v_proj.weight"), n: n, inDim: c, outDim: config.kvDim)
-        if config.usesRope(layer: l) {
-            rope.apply(ws.q[s].pointer, positions: ws.positions, n: n, heads: config.numAttentionHeads, inverse: false)
-            rope.apply(ws.k[s].pointer, positions: ws.positions, n: n, heads: config.numKeyValueHeads, inverse: false)
+        Profiler.time("norm") {
+            RMSNorm.forward(y: ws.norm1[s].pointer, rstd: ws.rstd1[s].pointer, x: x, w: p(pre + "input_layernorm.weight"), n: n, c: c, eps: eps)
         }
-        ws.attention.forward(out: ws.attnOut[s].pointer, lse: ws.lse[s].pointer, q: ws.q[s].pointer, k: ws.k[s].pointer,
-                             v: ws.v[s].pointer, keyStart: ws.keyStart)
+        Profiler.time("matmul") {
+            Linear.forward(y: ws.q[s].pointer, x: ws.norm1[s].pointer, w: p(pre + "self_attn.q_proj.weight"), n: n, inDim: c, outDim: config.qDim)
+        }
+        Profiler.time("matmul") {
+            Linear.forward(y: ws.k[s].pointer, x: ws.norm1[s].pointer, w: p(pre + "self_attn.k_proj.weight"), n: n, inDim: c, outDim: config.kvDim)
+        }
+        Profiler.time("matmul") {
+            Linear.forward(y: ws.v[s].pointer, x: ws.norm1[s].pointer, w: p(pre + "self_attn.v_proj.weight"), n: n, inDim: c, outDim: config.kvDim)
+        }
+        if config.usesRope(layer: l) {
+            Profiler.time("rope") {
+                rope.apply(ws.q[s].pointer, positions: ws.positions, n: n, heads: config.numAttentionHeads, inverse: false)
+            }
+            Profiler.time("rope") {
+                rope.apply(ws.k[s].pointer, positions: ws.positions, n: n, heads: config.numKeyValueHeads, inverse: false)
+            }
+        }
+        Profiler.time("attention") {
+            ws.attention.forward(out: ws.attnOut[s].pointer, lse: ws.lse[s].pointer, q: ws.q[s].pointer, k: ws.k[s].pointer,
+                                 v: ws.v[s].pointer, keyStart: ws.keyStart)
+        }
         let mid = ws.residualMid[s].pointer
         mid.update(from: x, count: n * c)
-        Linear.forward(y: mid, x: ws.attnOut[s].pointer, w: p(pre + "self_attn.o_proj.weight"), n: n, inDim: config.qDim, outDim: c, accumulate: true)
+        Profiler.time("matmul") {
+            Linear.forward(y: mid, x: ws.attnOut[s].pointer, w: p(pre + "self_attn.o_proj.weight"), n: n, inDim: config.qDim, outDim: c, accumulate: true)
+        }
         // MLP block: out = mid + down_proj(silu(gate_proj(h)) · up_proj(h)), h = norm(mid)
-        RMSNorm.forward(y: ws.norm2[s].pointer, rstd: ws.rstd2[s].pointer, x: mid, w: p(pre + "post_attention_layernorm.weight"), n: n, c: c, eps: eps)
-        Linear.forward(y: ws.gate[s].pointer, x: ws.norm2[s].pointer, w: p(pre + "mlp.gate_proj.weight"), n: n, inDim: c, outDim: f)
-        Linear.forward(y: ws.up[s].pointer, x: ws.norm2[s].pointer, w: p(pre + "mlp.up_proj.weight"), n: n, inDim: c, outDim: f)
-        SwiGLU.forward(h: ws.swiglu.pointer, gate: ws.gate[s].pointer, up: ws.up[s].pointer, count: n * f)
+        Profiler.time("norm") {
+            RMSNorm.forward(y: ws.norm2[s].pointer, rstd: ws.rstd2[s].pointer, x: mid, w: p(pre + "post_attention_layernorm.weight"), n: n, c: c, eps: eps)
+        }
+        Profiler.time("matmul") {
+            Linear.forward(y: ws.gate[s].pointer, x: ws.norm2[s].pointer, w: p(pre + "mlp.gate_proj.weight"), n: n, inDim: c, outDim: f)
+        }
+        Profiler.time("matmul") {
+            Linear.forward(y: ws.up[s].pointer, x: ws.norm2[s].pointer, w: p(pre + "mlp.up_proj.weight"), n: n, inDim: c, outDim: f)
+        }
+        Profiler.time("swiglu") {
+            SwiGLU.forward(h: ws.swiglu.pointer, gate: ws.gate[s].pointer, up: ws.up[s].pointer, count: n * f)
+        }
         out.update(from: mid, count: n * c)
-        Linear.forward(y: out, x: ws.swiglu.pointer, w: p(pre + "mlp.down_proj.weight"), n: n, inDim: f, outDim: c, accumulate: true)
+        Profiler.time("matmul") {
+            Linear.forward(y: out, x: ws.swiglu.pointer, w: p(pre + "mlp.down_proj.weight"), n: n, inDim: f, outDim: c, accumulate: true)
+        }
     }
 
     /// Backward from dNorm = dL/d(final norm output), which the head wrote.
@@ -132,44 +162,76 @@ public final class LlamaModel {
         let n = ws.tokens, c = config.hiddenSize, f = config.intermediateSize, L = config.numHiddenLayers
         let dRes = ws.dResidual.pointer
         dRes.update(repeating: 0, count: n * c)
-        RMSNorm.backward(dx: dRes, dw: g("model.norm.weight"), dy: ws.dNorm.pointer, x: ws.residual[L].pointer,
-                         w: p("model.norm.weight"), rstd: ws.finalRstd.pointer, n: n, c: c, partials: ws.normPartials.pointer)
+        Profiler.time("norm.bwd") {
+            RMSNorm.backward(dx: dRes, dw: g("model.norm.weight"), dy: ws.dNorm.pointer, x: ws.residual[L].pointer,
+                             w: p("model.norm.weight"), rstd: ws.finalRstd.pointer, n: n, c: c, partials: ws.normPartials.pointer)
+        }
         for l in stride(from: L - 1, through: 0, by: -1) {
             let pre = "model.layers.\(l)."
             // MLP: dRes holds dL/d(out); out = mid + down(swiglu)
-            SwiGLU.forward(h: ws.swiglu.pointer, gate: ws.gate[l].pointer, up: ws.up[l].pointer, count: n * f)
-            Linear.backward(dx: ws.dSwiglu.pointer, dw: g(pre + "mlp.down_proj.weight"), dy: dRes, x: ws.swiglu.pointer,
-                            w: p(pre + "mlp.down_proj.weight"), n: n, inDim: f, outDim: c)
-            SwiGLU.backward(dGate: ws.dGate.pointer, dUp: ws.dUp.pointer, dh: ws.dSwiglu.pointer,
-                            gate: ws.gate[l].pointer, up: ws.up[l].pointer, count: n * f)
-            Linear.backward(dx: ws.dNorm.pointer, dw: g(pre + "mlp.gate_proj.weight"), dy: ws.dGate.pointer, x: ws.norm2[l].pointer,
-                            w: p(pre + "mlp.gate_proj.weight"), n: n, inDim: c, outDim: f)
-            Linear.backward(dx: ws.dNorm.pointer, dw: g(pre + "mlp.up_proj.weight"), dy: ws.dUp.pointer, x: ws.norm2[l].pointer,
-                            w: p(pre + "mlp.up_proj.weight"), n: n, inDim: c, outDim: f, accumulateDx: true)
-            RMSNorm.backward(dx: dRes, dw: g(pre + "post_attention_layernorm.weight"), dy: ws.dNorm.pointer, x: ws.residualMid[l].pointer,
-                             w: p(pre + "post_attention_layernorm.weight"), rstd: ws.rstd2[l].pointer, n: n, c: c,
-                             partials: ws.normPartials.pointer)
-            // Attention: dRes now holds dL/d(mid); mid = x + o_proj(attn)
-            Linear.backward(dx: ws.dAttn.pointer, dw: g(pre + "self_attn.o_proj.weight"), dy: dRes, x: ws.attnOut[l].pointer,
-                            w: p(pre + "self_attn.o_proj.weight"), n: n, inDim: config.qDim, outDim: c)
-            ws.attention.backward(dq: ws.dq.pointer, dk: ws.dk.pointer, dv: ws.dv.pointer, dOut: ws.dAttn.pointer,
-                                  out: ws.attnOut[l].pointer, lse: ws.lse[l].pointer, q: ws.q[l].pointer, k: ws.k[l].pointer,
-                                  v: ws.v[l].pointer, keyStart: ws.keyStart)
-            if config.usesRope(layer: l) {
-                rope.apply(ws.dq.pointer, positions: ws.positions, n: n, heads: config.numAttentionHeads, inverse: true)
-                rope.apply(ws.dk.pointer, positions: ws.positions, n: n, heads: config.numKeyValueHeads, inverse: true)
+            Profiler.time("swiglu") {
+                SwiGLU.forward(h: ws.swiglu.pointer, gate: ws.gate[l].pointer, up: ws.up[l].pointer, count: n * f)
             }
-            Linear.backward(dx: ws.dNorm.pointer, dw: g(pre + "self_attn.q_proj.weight"), dy: ws.dq.pointer, x: ws.norm1[l].pointer,
-                            w: p(pre + "self_attn.q_proj.weight"), n: n, inDim: c, outDim: config.qDim)
-            Linear.backward(dx: ws.dNorm.pointer, dw: g(pre + "self_attn.k_proj.weight"), dy: ws.dk.pointer, x: ws.norm1[l].pointer,
-                            w: p(pre + "self_attn.k_proj.weight"), n: n, inDim: c, outDim: config.kvDim, accumulateDx: true)
-            Linear.backward(dx: ws.dNorm.pointer, dw: g(pre + "self_attn.v_proj.weight"), dy: ws.dv.pointer, x: ws.norm1[l].pointer,
-                            w: p(pre + "self_attn.v_proj.weight"), n: n, inDim: c, outDim: config.kvDim, accumulateDx: true)
-            RMSNorm.backward(dx: dRes, dw: g(pre + "input_layernorm.weight"), dy: ws.dNorm.pointer, x: ws.residual[l].pointer,
-                             w: p(pre + "input_layernorm.weight"), rstd: ws.rstd1[l].pointer, n: n, c: c,
-                             partials: ws.normPartials.pointer)
+            Profiler.time("matmul.bwd") {
+                Linear.backward(dx: ws.dSwiglu.pointer, dw: g(pre + "mlp.down_proj.weight"), dy: dRes, x: ws.swiglu.pointer,
+                                w: p(pre + "mlp.down_proj.weight"), n: n, inDim: f, outDim: c)
+            }
+            Profiler.time("swiglu.bwd") {
+                SwiGLU.backward(dGate: ws.dGate.pointer, dUp: ws.dUp.pointer, dh: ws.dSwiglu.pointer,
+                                gate: ws.gate[l].pointer, up: ws.up[l].pointer, count: n * f)
+            }
+            Profiler.time("matmul.bwd") {
+                Linear.backward(dx: ws.dNorm.pointer, dw: g(pre + "mlp.gate_proj.weight"), dy: ws.dGate.pointer, x: ws.norm2[l].pointer,
+                                w: p(pre + "mlp.gate_proj.weight"), n: n, inDim: c, outDim: f)
+            }
+            Profiler.time("matmul.bwd") {
+                Linear.backward(dx: ws.dNorm.pointer, dw: g(pre + "mlp.up_proj.weight"), dy: ws.dUp.pointer, x: ws.norm2[l].pointer,
+                                w: p(pre + "mlp.up_proj.weight"), n: n, inDim: c, outDim: f, accumulateDx: true)
+            }
+            Profiler.time("norm.bwd") {
+                RMSNorm.backward(dx: dRes, dw: g(pre + "post_attention_layernorm.weight"), dy: ws.dNorm.pointer, x: ws.residualMid[l].pointer,
+                                 w: p(pre + "post_attention_layernorm.weight"), rstd: ws.rstd2[l].pointer, n: n, c: c,
+                                 partials: ws.normPartials.pointer)
+            }
+            // Attention: dRes now holds dL/d(mid); mid = x + o_proj(attn)
+            Profiler.time("matmul.bwd") {
+                Linear.backward(dx: ws.dAttn.pointer, dw: g(pre + "self_attn.o_proj.weight"), dy: dRes, x: ws.attnOut[l].pointer,
+                                w: p(pre + "self_attn.o_proj.weight"), n: n, inDim: config.qDim, outDim: c)
+            }
+            Profiler.time("attention.bwd") {
+                ws.attention.backward(dq: ws.dq.pointer, dk: ws.dk.pointer, dv: ws.dv.pointer, dOut: ws.dAttn.pointer,
+                                      out: ws.attnOut[l].pointer, lse: ws.lse[l].pointer, q: ws.q[l].pointer, k: ws.k[l].pointer,
+                                      v: ws.v[l].pointer, keyStart: ws.keyStart)
+            }
+            if config.usesRope(layer: l) {
+                Profiler.time("rope") {
+                    rope.apply(ws.dq.pointer, positions: ws.positions, n: n, heads: config.numAttentionHeads, inverse: true)
+                }
+                Profiler.time("rope") {
+                    rope.apply(ws.dk.pointer, positions: ws.positions, n: n, heads: config.numKeyValueHeads, inverse: true)
+                }
+            }
+            Profiler.time("matmul.bwd") {
+                Linear.backward(dx: ws.dNorm.pointer, dw: g(pre + "self_attn.q_proj.weight"), dy: ws.dq.pointer, x: ws.norm1[l].pointer,
+                                w: p(pre + "self_attn.q_proj.weight"), n: n, inDim: c, outDim: config.qDim)
+            }
+            Profiler.time("matmul.bwd") {
+                Linear.backward(dx: ws.dNorm.pointer, dw: g(pre + "self_attn.k_proj.weight"), dy: ws.dk.pointer, x: ws.norm1[l].pointer,
+                                w: p(pre + "self_attn.k_proj.weight"), n: n, inDim: c, outDim: config.kvDim, accumulateDx: true)
+            }
+            Profiler.time("matmul.bwd") {
+                Linear.backward(dx: ws.dNorm.pointer, dw: g(pre + "self_attn.v_proj.weight"), dy: ws.dv.pointer, x: ws.norm1[l].pointer,
+                                w: p(pre + "self_attn.v_proj.weight"), n: n, inDim: c, outDim: config.kvDim, accumulateDx: true)
+            }
+            Profiler.time("norm.bwd") {
+                RMSNorm.backward(dx: dRes, dw: g(pre + "input_layernorm.weight"), dy: ws.dNorm.pointer, x: ws.residual[l].pointer,
+                                 w: p(pre + "input_layernorm.weight"), rstd: ws.rstd1[l].pointer, n: n, c: c,
+                                 partials: ws.normPartials.pointer)
+            }
         }
-        Embedding.backward(dTable: g("model.embed_tokens.weight"), dOut: dRes, tokens: ws.tokenIds, n: n, c: c)
+        Profiler.time("embedding.bwd") {
+            Embedding.backward(dTable: g("model.embed_tokens.weight"), dOut: dRes, tokens: ws.tokenIds, n: n, c: c)
+        }
     }
 
     /// Next-token logits [V] after the last position of `tokens` (a full forward, no KV cache).

@@ -1,25 +1,29 @@
 /// Vectorised exp for SIMD8<Float> (Cephes-style: 2^n · p(r), |r| ≤ ln2/2, degree-6 polynomial).
-/// Relative error below 2e-7 over the float range; inputs below -87.3 flush to 0.
+/// Relative error below 2e-7 over the float range; inputs below -87.3 give 0.
+/// Rounding and the float→int conversion use the 1.5·2²³ trick, because Swift's generic SIMD
+/// rounding and conversion initialisers are not lowered to vector instructions.
 public enum FastExp {
     public typealias V8 = SIMD8<Float>
 
     @inline(__always)
     public static func exp(_ x0: V8) -> V8 {
-        let x = x0.clamped(lowerBound: V8(repeating: -87.3), upperBound: V8(repeating: 88.3))
-        let n = (x * 1.442_695_04).rounded(.toNearestOrEven)
-        var r = x.addingProduct(n, V8(repeating: -0.693_359_375))
-        r = r.addingProduct(n, V8(repeating: 2.121_944_4e-4))
-        var p = V8(repeating: 1.987_569_15e-4)
-        p = p * r + 1.398_199_95e-3
+        let lo = V8(repeating: -87.3), hi = V8(repeating: 88.3)
+        let x = pointwiseMin(pointwiseMax(x0, lo), hi)
+        let magic = V8(repeating: 12_582_912)                 // 1.5 · 2²³
+        let shifted = x * 1.442_695_04 + magic                  // round(x / ln2) in the low mantissa bits
+        let n = shifted - magic
+        var r = x - n * 0.693_359_375
+        r = r + n * 2.121_944_4e-4
+        var p = r * 1.987_569_15e-4 + 1.398_199_95e-3
         p = p * r + 8.333_451_9e-3
         p = p * r + 4.166_579_6e-2
         p = p * r + 1.666_666_55e-1
         p = p * r + 5.000_000_1e-1
         p = p * (r * r) + r + 1
-        let bits = (SIMD8<Int32>(n, rounding: .towardZero) &+ 127) &<< 23
-        let scale = unsafeBitCast(bits, to: V8.self)
-        let result = p * scale
-        return result.replacing(with: 0, where: x0 .< V8(repeating: -87.3))
+        // 2^n: the integer sits in the low bits of `shifted`; move it into the exponent field.
+        let bits = (unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- 0x4B40_0000 &+ 127) &<< 23
+        let result = p * unsafeBitCast(bits, to: V8.self)
+        return result.replacing(with: 0, where: x0 .< lo)
     }
 
     /// dst[i] = exp(src[i] - shift), returns Σ dst (fixed order).

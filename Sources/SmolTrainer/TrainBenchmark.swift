@@ -53,9 +53,9 @@ public enum TrainBenchmark {
         var times: [Double] = []
         for i in 0..<(warmup + steps) {
             let t0 = DispatchTime.now().uptimeNanoseconds
-            model.gradients.zero()
+            Profiler.time("zero_grad") { model.gradients.zero() }
             try model.forward(batch, lossScale: 1 / Float(n), computeGradients: true)
-            optimizer.update(parameters: model.parameters.values, gradients: model.gradients, lr: 1e-4)
+            Profiler.time("adamw") { optimizer.update(parameters: model.parameters.values, gradients: model.gradients, lr: 1e-4) }
             let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
             if i >= warmup { times.append(dt) }
         }

@@ -38,6 +38,7 @@ struct BenchCommand: ParsableCommand {
                     var r = try TrainBenchmark.run(TrainBenchmark.shapes.first { $0.name == chosen[0] }!, steps: steps, peakGflops: peak)
                     r.peakRssBytes = peakResidentBytes()
                     printJSON(r)
+                    if Profiler.enabled { FileHandle.standardError.write(Data("profile of \(r.name) (all steps):\n\(Profiler.report())\n".utf8)) }
                     return
                 }
                 if !json {
@@ -59,9 +60,11 @@ struct BenchCommand: ParsableCommand {
                         throw CLIError(message: "benchmark of \(name) failed (exit \(p.terminationStatus))")
                     }
                     if json { printJSON(r) } else {
-                        print(String(format: "%-14@ %4d×%-6d %-10@ %8.1f   %8.1f        %5.1f%%  %.2f GB",
-                                     r.name as NSString, r.batch, r.seqLen, formatCount(r.parameters) as NSString,
-                                     r.tokensPerSecond, r.modelGflops, r.mfu * 100, Double(r.peakRssBytes) / 1e9))
+                        print(r.name.padding(toLength: 15, withPad: " ", startingAt: 0)
+                              + "\(r.batch)×\(r.seqLen)".padding(toLength: 12, withPad: " ", startingAt: 0)
+                              + formatCount(r.parameters).padding(toLength: 11, withPad: " ", startingAt: 0)
+                              + String(format: "%8.1f   %8.1f        %5.1f%%  %.2f GB",
+                                       r.tokensPerSecond, r.modelGflops, r.mfu * 100, Double(r.peakRssBytes) / 1e9))
                     }
                     fflush(stdout)
                 }
