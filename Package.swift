@@ -29,7 +29,8 @@ let package = Package(
         .executableTarget(name: "smol",
                           dependencies: ["SmolTrainer", .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: fast),
-        .testTarget(name: "SmolTrainTests", dependencies: ["SmolTrainer"]),
+        .testTarget(name: "SmolModelTests", dependencies: ["SmolModel", "SmolTensor"]),
+        .testTarget(name: "SmolTrainTests", dependencies: ["SmolTrainer", "SmolData", "SmolFormats"]),
     ],
     swiftLanguageModes: [.v5]
 )

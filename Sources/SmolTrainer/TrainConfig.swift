@@ -164,6 +164,11 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         } catch let e as ConfigError {
             throw ConfigError.invalidFile(path: path, reason: e.description)
         } catch let e as DecodingError {
+            // Yams wraps errors thrown inside init(from:) (our unknown-key errors among them).
+            if case let .dataCorrupted(ctx) = e, let inner = ctx.underlyingError {
+                if let c = inner as? ConfigError { throw ConfigError.invalidFile(path: path, reason: c.description) }
+                if let d = inner as? DecodingError { throw ConfigError.invalidFile(path: path, reason: describe(d)) }
+            }
             throw ConfigError.invalidFile(path: path, reason: describe(e))
         }
     }
