@@ -38,6 +38,7 @@ public final class LlamaModel {
 
     public init(config: LlamaConfig) throws {
         try config.validate()
+        BLAS.yieldIdleThreads
         self.config = config
         parameters = ParameterStore(config: config)
         gradients = FloatBuffer(count: parameters.count)

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what SmolTrain needs on Debian (OpenBLAS, pkg-config; NumPy and pytest for the tests)
+# and builds `smol` in release mode. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+if ! dpkg -s libopenblas-dev pkg-config >/dev/null 2>&1; then
+  $SUDO apt-get update -q
+  $SUDO apt-get install -y -q --no-install-recommends libopenblas-dev pkg-config
+fi
+python3 -m pip install -q --disable-pip-version-check numpy pytest pyyaml
+swift build -c release 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]' || true
+test -x .build/release/smol || { echo "build failed" >&2; exit 1; }
