@@ -28,8 +28,12 @@ public enum BLAS {
     /// the tiny shape trains ~15% slower. Unless the user set OPENBLAS_THREAD_TIMEOUT, make the
     /// workers sleep after 2^4 cycles: re-read the environment and restart the thread pool, which
     /// OpenBLAS starts again on its next threaded call.
+    /// Also gives OpenBLAS the same thread count as our kernels (SMOL_THREADS), unless
+    /// OPENBLAS_NUM_THREADS says otherwise.
     public static let yieldIdleThreads: Void = {
-        if ProcessInfo.processInfo.environment["OPENBLAS_THREAD_TIMEOUT"] == nil {
+        let env = ProcessInfo.processInfo.environment
+        if env["OPENBLAS_NUM_THREADS"] == nil { openblas_set_num_threads(Int32(Parallel.threads)) }
+        if env["OPENBLAS_THREAD_TIMEOUT"] == nil {
             setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1)
             openblas_read_env()
             _ = blas_thread_shutdown_()

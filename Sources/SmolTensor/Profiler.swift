@@ -7,6 +7,7 @@ public enum Profiler {
     nonisolated(unsafe) static var totals: [String: Double] = [:]
 
     @inline(__always)
+    @discardableResult
     public static func time<T>(_ name: String, _ body: () throws -> T) rethrows -> T {
         guard enabled else { return try body() }
         let t0 = DispatchTime.now().uptimeNanoseconds

@@ -83,12 +83,26 @@ public final class AdamW {
             let p = parameters.pointer + s.offset, g = gradients.pointer + s.offset
             let mp = m.pointer + s.offset, vp = v.pointer + s.offset
             Parallel.chunks(s.count, minPerChunk: 1 << 14) { _, r in
-                for j in r {
+                typealias V = SIMD8<Float>
+                let vb1 = V(repeating: b1), vb2 = V(repeating: b2), vscale = V(repeating: gradScale)
+                let vdecay = V(repeating: decay), vstep = V(repeating: stepSize)
+                let vbc = V(repeating: 1 / bc2Sqrt), veps = V(repeating: eps)
+                var j = r.lowerBound
+                while j + 8 <= r.upperBound {
+                    let gj = VectorMath.load(g + j) * vscale
+                    let mj = vb1 * VectorMath.load(mp + j) + (1 - vb1) * gj
+                    let vj = vb2 * VectorMath.load(vp + j) + (1 - vb2) * gj * gj
+                    VectorMath.store(mj, mp + j); VectorMath.store(vj, vp + j)
+                    VectorMath.store(VectorMath.load(p + j) * vdecay - vstep * mj / (vj.squareRoot() * vbc + veps), p + j)
+                    j += 8
+                }
+                while j < r.upperBound {
                     let gj = g[j] * gradScale
                     let mj = b1 * mp[j] + (1 - b1) * gj
                     let vj = b2 * vp[j] + (1 - b2) * gj * gj
                     mp[j] = mj; vp[j] = vj
-                    p[j] = p[j] * decay - stepSize * mj / (vj.squareRoot() / bc2Sqrt + eps)
+                    p[j] = p[j] * decay - stepSize * mj / (vj.squareRoot() * (1 / bc2Sqrt) + eps)
+                    j += 1
                 }
             }
         }

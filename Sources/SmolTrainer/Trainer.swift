@@ -236,7 +236,7 @@ public final class Trainer {
 final class MetricsLog {
     let handle: FileHandle
     init(path: String) throws {
-        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
         guard let h = FileHandle(forWritingAtPath: path) else { throw ConfigError.invalidFile(path: path, reason: "cannot open metrics log") }
         h.seekToEndOfFile()
         handle = h
