@@ -2,11 +2,14 @@ import Foundation
 
 /// Measures this machine's sustained float32 GEMM rate (the MFU denominator when none is given).
 public enum PeakProbe {
-    /// Best of `repeats` square sgemm calls of size n, in GFLOP/s.
-    public static func gemmGflops(n: Int = 2048, repeats: Int = 3) -> Double {
+    /// Best of `repeats` square sgemm calls of size n after a warm-up call, in GFLOP/s.
+    public static func gemmGflops(n: Int = 2048, repeats: Int = 5) -> Double {
+        BLAS.yieldIdleThreads
         let a = FloatBuffer(count: n * n), b = FloatBuffer(count: n * n), c = FloatBuffer(count: n * n)
         for i in 0..<(n * n) { a[i] = Float(i % 7) * 0.01; b[i] = Float(i % 5) * 0.01 }
         var best = Double.infinity
+        // One untimed call first: it starts OpenBLAS's thread pool and faults the pages in.
+        BLAS.sgemm(m: n, n: n, k: n, a: a.pointer, lda: n, b: b.pointer, ldb: n, c: c.pointer, ldc: n)
         for _ in 0..<repeats {
             let t0 = DispatchTime.now().uptimeNanoseconds
             BLAS.sgemm(m: n, n: n, k: n, a: a.pointer, lda: n, b: b.pointer, ldb: n, c: c.pointer, ldc: n)

@@ -5,55 +5,77 @@ import SmolTensor
 /// [T, T] probability matrix is stored: the forward keeps only each row's log-sum-exp and the
 /// backward recomputes the probabilities. Query row t sees keys keyStart[t] ... t, which is the
 /// causal mask, narrowed to the row's own document when intra-document masking is on.
+///
+/// The query heads that share a KV head are packed into one matrix [rep · block, D], so each
+/// query block is a few larger GEMMs against its keys instead of rep small ones.
 final class Attention {
     let batch: Int, seqLen: Int, heads: Int, kvHeads: Int, headDim: Int
     let block: Int
     let scale: Float
-    /// Per-task scratch: scores and their gradient, [block, T] each.
-    private let scores: FloatBuffer, dScores: FloatBuffer
+    var rep: Int { heads / kvHeads }
+    /// Per-task scratch (one task per (batch, KV head)): scores and their gradient
+    /// [rep · block, T], and packed query-side rows [rep · block, D] ×3.
+    private let scores: FloatBuffer, dScores: FloatBuffer, packs: FloatBuffer
 
     init(batch: Int, seqLen: Int, heads: Int, kvHeads: Int, headDim: Int, block: Int = 64) {
         self.batch = batch; self.seqLen = seqLen; self.heads = heads; self.kvHeads = kvHeads
         self.headDim = headDim; self.block = min(block, seqLen)
         scale = 1 / Float(headDim).squareRoot()
-        let tasks = batch * kvHeads
-        scores = FloatBuffer(count: tasks * self.block * seqLen)
-        dScores = FloatBuffer(count: tasks * self.block * seqLen)
+        let tasks = batch * kvHeads, rows = (heads / kvHeads) * self.block
+        scores = FloatBuffer(count: tasks * rows * seqLen)
+        dScores = FloatBuffer(count: tasks * rows * seqLen)
+        packs = FloatBuffer(count: tasks * 3 * rows * headDim)
+    }
+
+    /// Copies rows (t0 + i, head g·rep + r) of x [B·T, H, D] to pack row r·bq + i (or back).
+    @inline(__always)
+    private func gather(_ x: UnsafePointer<Float>, into pack: UnsafeMutablePointer<Float>, b: Int, g: Int, t0: Int, bq: Int) {
+        let D = headDim, H = heads
+        for r in 0..<rep { for i in 0..<bq {
+            (pack + (r * bq + i) * D).update(from: x + ((b * seqLen + t0 + i) * H + g * rep + r) * D, count: D)
+        } }
+    }
+
+    @inline(__always)
+    private func scatter(_ pack: UnsafePointer<Float>, to x: UnsafeMutablePointer<Float>, b: Int, g: Int, t0: Int, bq: Int) {
+        let D = headDim, H = heads
+        for r in 0..<rep { for i in 0..<bq {
+            (x + ((b * seqLen + t0 + i) * H + g * rep + r) * D).update(from: pack + (r * bq + i) * D, count: D)
+        } }
     }
 
     /// q [B·T, H, D], k/v [B·T, KV, D], keyStart [B·T] -> out [B·T, H, D], lse [B, H, T]
     func forward(out: UnsafeMutablePointer<Float>, lse: UnsafeMutablePointer<Float>,
                  q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                  keyStart: UnsafePointer<Int32>) {
-        let T = seqLen, D = headDim, H = heads, KV = kvHeads, rep = H / KV
+        let T = seqLen, D = headDim, H = heads, KV = kvHeads, rows = rep * block
         BLAS.singleThreaded {
             Parallel.tasks(batch * KV) { task in
                 let b = task / KV, g = task % KV
-                let s = scores.pointer + task * block * T
-                for h in g * rep..<(g + 1) * rep {
-                    var t0 = 0
-                    while t0 < T {
-                        let t1 = min(t0 + block, T), bq = t1 - t0
-                        let kLo = Int(keyStart[b * T + t0]), len = t1 - kLo
-                        let qBlock = q + ((b * T + t0) * H + h) * D
-                        let kBase = k + ((b * T + kLo) * KV + g) * D, vBase = v + ((b * T + kLo) * KV + g) * D
-                        BLAS.sgemm(transB: true, m: bq, n: len, k: D, alpha: scale, a: qBlock, lda: H * D,
-                                   b: kBase, ldb: KV * D, c: s, ldc: len)
-                        for i in 0..<bq {
-                            let t = t0 + i, row = s + i * len
-                            let lo = Int(keyStart[b * T + t]) - kLo, hi = t - kLo + 1  // valid columns [lo, hi)
-                            let m = FastExp.max(row + lo, hi - lo)
-                            let sum = FastExp.expShiftSum(row + lo, row + lo, hi - lo, shift: m)
-                            let inv = 1 / sum
-                            for j in lo..<hi { row[j] *= inv }
-                            if lo > 0 { row.update(repeating: 0, count: lo) }
-                            if hi < len { (row + hi).update(repeating: 0, count: len - hi) }
-                            lse[(b * H + h) * T + t] = m + logf(sum)
-                        }
-                        BLAS.sgemm(m: bq, n: D, k: len, a: s, lda: len, b: vBase, ldb: KV * D,
-                                   c: out + ((b * T + t0) * H + h) * D, ldc: H * D)
-                        t0 = t1
+                let s = scores.pointer + task * rows * T
+                let qPack = packs.pointer + task * 3 * rows * D, oPack = qPack + rows * D
+                var t0 = 0
+                while t0 < T {
+                    let t1 = min(t0 + block, T), bq = t1 - t0, m = rep * bq
+                    let kLo = Int(keyStart[b * T + t0]), len = t1 - kLo
+                    let kBase = k + ((b * T + kLo) * KV + g) * D, vBase = v + ((b * T + kLo) * KV + g) * D
+                    gather(q, into: qPack, b: b, g: g, t0: t0, bq: bq)
+                    BLAS.sgemm(transB: true, m: m, n: len, k: D, alpha: scale, a: qPack, lda: D,
+                               b: kBase, ldb: KV * D, c: s, ldc: len)
+                    for row in 0..<m {
+                        let r = row / bq, t = t0 + row % bq, p = s + row * len
+                        let lo = Int(keyStart[b * T + t]) - kLo, hi = t - kLo + 1  // valid columns [lo, hi)
+                        let mx = FastExp.max(p + lo, hi - lo)
+                        let sum = FastExp.expShiftSum(p + lo, p + lo, hi - lo, shift: mx)
+                        let inv = 1 / sum
+                        for j in lo..<hi { p[j] *= inv }
+                        if lo > 0 { p.update(repeating: 0, count: lo) }
+                        if hi < len { (p + hi).update(repeating: 0, count: len - hi) }
+                        lse[(b * H + g * rep + r) * T + t] = mx + logf(sum)
                     }
+                    BLAS.sgemm(m: m, n: D, k: len, a: s, lda: len, b: vBase, ldb: KV * D, c: oPack, ldc: D)
+                    scatter(oPack, to: out, b: b, g: g, t0: t0, bq: bq)
+                    t0 = t1
                 }
             }
         }
@@ -66,7 +88,7 @@ final class Attention {
                   dOut: UnsafePointer<Float>, out: UnsafePointer<Float>, lse: UnsafePointer<Float>,
                   q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                   keyStart: UnsafePointer<Int32>) {
-        let T = seqLen, D = headDim, H = heads, KV = kvHeads, rep = H / KV
+        let T = seqLen, D = headDim, H = heads, KV = kvHeads, rows = rep * block
         BLAS.singleThreaded {
             Parallel.tasks(batch * KV) { task in
                 let b = task / KV, g = task % KV
@@ -74,46 +96,46 @@ final class Attention {
                     (dk + ((b * T + t) * KV + g) * D).update(repeating: 0, count: D)
                     (dv + ((b * T + t) * KV + g) * D).update(repeating: 0, count: D)
                 }
-                let p = scores.pointer + task * block * T, dp = dScores.pointer + task * block * T
-                for h in g * rep..<(g + 1) * rep {
-                    var t0 = 0
-                    while t0 < T {
-                        let t1 = min(t0 + block, T), bq = t1 - t0
-                        let kLo = Int(keyStart[b * T + t0]), len = t1 - kLo
-                        let rowOffset = ((b * T + t0) * H + h) * D
-                        let kOffset = ((b * T + kLo) * KV + g) * D
-                        BLAS.sgemm(transB: true, m: bq, n: len, k: D, alpha: scale, a: q + rowOffset, lda: H * D,
-                                   b: k + kOffset, ldb: KV * D, c: p, ldc: len)
-                        for i in 0..<bq {
-                            let t = t0 + i, row = p + i * len
-                            let lo = Int(keyStart[b * T + t]) - kLo, hi = t - kLo + 1
-                            let l = lse[(b * H + h) * T + t]
-                            _ = FastExp.expShiftSum(row + lo, row + lo, hi - lo, shift: l)
-                            if lo > 0 { row.update(repeating: 0, count: lo) }
-                            if hi < len { (row + hi).update(repeating: 0, count: len - hi) }
-                        }
-                        BLAS.sgemm(transA: true, m: len, n: D, k: bq, a: p, lda: len, b: dOut + rowOffset, ldb: H * D,
-                                   beta: 1, c: dv + kOffset, ldc: KV * D)
-                        BLAS.sgemm(transB: true, m: bq, n: len, k: D, a: dOut + rowOffset, lda: H * D,
-                                   b: v + kOffset, ldb: KV * D, c: dp, ldc: len)
-                        for i in 0..<bq {
-                            let o = rowOffset + i * H * D
-                            let di = VectorMath.dot(dOut + o, out + o, D)
-                            let prow = p + i * len, dprow = dp + i * len
-                            var j = 0
-                            let vdi = SIMD8<Float>(repeating: di)
-                            while j + 8 <= len {
-                                VectorMath.store(VectorMath.load(prow + j) * (VectorMath.load(dprow + j) - vdi), dprow + j)
-                                j += 8
-                            }
-                            while j < len { dprow[j] = prow[j] * (dprow[j] - di); j += 1 }
-                        }
-                        BLAS.sgemm(m: bq, n: D, k: len, alpha: scale, a: dp, lda: len, b: k + kOffset, ldb: KV * D,
-                                   c: dq + rowOffset, ldc: H * D)
-                        BLAS.sgemm(transA: true, m: len, n: D, k: bq, alpha: scale, a: dp, lda: len, b: q + rowOffset,
-                                   ldb: H * D, beta: 1, c: dk + kOffset, ldc: KV * D)
-                        t0 = t1
+                let p = scores.pointer + task * rows * T, dp = dScores.pointer + task * rows * T
+                let qPack = packs.pointer + task * 3 * rows * D, dOPack = qPack + rows * D, dQPack = dOPack + rows * D
+                var t0 = 0
+                while t0 < T {
+                    let t1 = min(t0 + block, T), bq = t1 - t0, m = rep * bq
+                    let kLo = Int(keyStart[b * T + t0]), len = t1 - kLo
+                    let kOffset = ((b * T + kLo) * KV + g) * D
+                    gather(q, into: qPack, b: b, g: g, t0: t0, bq: bq)
+                    gather(dOut, into: dOPack, b: b, g: g, t0: t0, bq: bq)
+                    BLAS.sgemm(transB: true, m: m, n: len, k: D, alpha: scale, a: qPack, lda: D,
+                               b: k + kOffset, ldb: KV * D, c: p, ldc: len)
+                    for row in 0..<m {
+                        let r = row / bq, t = t0 + row % bq, prow = p + row * len
+                        let lo = Int(keyStart[b * T + t]) - kLo, hi = t - kLo + 1
+                        _ = FastExp.expShiftSum(prow + lo, prow + lo, hi - lo, shift: lse[(b * H + g * rep + r) * T + t])
+                        if lo > 0 { prow.update(repeating: 0, count: lo) }
+                        if hi < len { (prow + hi).update(repeating: 0, count: len - hi) }
                     }
+                    BLAS.sgemm(transA: true, m: len, n: D, k: m, a: p, lda: len, b: dOPack, ldb: D,
+                               beta: 1, c: dv + kOffset, ldc: KV * D)
+                    BLAS.sgemm(transB: true, m: m, n: len, k: D, a: dOPack, lda: D,
+                               b: v + kOffset, ldb: KV * D, c: dp, ldc: len)
+                    for row in 0..<m {
+                        let r = row / bq, t = t0 + row % bq
+                        let o = ((b * T + t) * H + g * rep + r) * D
+                        let di = SIMD8<Float>(repeating: VectorMath.dot(dOut + o, out + o, D))
+                        let prow = p + row * len, dprow = dp + row * len
+                        var j = 0
+                        while j + 8 <= len {
+                            VectorMath.store(VectorMath.load(prow + j) * (VectorMath.load(dprow + j) - di), dprow + j)
+                            j += 8
+                        }
+                        while j < len { dprow[j] = prow[j] * (dprow[j] - di[0]); j += 1 }
+                    }
+                    BLAS.sgemm(m: m, n: D, k: len, alpha: scale, a: dp, lda: len, b: k + kOffset, ldb: KV * D,
+                               c: dQPack, ldc: D)
+                    scatter(dQPack, to: dq, b: b, g: g, t0: t0, bq: bq)
+                    BLAS.sgemm(transA: true, m: len, n: D, k: m, alpha: scale, a: dp, lda: len, b: qPack,
+                               ldb: D, beta: 1, c: dk + kOffset, ldc: KV * D)
+                    t0 = t1
                 }
             }
         }
