@@ -150,11 +150,11 @@ public final class LlamaModel {
             Linear.forward(y: ws.up[s].pointer, x: ws.norm2[s].pointer, w: p(pre + "mlp.up_proj.weight"), n: n, inDim: c, outDim: f)
         }
         Profiler.time("swiglu") {
-            SwiGLU.forward(h: ws.swiglu.pointer, gate: ws.gate[s].pointer, up: ws.up[s].pointer, count: n * f)
+            SwiGLU.forward(h: ws.swiglu[s].pointer, gate: ws.gate[s].pointer, up: ws.up[s].pointer, count: n * f)
         }
         out.update(from: mid, count: n * c)
         Profiler.time("matmul") {
-            Linear.forward(y: out, x: ws.swiglu.pointer, w: p(pre + "mlp.down_proj.weight"), n: n, inDim: f, outDim: c, accumulate: true)
+            Linear.forward(y: out, x: ws.swiglu[s].pointer, w: p(pre + "mlp.down_proj.weight"), n: n, inDim: f, outDim: c, accumulate: true)
         }
     }
 
@@ -170,11 +170,8 @@ public final class LlamaModel {
         for l in stride(from: L - 1, through: 0, by: -1) {
             let pre = "model.layers.\(l)."
             // MLP: dRes holds dL/d(out); out = mid + down(swiglu)
-            Profiler.time("swiglu") {
-                SwiGLU.forward(h: ws.swiglu.pointer, gate: ws.gate[l].pointer, up: ws.up[l].pointer, count: n * f)
-            }
             Profiler.time("matmul.bwd") {
-                Linear.backward(dx: ws.dSwiglu.pointer, dw: g(pre + "mlp.down_proj.weight"), dy: dRes, x: ws.swiglu.pointer,
+                Linear.backward(dx: ws.dSwiglu.pointer, dw: g(pre + "mlp.down_proj.weight"), dy: dRes, x: ws.swiglu[l].pointer,
                                 w: p(pre + "mlp.down_proj.weight"), n: n, inDim: f, outDim: c)
             }
             Profiler.time("swiglu.bwd") {

@@ -3,7 +3,7 @@ import SmolTensor
 /// Everything one training step writes, allocated once for a (batch, sequence) shape.
 /// Saved per layer for the backward pass: the residual stream before and after attention, both
 /// norm outputs and their rstd, post-RoPE q/k, v, the attention output and its log-sum-exp, and
-/// the MLP gate and up projections. The SwiGLU product is recomputed in the backward.
+/// the MLP gate and up projections and their SwiGLU product.
 final class Workspace {
     let batch: Int, seqLen: Int
     let training: Bool
@@ -15,11 +15,10 @@ final class Workspace {
     let rstd1: [FloatBuffer], rstd2: [FloatBuffer]   // L × [N]
     let q: [FloatBuffer], k: [FloatBuffer], v: [FloatBuffer]
     let attnOut: [FloatBuffer], lse: [FloatBuffer]
-    let gate: [FloatBuffer], up: [FloatBuffer]
+    let gate: [FloatBuffer], up: [FloatBuffer], swiglu: [FloatBuffer]
     let finalNorm: FloatBuffer, finalRstd: FloatBuffer
 
     // Scratch shared by all layers.
-    let swiglu: FloatBuffer                 // [N, F]
     let dResidual: FloatBuffer, dNorm: FloatBuffer   // [N, C]
     let dq: FloatBuffer, dk: FloatBuffer, dv: FloatBuffer, dAttn: FloatBuffer
     let dGate: FloatBuffer, dUp: FloatBuffer, dSwiglu: FloatBuffer
@@ -42,9 +41,8 @@ final class Workspace {
         rstd1 = bufs(kept, n); rstd2 = bufs(kept, n)
         q = bufs(kept, n * config.qDim); k = bufs(kept, n * config.kvDim); v = bufs(kept, n * config.kvDim)
         attnOut = bufs(kept, n * config.qDim); lse = bufs(kept, batch * config.numAttentionHeads * seqLen)
-        gate = bufs(kept, n * f); up = bufs(kept, n * f)
+        gate = bufs(kept, n * f); up = bufs(kept, n * f); swiglu = bufs(kept, n * f)
         finalNorm = FloatBuffer(count: n * c); finalRstd = FloatBuffer(count: n)
-        swiglu = FloatBuffer(count: n * f)
         let g = training ? n : 0
         dResidual = FloatBuffer(count: g * c); dNorm = FloatBuffer(count: g * c)
         dq = FloatBuffer(count: g * config.qDim); dk = FloatBuffer(count: g * config.kvDim)
