@@ -56,9 +56,19 @@ public final class WindowDataset {
     /// A batch of the given windows, in order.
     public func batch(windows: [Int]) -> TokenBatch {
         let n = windows.count * seqLen
-        var tokens = [Int32](repeating: 0, count: n), targets = tokens, starts = tokens
-        for (row, w) in windows.enumerated() { fill(window: w, row: row, tokens: &tokens, targets: &targets, documentStart: &starts) }
-        return TokenBatch(batch: windows.count, seqLen: seqLen, tokens: tokens, targets: targets, documentStart: starts)
+        var b = TokenBatch(batch: windows.count, seqLen: seqLen, tokens: [Int32](repeating: 0, count: n),
+                           targets: [Int32](repeating: 0, count: n), documentStart: [Int32](repeating: 0, count: n))
+        fill(&b, windows: windows)
+        return b
+    }
+
+    /// Fills an existing batch of the right shape in place (no allocation when it is uniquely held).
+    public func fill(_ b: inout TokenBatch, windows: [Int]) {
+        precondition(b.batch == windows.count && b.seqLen == seqLen)
+        if b.documentStart == nil { b.documentStart = [Int32](repeating: 0, count: b.tokens.count) }
+        for (row, w) in windows.enumerated() {
+            fill(window: w, row: row, tokens: &b.tokens, targets: &b.targets, documentStart: &b.documentStart!)
+        }
     }
 }
 
@@ -77,6 +87,8 @@ public final class DataLoader {
     public let seed: UInt64
     public private(set) var position: DataPosition
     private var order: [Int] = []
+    private var windows: [Int] = []
+    private var current: TokenBatch?
 
     public init(dataset: WindowDataset, microBatch: Int, seed: UInt64, position: DataPosition = DataPosition()) {
         precondition(dataset.count > 0)
@@ -91,8 +103,10 @@ public final class DataLoader {
         return order
     }
 
+    /// The next micro-batch. Its buffers are reused from the previous call, so a training loop
+    /// that lets go of each batch allocates nothing per step.
     public func next() -> TokenBatch {
-        var windows: [Int] = []
+        windows.removeAll(keepingCapacity: true)
         while windows.count < microBatch {
             if position.offset >= order.count {
                 position = DataPosition(epoch: position.epoch + 1, offset: 0)
@@ -101,6 +115,13 @@ public final class DataLoader {
             windows.append(order[position.offset])
             position.offset += 1
         }
-        return dataset.batch(windows: windows)
+        if var b = current {
+            current = nil          // drop our reference so the buffers are uniquely held while refilled
+            dataset.fill(&b, windows: windows)
+            current = b
+        } else {
+            current = dataset.batch(windows: windows)
+        }
+        return current!
     }
 }
