@@ -23,14 +23,16 @@ let package = Package(
         .target(name: "SmolFormats", dependencies: ["SmolTensor"], swiftSettings: fast),
         .target(name: "SmolModel", dependencies: ["SmolTensor"], swiftSettings: fast),
         .target(name: "SmolData", dependencies: ["SmolTensor"], swiftSettings: fast),
+        .target(name: "SmolInfra", dependencies: ["SmolTensor", "SmolModel"], swiftSettings: fast),
         .target(name: "SmolTrainer",
                 dependencies: ["SmolTensor", "SmolModel", "SmolData", "SmolFormats", "Yams"],
                 swiftSettings: fast),
         .executableTarget(name: "smol",
-                          dependencies: ["SmolTrainer", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          dependencies: ["SmolTrainer", "SmolInfra", .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: fast),
         .testTarget(name: "SmolModelTests", dependencies: ["SmolModel", "SmolTensor"]),
         .testTarget(name: "SmolTrainTests", dependencies: ["SmolTrainer", "SmolData", "SmolFormats"]),
+        .testTarget(name: "SmolInfraTests", dependencies: ["SmolInfra", "SmolTrainer"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -194,6 +194,34 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         }
     }
 
+    /// Reads only a model: the `model` section of a YAML config, or a Hugging Face config.json.
+    public static func loadModel(path: String) throws -> LlamaConfig {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError.invalidFile(path: path, reason: "cannot read file")
+        }
+        let model: LlamaConfig
+        do {
+            if path.hasSuffix(".json") {
+                model = try JSONDecoder().decode(HFConfig.self, from: data).llama
+            } else {
+                struct OnlyModel: Decodable {
+                    let model: LlamaConfig
+                    enum CodingKeys: String, CodingKey { case model }
+                }
+                model = try YAMLDecoder().decode(OnlyModel.self, from: data).model
+            }
+        } catch let e as ConfigError {
+            throw ConfigError.invalidFile(path: path, reason: e.description)
+        } catch let e as DecodingError {
+            if case let .dataCorrupted(ctx) = e, let c = ctx.underlyingError as? ConfigError {
+                throw ConfigError.invalidFile(path: path, reason: c.description)
+            }
+            throw ConfigError.invalidFile(path: path, reason: describe(e))
+        }
+        do { try model.validate() } catch { throw ConfigError.invalidFile(path: path, reason: "\(error)") }
+        return model
+    }
+
     /// Resolves the data paths (globs allowed) against the config's directory.
     public func resolve(_ patterns: [String]) throws -> [String] {
         var out: [String] = []
