@@ -7,7 +7,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks.",
-        subcommands: [Train.self])
+        subcommands: [Train.self, Hardware.self])
 
     struct Train: ParsableCommand {
         static let configuration = CommandConfiguration(
