@@ -6,9 +6,9 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
-if ! dpkg -s libopenblas-dev pkg-config >/dev/null 2>&1; then
+if ! dpkg -s libopenblas-dev pkg-config libopenmpi-dev openmpi-bin >/dev/null 2>&1; then
   $SUDO apt-get update -q
-  $SUDO apt-get install -y -q --no-install-recommends libopenblas-dev pkg-config
+  $SUDO apt-get install -y -q --no-install-recommends libopenblas-dev pkg-config libopenmpi-dev openmpi-bin
 fi
 python3 -m pip install -q --disable-pip-version-check numpy pytest pyyaml
 swift build -c release 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]' || true

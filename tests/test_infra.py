@@ -1,0 +1,109 @@
+"""Infrastructure commands: collectives under Open MPI (nccl-tests conventions, exact checks),
+preflight verdicts, the planner against hand computation, and the hardware benchmark's peak."""
+import json
+import math
+import os
+import subprocess
+
+import pytest
+
+from conftest import ROOT, smol_binary
+
+MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1", "OMPI_MCA_rmaps_base_oversubscribe": "1"}
+FACTORS = {  # shared/reference/infrastructure.md
+    "all_reduce": lambda n: 2 * (n - 1) / n, "all_gather": lambda n: (n - 1) / n, "reduce_scatter": lambda n: (n - 1) / n,
+    "alltoall": lambda n: (n - 1) / n, "broadcast": lambda n: 1.0, "sendrecv": lambda n: 1.0,
+}
+
+
+def mpirun(n, *args, env=None):
+    e = dict(os.environ, **MPI_ENV, **(env or {}))
+    extra = sum((["-x", k] for k in (env or {})), [])
+    return subprocess.run(["mpirun", "-np", str(n), *extra, smol_binary(), *map(str, args)], capture_output=True, text=True,
+                          env=e, timeout=300)
+
+
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_collectives_follow_nccl_tests_conventions_and_are_exact(ranks):
+    r = mpirun(ranks, "bench", "collectives", "-b", "8", "-e", "256K", "-f", "4", "-n", "5", "-w", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["ranks"] == ranks and out["wrong"] == 0
+    assert {row["op"] for row in out["rows"]} == set(FACTORS)
+    for row in out["rows"]:
+        assert row["wrong"] == 0
+        algbw = row["size"] / (row["time_us"] * 1e-6) / 1e9
+        assert row["algbw"] == pytest.approx(algbw, rel=1e-6)
+        assert row["busbw"] == pytest.approx(row["algbw"] * FACTORS[row["op"]](ranks), rel=1e-9)
+        if row["op"] == "all_gather":
+            assert row["size"] == row["count"] * 4 * ranks
+        else:
+            assert row["size"] == row["count"] * 4
+    all_reduce_sizes = [row["size"] for row in out["rows"] if row["op"] == "all_reduce"]
+    assert all_reduce_sizes == [8 * 4 ** k for k in range(9) if 8 * 4 ** k <= 256 * 1024]
+    assert {o["op"] for o in out["overhead"]} == set(FACTORS)
+    assert out["avg_busbw"] == pytest.approx(sum(x["busbw"] for x in out["rows"]) / len(out["rows"]))
+
+
+def test_collectives_detect_a_wrong_value():
+    r = mpirun(2, "bench", "collectives", "--op", "all_reduce", "-e", "4K", "--no-overhead", env={"SMOL_FAULT_COLLECTIVE_RANK": "1"})
+    assert r.returncode != 0
+    assert "FAILED" in r.stdout
+
+
+def test_preflight_pass_fail_and_slow_rank(smol, tmp_path):
+    ok = smol("preflight", "--expect-gemm-gflops", "1", "--disk-dir", tmp_path, "--json")
+    assert json.loads(ok.stdout)["pass"] is True
+    bad = smol("preflight", "--expect-gemm-gflops", "1000000", "--disk-dir", tmp_path, check=False)
+    assert bad.returncode == 1 and "FAIL" in bad.stdout
+    r = mpirun(2, "preflight", "--disk-dir", tmp_path, "--json", env={"SMOL_FAULT_SLOW_RANK": "1"})
+    assert r.returncode != 0
+    checks = {c["name"]: c for c in json.loads(r.stdout)["checks"]}
+    assert checks["gemm"]["failing_ranks"] == [1]
+    assert "all_reduce 4 MiB busbw" in checks
+
+
+def test_plan_reproduces_smollm3_worked_example(smol):
+    p = json.loads(smol("plan", "configs/smollm3-3b.yaml", "--tokens", "11e12", "--gpu", "h100", "--dp", "192", "--tp", "2",
+                        "--micro-batch", "3", "--seq", "4096", "--zero", "1", "--json").stdout)
+    n = 128256 * 2048 + 36 * (2048 * 2048 * 2 + 2 * 2048 * 512 + 3 * 2048 * 11008 + 2 * 2048) + 2048
+    assert p["parameters"] == n
+    fpt = 6 * n + 12 * 36 * 16 * 128 * 4096
+    assert p["flops_per_token"] == pytest.approx(fpt)
+    days = fpt * 11e12 / (384 * 989e12 * 0.30) / 86400
+    assert p["days"] == pytest.approx(days) and 3 <= days / 7 <= 4
+    assert p["tokens_per_step"] == 2359296 and p["devices"] == 384
+    # Daly with delta = checkpoint write time, M = 50,000 GPU-hours / 384 GPUs
+    delta = 12 * n / 1e9 / 5.0
+    m = 50000 / 384 * 3600
+    r = delta / (2 * m)
+    daly = math.sqrt(2 * delta * m) * (1 + math.sqrt(r) / 3 + r / 9) - delta
+    assert p["daly_interval_min"] == pytest.approx(daly / 60)
+    mem = p["memory_per_device"]
+    assert mem["optimizer_gb"] == pytest.approx(12 * n / 2 / 192 / 1e9)   # TP 2, ZeRO-1 over DP 192
+
+
+def test_plan_bad_input(smol):
+    r = smol("plan", "--tokens", "1e9", check=False)
+    assert r.returncode == 1 and "--params" in r.stderr
+    r = smol("plan", "configs/smollm3-3b.yaml", "--tokens", "1e9", "--gpu", "tpu", check=False)
+    assert r.returncode == 1 and "tpu" in r.stderr
+    small = json.loads(smol("plan", "--params", "1.7e9", "--layers", "24", "--hidden", "2048", "--heads", "32",
+                            "--tokens", "1e12", "--json").stdout)
+    assert small["parameters"] == 1_700_000_000
+    assert small["flops_per_token"] == pytest.approx(6 * 1.7e9 + 12 * 24 * 2048 * 4096)
+
+
+def test_bench_hw_peak_derivation(smol, tmp_path):
+    out = json.loads(smol("bench", "hw", "--stream-mb", "40", "--gemm-n", "512", "--disk-mb", "16", "--disk-dir", tmp_path,
+                          "--clock-ghz", "2.0", "--json").stdout)
+    peak = out["peak"]
+    flags = open("/proc/cpuinfo").read()
+    lanes = 16 if " avx512f" in flags else 8 if (" avx2" in flags and " fma" in flags) else 4
+    assert peak["lanes"] == lanes and peak["cores"] == os.cpu_count()
+    assert peak["gflops"] == pytest.approx(os.cpu_count() * 2.0 * lanes * 2 * 2)
+    names = [r["name"] for r in out["results"]]
+    assert names[:4] == ["stream copy", "stream scale", "stream add", "stream triad"]
+    blas = next(r for r in out["results"] if r["name"] == "sgemm OpenBLAS")
+    assert blas["percent_of_theoretical"] == pytest.approx(100 * blas["value"] / peak["gflops"])
+    assert all(r["value"] > 0 for r in out["results"])
