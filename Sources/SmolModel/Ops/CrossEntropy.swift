@@ -26,8 +26,9 @@ final class CrossEntropyHead {
         while r0 < n {
             let rows = min(chunkRows, n - r0)
             let z = logits.pointer
-            BLAS.sgemm(transB: true, m: rows, n: V, k: C, a: x + r0 * C, lda: C, b: w, ldb: C, c: z, ldc: V)
+            Profiler.time("head.gemm") { BLAS.sgemm(transB: true, m: rows, n: V, k: C, a: x + r0 * C, lda: C, b: w, ldb: C, c: z, ldc: V) }
             let losses = rowLoss.pointer + r0
+            Profiler.time("head.softmax") {
             Parallel.forEach(rows, minPerChunk: 4) { i in
                 let row = z + i * V
                 let target = Int(targets[r0 + i])
@@ -49,10 +50,11 @@ final class CrossEntropyHead {
                     row[target] -= scale
                 }
             }
+            }
             for i in 0..<rows where targets[r0 + i] >= 0 { total += Double(losses[i]); counted += 1 }
             if let dx, let dw {
-                BLAS.sgemm(m: rows, n: C, k: V, a: z, lda: V, b: w, ldb: C, c: dx + r0 * C, ldc: C)
-                BLAS.sgemm(transA: true, m: V, n: C, k: rows, a: z, lda: V, b: x + r0 * C, ldb: C, beta: 1, c: dw, ldc: C)
+                Profiler.time("head.dx") { BLAS.sgemm(m: rows, n: C, k: V, a: z, lda: V, b: w, ldb: C, c: dx + r0 * C, ldc: C) }
+                Profiler.time("head.dw") { BLAS.sgemm(transA: true, m: V, n: C, k: rows, a: z, lda: V, b: x + r0 * C, ldb: C, beta: 1, c: dw, ldc: C) }
             }
             r0 += rows
         }
