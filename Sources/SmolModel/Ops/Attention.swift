@@ -44,6 +44,19 @@ final class Attention {
         } }
     }
 
+    /// Columns of a score row (query t, keys from kLo) that the mask lets through: [lo, hi).
+    @inline(__always)
+    private func visibleColumns(b: Int, t: Int, kLo: Int, keyStart: UnsafePointer<Int32>) -> (lo: Int, hi: Int) {
+        (Int(keyStart[b * seqLen + t]) - kLo, t - kLo + 1)
+    }
+
+    /// Zeroes a probability row outside its visible columns.
+    @inline(__always)
+    private func zeroMasked(_ row: UnsafeMutablePointer<Float>, lo: Int, hi: Int, len: Int) {
+        if lo > 0 { row.update(repeating: 0, count: lo) }
+        if hi < len { (row + hi).update(repeating: 0, count: len - hi) }
+    }
+
     /// q [B·T, H, D], k/v [B·T, KV, D], keyStart [B·T] -> out [B·T, H, D], lse [B, H, T]
     func forward(out: UnsafeMutablePointer<Float>, lse: UnsafeMutablePointer<Float>,
                  q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
@@ -64,13 +77,12 @@ final class Attention {
                                b: kBase, ldb: KV * D, c: s, ldc: len)
                     for row in 0..<m {
                         let r = row / bq, t = t0 + row % bq, p = s + row * len
-                        let lo = Int(keyStart[b * T + t]) - kLo, hi = t - kLo + 1  // valid columns [lo, hi)
+                        let (lo, hi) = visibleColumns(b: b, t: t, kLo: kLo, keyStart: keyStart)
                         let mx = FastExp.max(p + lo, hi - lo)
                         let sum = FastExp.expShiftSum(p + lo, p + lo, hi - lo, shift: mx)
                         let inv = 1 / sum
                         for j in lo..<hi { p[j] *= inv }
-                        if lo > 0 { p.update(repeating: 0, count: lo) }
-                        if hi < len { (p + hi).update(repeating: 0, count: len - hi) }
+                        zeroMasked(p, lo: lo, hi: hi, len: len)
                         lse[(b * H + g * rep + r) * T + t] = mx + logf(sum)
                     }
                     BLAS.sgemm(m: m, n: D, k: len, a: s, lda: len, b: vBase, ldb: KV * D, c: oPack, ldc: D)
@@ -109,10 +121,9 @@ final class Attention {
                                b: k + kOffset, ldb: KV * D, c: p, ldc: len)
                     for row in 0..<m {
                         let r = row / bq, t = t0 + row % bq, prow = p + row * len
-                        let lo = Int(keyStart[b * T + t]) - kLo, hi = t - kLo + 1
+                        let (lo, hi) = visibleColumns(b: b, t: t, kLo: kLo, keyStart: keyStart)
                         _ = FastExp.expShiftSum(prow + lo, prow + lo, hi - lo, shift: lse[(b * H + g * rep + r) * T + t])
-                        if lo > 0 { prow.update(repeating: 0, count: lo) }
-                        if hi < len { (prow + hi).update(repeating: 0, count: len - hi) }
+                        zeroMasked(prow, lo: lo, hi: hi, len: len)
                     }
                     BLAS.sgemm(transA: true, m: len, n: D, k: m, a: p, lda: len, b: dOPack, ldb: D,
                                beta: 1, c: dv + kOffset, ldc: KV * D)
