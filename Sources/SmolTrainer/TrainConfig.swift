@@ -80,6 +80,9 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
             throw bad("tokens_per_batch", "\(batchTokens) is not a positive multiple of micro_batch × seq_len = \(microBatch * seqLen)")
         }
         if steps == nil && tokenBudget == nil { throw ConfigError.missingKey(key: "training.steps (or training.token_budget)") }
+        if steps != nil && tokenBudget != nil {
+            throw bad("token_budget", "give either training.steps or training.token_budget, not both")
+        }
         if let s = steps, s <= 0 { throw bad("steps", "must be positive, got \(s)") }
         if let b = tokenBudget, b <= 0 { throw bad("token_budget", "must be positive, got \(b)") }
         if evalEvery < 0 { throw bad("eval_every", "must be ≥ 0 (0 disables), got \(evalEvery)") }
@@ -152,7 +155,9 @@ public struct TrainConfig: Codable, Equatable, Sendable {
             }
             let keys = o[..<eq].split(separator: ".").map(String.init)
             let raw = String(o[o.index(after: eq)...])
-            let value: Any = (try? Yams.load(yaml: raw)).flatMap { $0 } ?? raw
+            // `key=null` (or `key=`) removes the key, so a default or an alternative applies.
+            let parsed: Any?? = try? Yams.load(yaml: raw)
+            let value: Any? = raw.isEmpty || raw == "null" || raw == "~" ? nil : (parsed.flatMap { $0 } ?? raw)
             root = try set(root, keys[...], value, full: String(o[..<eq]))
         }
         tree = root
@@ -173,7 +178,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         }
     }
 
-    private static func set(_ node: [String: Any], _ keys: ArraySlice<String>, _ value: Any, full: String) throws -> [String: Any] {
+    private static func set(_ node: [String: Any], _ keys: ArraySlice<String>, _ value: Any?, full: String) throws -> [String: Any] {
         var node = node
         guard let k = keys.first else { return node }
         if keys.count == 1 { node[k] = value; return node }
