@@ -10,6 +10,6 @@ if ! dpkg -s libopenblas-dev pkg-config libopenmpi-dev openmpi-bin >/dev/null 2>
   $SUDO apt-get update -q
   $SUDO apt-get install -y -q --no-install-recommends libopenblas-dev pkg-config libopenmpi-dev openmpi-bin
 fi
-python3 -m pip install -q --disable-pip-version-check numpy pytest pyyaml
+python3 -m pip install -q --disable-pip-version-check numpy pytest pyyaml tokenizers
 swift build -c release 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]' || true
 test -x .build/release/smol || { echo "build failed" >&2; exit 1; }

@@ -1,0 +1,176 @@
+import Foundation
+
+public enum TokenizerError: Error, CustomStringConvertible {
+    case invalid(path: String, reason: String)
+    public var description: String {
+        switch self { case let .invalid(path, reason): return "\(path): \(reason)" }
+    }
+}
+
+/// A token that is matched in the raw text before pre-tokenisation (`added_tokens` in tokenizer.json).
+public struct AddedToken: Sendable {
+    public let id: Int32, content: String
+    public let special: Bool, lstrip: Bool, rstrip: Bool
+}
+
+/// Byte-level BPE as Hugging Face `tokenizers` runs it: added tokens split the text first, the
+/// pre-tokenizer splits the rest, each piece becomes a byte-level string and merges apply by rank.
+public final class BPETokenizer {
+    public let vocab: [String: Int32]
+    public let idToToken: [String]
+    let merges: [UInt64: (rank: Int32, id: Int32)]   // (left id, right id) -> rank and merged id
+    public let addedTokens: [AddedToken]
+    let preTokenizer: PreTokenizer
+    let ignoreMerges: Bool
+    private var cache: [String: [Int32]] = [:]
+
+    public var vocabSize: Int { idToToken.count }
+
+    public init(vocab: [String: Int32], merges: [(String, String)], addedTokens: [AddedToken], preTokenizer: PreTokenizer,
+                ignoreMerges: Bool = false, source: String = "<tokenizer>") throws {
+        self.vocab = vocab
+        let size = max(Int(vocab.values.max() ?? -1), Int(addedTokens.map(\.id).max() ?? -1)) + 1
+        var names = [String](repeating: "", count: size)
+        for (t, id) in vocab { names[Int(id)] = t }
+        for a in addedTokens { names[Int(a.id)] = a.content }
+        idToToken = names
+        var table: [UInt64: (Int32, Int32)] = [:]
+        for (rank, (a, b)) in merges.enumerated() {
+            guard let ia = vocab[a], let ib = vocab[b], let merged = vocab[a + b] else {
+                throw TokenizerError.invalid(path: source, reason: "merge \(rank) '\(a) \(b)' uses a token missing from the vocabulary")
+            }
+            let key = UInt64(UInt32(ia)) << 32 | UInt64(UInt32(ib))
+            if table[key] == nil { table[key] = (Int32(rank), merged) }
+        }
+        self.merges = table
+        self.addedTokens = addedTokens.sorted { $0.content.utf8.count > $1.content.utf8.count }   // longest first
+        self.preTokenizer = preTokenizer
+        self.ignoreMerges = ignoreMerges
+    }
+
+    /// Loads a Hugging Face tokenizer.json with a BPE model.
+    public convenience init(path: String) throws {
+        guard let data = FileManager.default.contents(atPath: path) else { throw TokenizerError.invalid(path: path, reason: "cannot read file") }
+        guard let root = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw TokenizerError.invalid(path: path, reason: "not a JSON object")
+        }
+        guard let model = root["model"] as? [String: Any], (model["type"] as? String ?? "BPE") == "BPE",
+              let vocabJSON = model["vocab"] as? [String: Any], let mergesJSON = model["merges"] as? [Any] else {
+            throw TokenizerError.invalid(path: path, reason: "model must be BPE with vocab and merges")
+        }
+        var vocab: [String: Int32] = [:]
+        for (k, v) in vocabJSON { guard let i = v as? Int else { throw TokenizerError.invalid(path: path, reason: "vocab entry '\(k)' is not an integer id") }; vocab[k] = Int32(i) }
+        var merges: [(String, String)] = []
+        for (i, m) in mergesJSON.enumerated() {
+            if let s = m as? String, let sp = s.firstIndex(of: " ") {   // "a b" form
+                merges.append((String(s[..<sp]), String(s[s.index(after: sp)...])))
+            } else if let pair = m as? [String], pair.count == 2 {        // ["a", "b"] form
+                merges.append((pair[0], pair[1]))
+            } else { throw TokenizerError.invalid(path: path, reason: "merge \(i) is neither \"a b\" nor [\"a\", \"b\"]") }
+        }
+        var added: [AddedToken] = []
+        for case let t as [String: Any] in root["added_tokens"] as? [Any] ?? [] {
+            guard let id = t["id"] as? Int, let content = t["content"] as? String else { continue }
+            added.append(AddedToken(id: Int32(id), content: content, special: t["special"] as? Bool ?? false,
+                                    lstrip: t["lstrip"] as? Bool ?? false, rstrip: t["rstrip"] as? Bool ?? false))
+        }
+        let pre = try BPETokenizer.parsePreTokenizer(root["pre_tokenizer"], path: path)
+        try self.init(vocab: vocab, merges: merges, addedTokens: added, preTokenizer: pre,
+                      ignoreMerges: model["ignore_merges"] as? Bool ?? false, source: path)
+    }
+
+    static let gpt2Pattern = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
+
+    static func parsePreTokenizer(_ json: Any?, path: String) throws -> PreTokenizer {
+        guard let obj = json as? [String: Any], let type = obj["type"] as? String else {
+            throw TokenizerError.invalid(path: path, reason: "pre_tokenizer is missing (byte-level BPE needs ByteLevel)")
+        }
+        switch type {
+        case "ByteLevel":
+            return .byteLevel(addPrefixSpace: obj["add_prefix_space"] as? Bool ?? true, useRegex: obj["use_regex"] as? Bool ?? true)
+        case "Digits":
+            return .digits(individual: obj["individual_digits"] as? Bool ?? false)
+        case "Sequence":
+            return .sequence(try (obj["pretokenizers"] as? [Any] ?? []).map { try parsePreTokenizer($0, path: path) })
+        case "Split":
+            let pattern = (obj["pattern"] as? [String: Any])?["Regex"] as? String
+            if pattern == gpt2Pattern { return .gpt2Split }
+            throw TokenizerError.invalid(path: path, reason: "unsupported Split pattern \(pattern ?? "?")")
+        default:
+            throw TokenizerError.invalid(path: path, reason: "unsupported pre_tokenizer type \(type)")
+        }
+    }
+
+    /// Token ids of `text`; added tokens are recognised anywhere in it.
+    public func encode(_ text: String) -> [Int32] {
+        var out: [Int32] = []
+        let scalars = Array(text.unicodeScalars)
+        var segment: [Unicode.Scalar] = []
+        var i = 0
+        func flush() { if !segment.isEmpty { encodeOrdinary(segment, into: &out); segment.removeAll() } }
+        outer: while i < scalars.count {
+            for t in addedTokens where matches(t.content, scalars, at: i) {
+                if t.lstrip { while let last = segment.last, PreTokenizer.isSpace(last) { segment.removeLast() } }
+                flush()
+                out.append(t.id)
+                i += t.content.unicodeScalars.count
+                if t.rstrip { while i < scalars.count && PreTokenizer.isSpace(scalars[i]) { i += 1 } }
+                continue outer
+            }
+            segment.append(scalars[i]); i += 1
+        }
+        flush()
+        return out
+    }
+
+    private func matches(_ content: String, _ s: [Unicode.Scalar], at i: Int) -> Bool {
+        var k = i
+        for u in content.unicodeScalars { if k >= s.count || s[k] != u { return false }; k += 1 }
+        return !content.isEmpty
+    }
+
+    private func encodeOrdinary(_ text: [Unicode.Scalar], into out: inout [Int32]) {
+        let byteLevel = preTokenizer.isByteLevel
+        for piece in preTokenizer.split([text]) where !piece.isEmpty {
+            var s = String.UnicodeScalarView(); s.append(contentsOf: piece)
+            let word = byteLevel ? ByteLevel.encode(String(s).utf8) : String(s)
+            if let hit = cache[word] { out += hit; continue }
+            let ids = bpe(word)
+            if cache.count < 100_000 { cache[word] = ids }
+            out += ids
+        }
+    }
+
+    /// Merges the lowest-ranked adjacent pair (leftmost on ties) until none applies.
+    func bpe(_ word: String) -> [Int32] {
+        if ignoreMerges, let id = vocab[word] { return [id] }
+        var symbols: [Int32] = word.unicodeScalars.compactMap { vocab[String($0)] }
+        while symbols.count > 1 {
+            var best: (rank: Int32, at: Int, id: Int32)? = nil
+            for j in 0..<(symbols.count - 1) {
+                let key = UInt64(UInt32(symbols[j])) << 32 | UInt64(UInt32(symbols[j + 1]))
+                if let m = merges[key], best == nil || m.rank < best!.rank { best = (m.rank, j, m.id) }
+            }
+            guard let b = best else { break }
+            symbols[b.at] = b.id
+            symbols.remove(at: b.at + 1)
+        }
+        return symbols
+    }
+
+    /// Text of `ids`: byte-level tokens back to bytes, decoded as UTF-8 together so a character
+    /// split across tokens comes back whole (invalid sequences become U+FFFD).
+    public func decode(_ ids: [Int32]) -> String {
+        var out = "", bytes: [UInt8] = []
+        let specials = Dictionary(addedTokens.map { ($0.id, $0.content) }, uniquingKeysWith: { a, _ in a })
+        func flush() { if !bytes.isEmpty { out += String(decoding: bytes, as: UTF8.self); bytes.removeAll() } }
+        for id in ids {
+            if let s = specials[id] { flush(); out += s; continue }
+            guard id >= 0, Int(id) < idToToken.count else { flush(); out += "\u{FFFD}"; continue }
+            let t = idToToken[Int(id)]
+            if preTokenizer.isByteLevel, let b = ByteLevel.decode(t) { bytes += b } else { flush(); out += t }
+        }
+        flush()
+        return out
+    }
+}
