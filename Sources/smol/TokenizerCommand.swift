@@ -1,6 +1,12 @@
 import ArgumentParser
 import Foundation
+import SmolFormats
 import SmolTokenizer
+
+/// A tokenizer.json, or a GGUF file's embedded tokenizer.
+func loadTokenizer(_ path: String) throws -> BPETokenizer {
+    path.hasSuffix(".gguf") ? try BPETokenizer(gguf: GGUFFile(path: path)) : try BPETokenizer(path: path)
+}
 
 struct TokenizerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -12,13 +18,13 @@ struct TokenizerCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Encode text (standard input, or --file) as one string.",
             discussion: "Example:\n  echo -n 'Hello world' | smol tokenizer encode --tokenizer tokenizer.json --json")
-        @Option(help: "Path to tokenizer.json.") var tokenizer: String
+        @Option(help: "Path to tokenizer.json or a .gguf file.") var tokenizer: String
         @Option(help: "Read the text from this file instead of standard input.") var file: String?
         @Flag(help: "Print the ids as a JSON array.") var json = false
 
         func run() throws {
             try runReportingErrors {
-                let t = try BPETokenizer(path: tokenizer)
+                let t = try loadTokenizer(tokenizer)
                 let data: Data
                 if let file {
                     guard let d = FileManager.default.contents(atPath: file) else { throw CLIError(message: "\(file): cannot read file") }
@@ -35,12 +41,12 @@ struct TokenizerCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Decode ids (a JSON array or whitespace-separated, from standard input) to text.",
             discussion: "Example:\n  echo '[19556, 905]' | smol tokenizer decode --tokenizer tokenizer.json")
-        @Option(help: "Path to tokenizer.json.") var tokenizer: String
+        @Option(help: "Path to tokenizer.json or a .gguf file.") var tokenizer: String
         @Flag(help: "Print {\"text\": ...} as JSON.") var json = false
 
         func run() throws {
             try runReportingErrors {
-                let t = try BPETokenizer(path: tokenizer)
+                let t = try loadTokenizer(tokenizer)
                 let input = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
                 let parts = input.split(whereSeparator: { " \n\t,[]".contains($0) })
                 let ids = try parts.map { p -> Int32 in

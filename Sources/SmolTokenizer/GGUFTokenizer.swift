@@ -1,0 +1,37 @@
+import SmolFormats
+
+extension BPETokenizer {
+    /// The byte-level BPE tokenizer stored in a GGUF file (tokenizer.ggml.model = gpt2): tokens,
+    /// merges, token types (control and user-defined tokens become added tokens) and the
+    /// pre-tokenizer named by tokenizer.ggml.pre.
+    public convenience init(gguf: GGUFFile) throws {
+        let m = gguf.metadata, path = gguf.path
+        func fail(_ r: String) -> TokenizerError { .invalid(path: path, reason: r) }
+        guard let model = m["tokenizer.ggml.model"]?.string else { throw fail("no tokenizer.ggml.model") }
+        guard model == "gpt2" else { throw fail("tokenizer.ggml.model '\(model)' is not byte-level BPE (gpt2)") }
+        guard let tokens = m["tokenizer.ggml.tokens"]?.array?.compactMap(\.string), !tokens.isEmpty else { throw fail("no tokenizer.ggml.tokens") }
+        let types = m["tokenizer.ggml.token_type"]?.array?.compactMap(\.int) ?? []
+        var vocab: [String: Int32] = [:]
+        var added: [AddedToken] = []
+        for (i, t) in tokens.enumerated() {
+            let type = i < types.count ? types[i] : 1
+            if type == 3 || type == 4 {   // control, user-defined
+                added.append(AddedToken(id: Int32(i), content: t, special: type == 3, lstrip: false, rstrip: false))
+            }
+            if vocab[t] == nil { vocab[t] = Int32(i) }
+        }
+        var merges: [(String, String)] = []
+        for (i, v) in (m["tokenizer.ggml.merges"]?.array ?? []).enumerated() {
+            guard let s = v.string, let sp = s.firstIndex(of: " ") else { throw fail("merge \(i) is not \"a b\"") }
+            merges.append((String(s[..<sp]), String(s[s.index(after: sp)...])))
+        }
+        let pre = m["tokenizer.ggml.pre"]?.string ?? "gpt2"
+        let preTokenizer: PreTokenizer
+        switch pre {
+        case "smollm": preTokenizer = .sequence([.digits(individual: true), .byteLevel(addPrefixSpace: false, useRegex: true)])
+        case "gpt2", "default": preTokenizer = .byteLevel(addPrefixSpace: false, useRegex: true)
+        default: throw fail("tokenizer.ggml.pre '\(pre)' is not supported yet (supported: smollm, gpt2)")
+        }
+        try self.init(vocab: vocab, merges: merges, addedTokens: added, preTokenizer: preTokenizer, source: path)
+    }
+}
