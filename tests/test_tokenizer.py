@@ -64,3 +64,30 @@ def test_bad_tokenizer_file_is_a_clean_error(tmp_path):
     p.write_text('{"model": {"type": "Unigram"}}')
     r = subprocess.run([smol_binary(), "tokenizer", "encode", "--tokenizer", str(p)], input=b"x", capture_output=True, text=False)
     assert r.returncode == 1 and b"bad.json" in r.stderr
+
+
+def test_trained_tokenizer_loads_in_hf_and_encodes_identically(smol, tmp_path):
+    out = tmp_path / "ours.json"
+    stats = json.loads(smol("tokenizer", "train", ROOT / "data/corpus/prose.txt", ROOT / "data/corpus/code.txt",
+                            "--vocab-size", "2048", "--special", "<|endoftext|>", "--special", "<|im_start|>",
+                            "--special", "<|im_end|>", "--out", out, "--json").stdout)
+    assert stats["vocab_size"] == 2048
+    hf = Tokenizer.from_file(str(out))
+    assert hf.get_vocab_size() == 2048
+    assert [hf.token_to_id(t) for t in ("<|endoftext|>", "<|im_start|>", "<|im_end|>")] == [0, 1, 2]
+    corpus = SAMPLES + [(ROOT / "data/corpus/code.txt").read_text()[:20000]]
+    for text in corpus:
+        expected = hf.encode(text).ids
+        r = smol("tokenizer", "encode", "--tokenizer", out, "--json", "--file", _write(tmp_path, text))
+        assert json.loads(r.stdout) == expected, text[:60]
+    # merges learned from the corpus compress it: well under one token per byte
+    prose = (ROOT / "data/corpus/prose.txt").read_text()[:50000]
+    assert len(hf.encode(prose).ids) < 0.45 * len(prose.encode())
+    bad = smol("tokenizer", "train", ROOT / "data/corpus/prose.txt", "--vocab-size", "100", "--out", tmp_path / "x.json", check=False)
+    assert bad.returncode == 1 and "vocab-size" in bad.stderr
+
+
+def _write(tmp_path, text):
+    p = tmp_path / "input.txt"
+    p.write_text(text)
+    return p

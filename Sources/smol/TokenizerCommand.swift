@@ -12,7 +12,37 @@ struct TokenizerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tokenizer",
         abstract: "Byte-level BPE tokenizers from Hugging Face tokenizer.json.",
-        subcommands: [Encode.self, Decode.self])
+        subcommands: [Train.self, Encode.self, Decode.self])
+
+    struct Train: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Train a byte-level BPE on text files and write a Hugging Face tokenizer.json.",
+            discussion: "Example:\n  smol tokenizer train data/corpus/*.txt --vocab-size 2048 --special '<|endoftext|>' --out tok.json")
+        @Argument(help: "UTF-8 text files.") var files: [String]
+        @Option(help: "Vocabulary size, special tokens and the 256 bytes included.") var vocabSize: Int
+        @Option(help: "A special token (repeatable); ids 0, 1, ... in order.") var special: [String] = ["<|endoftext|>"]
+        @Option(help: "Pairs seen fewer times are never merged.") var minFrequency: Int = 2
+        @Option(help: "Output tokenizer.json.") var out: String
+        @Flag(help: "Print statistics as JSON.") var json = false
+
+        func run() throws {
+            try runReportingErrors {
+                guard vocabSize >= 256 + special.count else { throw CLIError(message: "--vocab-size must be at least 256 + the special tokens") }
+                let texts = try files.map { f -> String in
+                    guard let d = FileManager.default.contents(atPath: f) else { throw CLIError(message: "\(f): cannot read file") }
+                    guard let s = String(data: d, encoding: .utf8) else { throw CLIError(message: "\(f): not valid UTF-8") }
+                    return s
+                }
+                var trainer = BPETrainer(vocabSize: vocabSize, specialTokens: special)
+                trainer.minFrequency = minFrequency
+                let r = trainer.train(texts: texts)
+                try trainer.tokenizerJSON(r).write(to: URL(fileURLWithPath: out))
+                struct Stats: Encodable { let out: String; let vocab_size: Int; let merges: Int }
+                let stats = Stats(out: out, vocab_size: r.vocab.count, merges: r.merges.count)
+                if json { printJSON(stats) } else { print("\(out): \(r.vocab.count) tokens, \(r.merges.count) merges") }
+            }
+        }
+    }
 
     struct Encode: ParsableCommand {
         static let configuration = CommandConfiguration(
