@@ -22,7 +22,7 @@ public final class BPETokenizer {
     public let addedTokens: [AddedToken]
     let preTokenizer: PreTokenizer
     let ignoreMerges: Bool
-    private var cache: [String: [Int32]] = [:]
+    private var cache: WordCache = [:]
 
     public var vocabSize: Int { idToToken.count }
 
@@ -101,13 +101,20 @@ public final class BPETokenizer {
         }
     }
 
-    /// Token ids of `text`; added tokens are recognised anywhere in it.
-    public func encode(_ text: String) -> [Int32] {
+    /// Token ids of `text`; added tokens are recognised anywhere in it. Uses the tokenizer's own
+    /// word cache, so one tokenizer must not encode on several threads at once: give each thread
+    /// its own cache with `encode(_:cache:)`.
+    public func encode(_ text: String) -> [Int32] { encode(text, cache: &cache) }
+
+    /// Word cache for `encode(_:cache:)`: byte-level word -> ids.
+    public typealias WordCache = [String: [Int32]]
+
+    public func encode(_ text: String, cache: inout WordCache) -> [Int32] {
         var out: [Int32] = []
         let scalars = Array(text.unicodeScalars)
         var segment: [Unicode.Scalar] = []
         var i = 0
-        func flush() { if !segment.isEmpty { encodeOrdinary(segment, into: &out); segment.removeAll() } }
+        func flush() { if !segment.isEmpty { encodeOrdinary(segment, into: &out, cache: &cache); segment.removeAll() } }
         outer: while i < scalars.count {
             for t in addedTokens where matches(t.content, scalars, at: i) {
                 if t.lstrip { while let last = segment.last, PreTokenizer.isSpace(last) { segment.removeLast() } }
@@ -129,7 +136,7 @@ public final class BPETokenizer {
         return !content.isEmpty
     }
 
-    private func encodeOrdinary(_ text: [Unicode.Scalar], into out: inout [Int32]) {
+    private func encodeOrdinary(_ text: [Unicode.Scalar], into out: inout [Int32], cache: inout WordCache) {
         let byteLevel = preTokenizer.isByteLevel
         for piece in preTokenizer.split([text]) where !piece.isEmpty {
             var s = String.UnicodeScalarView(); s.append(contentsOf: piece)
