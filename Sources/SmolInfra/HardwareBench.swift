@@ -78,25 +78,6 @@ public enum HardwareBench {
         return kernels.enumerated().map { (k, kernel) in (kernel.0, Double(kernel.1 * 8 * n) / best[k] / 1e6) }
     }
 
-    /// GFLOP/s of an n³ GEMM, best of `repeats` after a warm-up: OpenBLAS or our SIMD kernel.
-    public static func gemm(n: Int, ours: Bool, repeats: Int = 3) -> Double {
-        let a = FloatBuffer(count: n * n), b = FloatBuffer(count: n * n), c = FloatBuffer(count: n * n)
-        for i in 0..<(n * n) { a[i] = Float(i % 7) * 0.01; b[i] = Float(i % 5) * 0.01 }
-        func once() {
-            if ours { SimdGEMM.multiply(m: n, n: n, k: n, a: a.pointer, b: b.pointer, c: c.pointer) }
-            else { BLAS.sgemm(m: n, n: n, k: n, a: a.pointer, lda: n, b: b.pointer, ldb: n, c: c.pointer, ldc: n) }
-        }
-        BLAS.yieldIdleThreads
-        once()
-        var best = Double.infinity
-        for _ in 0..<repeats {
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            once()
-            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
-        }
-        return 2 * Double(n * n) * Double(n) / best / 1e9
-    }
-
     /// Writes `bytes` to a file in `directory` in 8 MiB blocks and fsyncs (as a checkpoint does),
     /// then evicts it from the page cache and reads it back. Returns (write MB/s, read MB/s).
     public static func disk(directory: String, bytes: Int) throws -> (write: Double, read: Double) {

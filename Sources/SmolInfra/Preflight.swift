@@ -41,7 +41,7 @@ public enum Preflight {
         // Test hook: SMOL_FAULT_SLOW_RANK=r scales rank r's local figures by 0.5, like a throttled device.
         let slow = ProcessInfo.processInfo.environment["SMOL_FAULT_SLOW_RANK"].flatMap(Int.init) == rank ? 0.5 : 1.0
         var local: [(String, String, Double, Double?)] = []
-        local.append(("gemm", "GFLOP/s", HardwareBench.gemm(n: 1024, ours: false, repeats: 3) * slow, o.expectedGemmGflops))
+        local.append(("gemm", "GFLOP/s", PeakProbe.gemmGflops(n: 1024, repeats: 3) * slow, o.expectedGemmGflops))
         let triad = HardwareBench.stream(n: 8_000_000, repeats: 3).first { $0.name == "triad" }!.mbps / 1000
         local.append(("stream triad", "GB/s", triad * slow, o.expectedTriadGBps))
         let disk = try HardwareBench.disk(directory: o.diskDirectory, bytes: o.diskMB << 20)

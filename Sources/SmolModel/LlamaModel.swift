@@ -236,7 +236,6 @@ public final class LlamaModel {
     public func nextTokenLogits(_ tokens: [Int32]) throws -> [Float] {
         let context = Array(tokens.suffix(config.maxPositionEmbeddings))
         let b = TokenBatch(batch: 1, seqLen: context.count, tokens: context, targets: [Int32](repeating: -1, count: context.count))
-        if let w = workspace, w.batch != 1 || w.seqLen != context.count { workspace = nil }
         try forward(b, computeGradients: false)
         let ws = workspace!
         var out = [Float](repeating: 0, count: config.vocabSize)

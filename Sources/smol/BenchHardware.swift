@@ -38,11 +38,11 @@ extension BenchCommand {
                     rows.append(HardwareResult(name: "stream \(s.name)", value: s.mbps / 1000, unit: "GB/s",
                                                percentOfTheoretical: pct(s.mbps / 1000, memPeakGbps), note: "best of 10, \(streamMb) MB arrays"))
                 }
-                let blas = HardwareBench.gemm(n: gemmN, ours: false)
+                let blas = PeakProbe.gemmGflops(n: gemmN, repeats: 3)
                 rows.append(HardwareResult(name: "sgemm OpenBLAS", value: blas, unit: "GFLOP/s", percentOfTheoretical: 100 * blas / peak.gflops,
                                            note: "\(gemmN)³, best of 3"))
                 let oursN = min(gemmN, 1024)
-                let ours = HardwareBench.gemm(n: oursN, ours: true)
+                let ours = PeakProbe.gemmGflops(n: oursN, repeats: 3, kernel: .swiftSIMD)
                 rows.append(HardwareResult(name: "sgemm Swift SIMD", value: ours, unit: "GFLOP/s", percentOfTheoretical: 100 * ours / peak.gflops,
                                            note: "\(oursN)³, best of 3"))
                 let d = try HardwareBench.disk(directory: diskDir, bytes: diskMb << 20)
