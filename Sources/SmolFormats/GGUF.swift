@@ -73,7 +73,12 @@ public final class GGUFFile {
         guard alignment > 0 && alignment & (alignment - 1) == 0 else { throw GGUFError.malformed(path: path, reason: "alignment \(alignment) is not a power of two") }
         dataOffset = (r.position + alignment - 1) / alignment * alignment
         for t in infos {
-            guard let size = GGUFFile.byteSize(type: t.type, dimensions: t.dimensions) else { continue }
+            guard let size = GGUFFile.byteSize(type: t.type, dimensions: t.dimensions) else {
+                if GGUFTensorType(rawValue: t.type) != nil {
+                    throw GGUFError.malformed(path: path, reason: "tensor '\(t.name)' dimensions \(t.dimensions) do not fit its type")
+                }
+                continue   // an unknown type is reported when the tensor is read
+            }
             guard t.offset % alignment == 0, dataOffset + t.offset + size <= d.count else {
                 throw GGUFError.malformed(path: path, reason: "tensor '\(t.name)' (\(size) bytes at offset \(t.offset)) lies outside the \(d.count)-byte file")
             }
@@ -82,11 +87,13 @@ public final class GGUFFile {
 
     /// Bytes of a tensor of a known type (nil for types this reader does not size).
     public static func byteSize(type: UInt32, dimensions: [Int]) -> Int? {
-        let n = dimensions.reduce(1, *)
-        // (elements per block, bytes per block): F32, F16, Q4_0, Q4_1, Q8_0, Q4_K, Q5_K, Q6_K, BF16
-        let blocks: [UInt32: (Int, Int)] = [0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 8: (32, 34),
-                                            12: (256, 144), 13: (256, 176), 14: (256, 210), 30: (1, 2)]
-        guard let (per, bytes) = blocks[type], n % per == 0 else { return nil }
+        var n = 1
+        for d in dimensions {
+            let (v, overflow) = n.multipliedReportingOverflow(by: d)
+            if overflow { return nil }
+            n = v
+        }
+        guard let (per, bytes) = GGUFTensorType(rawValue: type)?.block, n % per == 0 else { return nil }
         return n / per * bytes
     }
 

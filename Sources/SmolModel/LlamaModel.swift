@@ -34,6 +34,8 @@ public final class LlamaModel {
     public let parameters: ParameterStore
     public let gradients: FloatBuffer
     let rope: RoPETable
+    /// Quantised copies of the matrices for single-token decoding (set by the GGUF loader).
+    public var decodeWeights: DecodeWeights?
     private var workspace: Workspace?
 
     public init(config: LlamaConfig) throws {

@@ -90,28 +90,9 @@ public struct BPETrainer {
 
     /// tokenizer.json for `result`, loadable by Hugging Face `tokenizers` and by BPETokenizer(path:).
     public func tokenizerJSON(_ r: Result) throws -> Data {
-        var vocabJSON: [String: Int] = [:]
-        for (i, t) in r.vocab.enumerated() { vocabJSON[t] = i }
-        func pre(_ p: PreTokenizer) -> [String: Any] {
-            switch p {
-            case let .byteLevel(addPrefixSpace, useRegex):
-                return ["type": "ByteLevel", "add_prefix_space": addPrefixSpace, "trim_offsets": true, "use_regex": useRegex]
-            case let .digits(individual): return ["type": "Digits", "individual_digits": individual]
-            case .gpt2Split: return ["type": "Split", "pattern": ["Regex": BPETokenizer.gpt2Pattern], "behavior": "Isolated", "invert": false]
-            case let .sequence(list): return ["type": "Sequence", "pretokenizers": list.map(pre)]
-            }
-        }
-        let added: [[String: Any]] = (0..<r.specialCount).map {
-            ["id": $0, "content": r.vocab[$0], "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true]
-        }
-        let root: [String: Any] = [
-            "version": "1.0", "truncation": NSNull(), "padding": NSNull(), "added_tokens": added, "normalizer": NSNull(),
-            "pre_tokenizer": pre(preTokenizer), "post_processor": NSNull(),
-            "decoder": ["type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true],
-            "model": ["type": "BPE", "dropout": NSNull(), "unk_token": NSNull(), "continuing_subword_prefix": NSNull(),
-                      "end_of_word_suffix": NSNull(), "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
-                      "vocab": vocabJSON, "merges": r.merges.map { [$0.0, $0.1] }] as [String: Any],
-        ]
-        return try JSONSerialization.data(withJSONObject: root, options: [.sortedKeys])
+        var vocab: [String: Int32] = [:]
+        for (i, t) in r.vocab.enumerated() { vocab[t] = Int32(i) }
+        let added = (0..<r.specialCount).map { AddedToken(id: Int32($0), content: r.vocab[$0], special: true, lstrip: false, rstrip: false) }
+        return try TokenizerJSON.data(vocab: vocab, merges: r.merges, addedTokens: added, preTokenizer: preTokenizer)
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import SmolTensor
 import Foundation
 import SmolFormats
 import SmolModel
@@ -14,10 +15,23 @@ struct DevCommand: ParsableCommand {
     struct GGUFInfo: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "gguf")
         @Argument var file: String
+        @Option(help: "Also write every tensor decoded to float32 into this safetensors file (shape outermost first).")
+        var dequantOut: String?
 
         func run() throws {
             try runReportingErrors {
                 let g = try GGUFFile(path: file)
+                if let out = dequantOut {
+                    let decoded = try g.tensors.map { info in
+                        let buffer = FloatBuffer(count: info.dimensions.reduce(1, *))
+                        try g.floats(info, into: buffer.pointer)
+                        return (info, buffer)
+                    }
+                    try SafetensorsWriter.write(decoded.map { info, buffer in
+                        SafetensorsWriter.Tensor(name: info.name, shape: info.dimensions.reversed(), data: buffer.pointer)
+                    }, to: out)
+                    withExtendedLifetime(decoded) {}
+                }
                 var meta: [String: String] = [:]
                 for (k, v) in g.metadata {
                     switch v {

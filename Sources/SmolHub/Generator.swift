@@ -1,0 +1,89 @@
+import Foundation
+import SmolModel
+
+public struct GenerationOptions: Sendable {
+    public var maxTokens = 256
+    /// 0 is greedy.
+    public var temperature: Float = 0.7
+    public var topK = 0
+    public var topP: Float = 1
+    public var minP: Float = 0
+    public var seed: UInt64 = 0
+    /// Generation ends before the first occurrence of any of these strings.
+    public var stop: [String] = []
+    public init() {}
+}
+
+public struct GenerationResult: Sendable {
+    public var ids: [Int32]
+    public var text: String
+    /// "stop" (EOS or a stop string) or "length".
+    public var finishReason: String
+    public var promptTokens: Int
+    public var prefillSeconds: Double
+    public var decodeSeconds: Double
+}
+
+/// Prompt in, text out: batched prefill through the KV cache, then one token at a time, with
+/// EOS and stop strings, streaming text as soon as it is valid UTF-8 and cannot be the start of a
+/// stop string.
+public final class Generator {
+    public let pretrained: PretrainedModel
+    public let session: InferenceSession
+
+    public init(_ pretrained: PretrainedModel, contextLength: Int? = nil) {
+        self.pretrained = pretrained
+        session = InferenceSession(model: pretrained.model, capacity: contextLength)
+    }
+
+    public func generate(promptIds: [Int32], options: GenerationOptions, reuseCache: Bool = false,
+                         onText: (String) -> Void = { _ in }) throws -> GenerationResult {
+        let tokenizer = pretrained.tokenizer
+        var sampler = Sampler(temperature: options.temperature, topK: options.topK, topP: options.topP, minP: options.minP, seed: options.seed)
+        guard !promptIds.isEmpty else { throw HubError.invalid(path: pretrained.source, reason: "empty prompt") }
+        let budget = min(options.maxTokens, session.capacity - promptIds.count)
+        guard budget >= 0 else {
+            throw HubError.invalid(path: pretrained.source, reason: "prompt of \(promptIds.count) tokens does not fit the \(session.capacity)-token context")
+        }
+        if !reuseCache { session.reset() }
+        let t0 = Date()
+        var logits = try session.feed(promptIds)
+        let prefill = Date().timeIntervalSince(t0)
+        var ids: [Int32] = [], emitted = 0, finish = "length"
+        var text = ""
+        let t1 = Date()
+        while ids.count < budget {
+            let next = sampler.next(logits)
+            if pretrained.stopIds.contains(next) { finish = "stop"; break }
+            ids.append(next)
+            text = tokenizer.decode(ids)
+            if let cut = options.stop.compactMap({ text.range(of: $0)?.lowerBound }).min() {
+                text = String(text[..<cut]); finish = "stop"; break
+            }
+            // Hold back an incomplete UTF-8 character and anything that may begin a stop string.
+            if !text.hasSuffix("\u{FFFD}") {
+                let safe = text.count - Generator.heldBack(text, stops: options.stop)
+                if safe > emitted {
+                    let start = text.index(text.startIndex, offsetBy: emitted), end = text.index(text.startIndex, offsetBy: safe)
+                    onText(String(text[start..<end])); emitted = safe
+                }
+            }
+            if ids.count == budget { break }
+            logits = try session.feed([next])
+        }
+        if text.count > emitted { onText(String(text.dropFirst(emitted))) }
+        return GenerationResult(ids: ids, text: text, finishReason: finish, promptTokens: promptIds.count,
+                                prefillSeconds: prefill, decodeSeconds: Date().timeIntervalSince(t1))
+    }
+
+    /// Characters at the end of `text` that are a proper prefix of some stop string.
+    static func heldBack(_ text: String, stops: [String]) -> Int {
+        var held = 0
+        for s in stops where !s.isEmpty {
+            for n in stride(from: min(s.count - 1, text.count), to: held, by: -1) where text.hasSuffix(s.prefix(n)) {
+                held = n; break
+            }
+        }
+        return held
+    }
+}

@@ -1,0 +1,159 @@
+import Foundation
+import SmolTensor
+
+/// Incremental inference with a KV cache: `feed` runs new tokens through the model at the
+/// positions after those already cached, in chunks (batched prefill: every matmul is a GEMM over
+/// the chunk's tokens), and returns the logits the caller asks for. Decoding is `feed([token])`.
+///
+/// Keys and values are cached after RoPE, per layer as [capacity, KV, D], so attention for a new
+/// query reads them with a plain stride; `truncate(to:)` rewinds the cache to a shared prefix.
+public final class InferenceSession {
+    public let model: LlamaModel
+    public let capacity: Int
+    public let chunk: Int
+    public private(set) var length = 0
+
+    let keys: [FloatBuffer], values: [FloatBuffer]
+    var decodeWeights: DecodeWeights? { model.decodeWeights }
+    private let x: FloatBuffer, h: FloatBuffer, rstd: FloatBuffer, q: FloatBuffer, k: FloatBuffer, v: FloatBuffer
+    private let attn: FloatBuffer, gate: FloatBuffer, up: FloatBuffer, scores: FloatBuffer
+    private var positions: [Int32]
+    private var tokenIds: [Int32]
+
+    public init(model: LlamaModel, capacity: Int? = nil, chunk: Int = 128) {
+        let c = model.config
+        self.model = model
+        let cap = min(capacity ?? c.maxPositionEmbeddings, c.maxPositionEmbeddings)
+        self.capacity = cap
+        self.chunk = chunk
+        keys = (0..<c.numHiddenLayers).map { _ in FloatBuffer(count: cap * c.kvDim) }
+        values = (0..<c.numHiddenLayers).map { _ in FloatBuffer(count: cap * c.kvDim) }
+        x = FloatBuffer(count: chunk * c.hiddenSize); h = FloatBuffer(count: chunk * c.hiddenSize)
+        rstd = FloatBuffer(count: chunk)
+        q = FloatBuffer(count: chunk * c.qDim); k = FloatBuffer(count: chunk * c.kvDim); v = FloatBuffer(count: chunk * c.kvDim)
+        attn = FloatBuffer(count: chunk * c.qDim)
+        gate = FloatBuffer(count: chunk * c.intermediateSize); up = FloatBuffer(count: chunk * c.intermediateSize)
+        scores = FloatBuffer(count: c.numAttentionHeads * chunk * cap)
+        positions = [Int32](repeating: 0, count: chunk); tokenIds = positions
+    }
+
+    /// Forgets every cached token.
+    public func reset() { length = 0 }
+
+    /// Keeps only the first `n` cached tokens (to reuse a shared prompt prefix).
+    public func truncate(to n: Int) { length = min(max(n, 0), length) }
+
+    private func weight(_ name: String) -> UnsafeMutablePointer<Float> { model.parameters.pointer(name, in: model.parameters.values) }
+
+    /// Runs `tokens` after the cached ones. Returns the logits [V] of the last token, or with
+    /// `allLogits` those of every fed token [n, V].
+    @discardableResult
+    public func feed(_ tokens: [Int32], allLogits: Bool = false) throws -> [Float] {
+        let c = model.config, V = c.vocabSize
+        guard !tokens.isEmpty else { return [] }
+        guard length + tokens.count <= capacity else {
+            throw ModelError.sequenceTooLong(length: length + tokens.count, max: capacity)
+        }
+        for t in tokens where t < 0 || Int(t) >= V { throw ModelError.tokenOutOfRange(id: t, vocab: V) }
+        var out = [Float](repeating: 0, count: allLogits ? tokens.count * V : V)
+        var start = 0
+        while start < tokens.count {
+            let n = min(chunk, tokens.count - start)
+            for i in 0..<n { tokenIds[i] = tokens[start + i]; positions[i] = Int32(length + i) }
+            forwardChunk(n: n)
+            // Logits: x holds the final-normed hidden states of the chunk.
+            out.withUnsafeMutableBufferPointer { o in
+                if allLogits {
+                    head(rows: n, from: x.pointer, into: o.baseAddress! + start * V)
+                } else if start + n == tokens.count {
+                    head(rows: 1, from: x.pointer + (n - 1) * c.hiddenSize, into: o.baseAddress!)
+                }
+            }
+            length += n
+            start += n
+        }
+        return out
+    }
+
+    /// logits [rows, V] = x [rows, C] · Wᵀ, W the (tied or separate) output matrix [V, C]
+    private func head(rows: Int, from x: UnsafePointer<Float>, into logits: UnsafeMutablePointer<Float>) {
+        let c = model.config
+        if rows == 1, let m = decodeWeights?.head {
+            m.multiply(x, into: logits)
+            return
+        }
+        let w = weight(c.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight")
+        BLAS.sgemm(transB: true, m: rows, n: c.vocabSize, k: c.hiddenSize, a: x, lda: c.hiddenSize, b: w, ldb: c.hiddenSize,
+                   c: logits, ldc: c.vocabSize)
+    }
+
+    /// y [n, out] = x [n, in] · Wᵀ (through the decode weights for one token when present)
+    private func linear(_ name: String, layer: Int, y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int,
+                        inDim: Int, outDim: Int, accumulate: Bool = false) {
+        if n == 1, let dw = decodeWeights, let m = dw.layers[layer][name] {
+            m.multiply(x, into: y, accumulate: accumulate)
+            return
+        }
+        Linear.forward(y: y, x: x, w: weight("model.layers.\(layer)." + name), n: n, inDim: inDim, outDim: outDim, accumulate: accumulate)
+    }
+
+    private func forwardChunk(n: Int) {
+        let cfg = model.config, C = cfg.hiddenSize, F = cfg.intermediateSize
+        let eps = Float(cfg.rmsNormEps)
+        tokenIds.withUnsafeBufferPointer { ids in
+            Embedding.forward(out: x.pointer, tokens: ids.baseAddress!, table: weight("model.embed_tokens.weight"), n: n, c: C)
+        }
+        for l in 0..<cfg.numHiddenLayers {
+            let pre = "model.layers.\(l)."
+            // Attention block: x += o_proj(attention(rope(q), rope(k), v)), q,k,v from norm(x)
+            RMSNorm.forward(y: h.pointer, rstd: rstd.pointer, x: x.pointer, w: weight(pre + "input_layernorm.weight"), n: n, c: C, eps: eps)
+            linear("self_attn.q_proj.weight", layer: l, y: q.pointer, x: h.pointer, n: n, inDim: C, outDim: cfg.qDim)
+            linear("self_attn.k_proj.weight", layer: l, y: k.pointer, x: h.pointer, n: n, inDim: C, outDim: cfg.kvDim)
+            linear("self_attn.v_proj.weight", layer: l, y: v.pointer, x: h.pointer, n: n, inDim: C, outDim: cfg.kvDim)
+            if cfg.usesRope(layer: l) {
+                positions.withUnsafeBufferPointer { pos in
+                    model.rope.apply(q.pointer, positions: pos.baseAddress!, n: n, heads: cfg.numAttentionHeads, inverse: false)
+                    model.rope.apply(k.pointer, positions: pos.baseAddress!, n: n, heads: cfg.numKeyValueHeads, inverse: false)
+                }
+            }
+            (keys[l].pointer + length * cfg.kvDim).update(from: k.pointer, count: n * cfg.kvDim)
+            (values[l].pointer + length * cfg.kvDim).update(from: v.pointer, count: n * cfg.kvDim)
+            attention(layer: l, n: n)
+            linear("self_attn.o_proj.weight", layer: l, y: x.pointer, x: attn.pointer, n: n, inDim: cfg.qDim, outDim: C, accumulate: true)
+            // MLP block: x += down(silu(gate(h)) · up(h)), h = norm(x)
+            RMSNorm.forward(y: h.pointer, rstd: rstd.pointer, x: x.pointer, w: weight(pre + "post_attention_layernorm.weight"), n: n, c: C, eps: eps)
+            linear("mlp.gate_proj.weight", layer: l, y: gate.pointer, x: h.pointer, n: n, inDim: C, outDim: F)
+            linear("mlp.up_proj.weight", layer: l, y: up.pointer, x: h.pointer, n: n, inDim: C, outDim: F)
+            SwiGLU.forward(h: gate.pointer, gate: gate.pointer, up: up.pointer, count: n * F)
+            linear("mlp.down_proj.weight", layer: l, y: x.pointer, x: gate.pointer, n: n, inDim: F, outDim: C, accumulate: true)
+        }
+        RMSNorm.forward(y: x.pointer, rstd: rstd.pointer, x: x.pointer, w: weight("model.norm.weight"), n: n, c: C, eps: eps)
+    }
+
+    /// attn [n, H, D] for the n new queries q [n, H, D] against the cache rows 0 ..< length + n.
+    /// Per head: scores = q_h K_gᵀ · scale (one GEMM, strided views of q and the cache), a causal
+    /// softmax per row, then attn_h = P V_g (a second GEMM).
+    private func attention(layer l: Int, n: Int) {
+        let cfg = model.config, H = cfg.numAttentionHeads, KV = cfg.numKeyValueHeads, D = cfg.headDim
+        let total = length + n, rep = H / KV, past = length
+        let scale = 1 / Float(D).squareRoot()
+        let kc = keys[l].pointer, vc = values[l].pointer
+        BLAS.singleThreaded {
+            Parallel.tasks(H) { head in
+                let g = head / rep
+                let s = scores.pointer + head * chunk * capacity
+                BLAS.sgemm(transB: true, m: n, n: total, k: D, alpha: scale, a: q.pointer + head * D, lda: H * D,
+                           b: kc + g * D, ldb: KV * D, c: s, ldc: total)
+                for i in 0..<n {
+                    let row = s + i * total, visible = past + i + 1
+                    let m = FastExp.max(row, visible)
+                    let sum = FastExp.expShiftSum(row, row, visible, shift: m)
+                    let inv = 1 / sum
+                    for j in 0..<visible { row[j] *= inv }
+                    if visible < total { (row + visible).update(repeating: 0, count: total - visible) }
+                }
+                BLAS.sgemm(m: n, n: D, k: total, a: s, lda: total, b: vc + g * D, ldb: KV * D, c: attn.pointer + head * D, ldc: H * D)
+            }
+        }
+    }
+}

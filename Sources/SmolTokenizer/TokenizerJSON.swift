@@ -1,0 +1,59 @@
+import Foundation
+
+/// Writes Hugging Face tokenizer.json for a byte-level BPE: what the trainer produces and what
+/// `smol export` hands back with a model. Hugging Face `tokenizers` loads it and encodes alike.
+public enum TokenizerJSON {
+    static func preTokenizerJSON(_ p: PreTokenizer) -> [String: Any] {
+        switch p {
+        case let .byteLevel(addPrefixSpace, useRegex):
+            return ["type": "ByteLevel", "add_prefix_space": addPrefixSpace, "trim_offsets": true, "use_regex": useRegex]
+        case let .digits(individual): return ["type": "Digits", "individual_digits": individual]
+        case .gpt2Split: return ["type": "Split", "pattern": ["Regex": BPETokenizer.gpt2Pattern], "behavior": "Isolated", "invert": false]
+        case let .sequence(list): return ["type": "Sequence", "pretokenizers": list.map(preTokenizerJSON)]
+        }
+    }
+
+    public static func data(vocab: [String: Int32], merges: [(String, String)], addedTokens: [AddedToken],
+                            preTokenizer: PreTokenizer, ignoreMerges: Bool = false) throws -> Data {
+        let added: [[String: Any]] = addedTokens.sorted { $0.id < $1.id }.map {
+            ["id": Int($0.id), "content": $0.content, "single_word": false, "lstrip": $0.lstrip, "rstrip": $0.rstrip,
+             "normalized": false, "special": $0.special]
+        }
+        let root: [String: Any] = [
+            "version": "1.0", "truncation": NSNull(), "padding": NSNull(), "added_tokens": added, "normalizer": NSNull(),
+            "pre_tokenizer": preTokenizerJSON(preTokenizer), "post_processor": NSNull(),
+            "decoder": ["type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true],
+            "model": ["type": "BPE", "dropout": NSNull(), "unk_token": NSNull(), "continuing_subword_prefix": NSNull(),
+                      "end_of_word_suffix": NSNull(), "fuse_unk": false, "byte_fallback": false, "ignore_merges": ignoreMerges,
+                      "vocab": vocab.mapValues { Int($0) }, "merges": merges.map { [$0.0, $0.1] }] as [String: Any],
+        ]
+        return try JSONSerialization.data(withJSONObject: root, options: [.sortedKeys])
+    }
+}
+
+extension BPETokenizer {
+    /// Merges in rank order, as names.
+    public var orderedMerges: [(String, String)] {
+        var out: [(rank: Int32, pair: (String, String))] = []
+        for (key, m) in merges {
+            out.append((m.rank, (idToToken[Int(key >> 32)], idToToken[Int(key & 0xFFFF_FFFF)])))
+        }
+        return out.sorted { $0.rank < $1.rank }.map(\.pair)
+    }
+
+    /// This tokenizer as Hugging Face tokenizer.json.
+    public func tokenizerJSON() throws -> Data {
+        try TokenizerJSON.data(vocab: vocab, merges: orderedMerges, addedTokens: addedTokens, preTokenizer: preTokenizer,
+                               ignoreMerges: ignoreMerges)
+    }
+
+    /// A byte tokenizer (id = byte value, then special tokens) written as byte-level BPE with no
+    /// merges, so Hugging Face tools reproduce the ids of our byte-level checkpoints.
+    public static func bytes(specialTokens: [String]) throws -> BPETokenizer {
+        var vocab: [String: Int32] = [:]
+        for b in 0..<256 { vocab[ByteLevel.encode([UInt8(b)])] = Int32(b) }
+        let added = specialTokens.enumerated().map { AddedToken(id: Int32(256 + $0.offset), content: $0.element, special: true, lstrip: false, rstrip: false) }
+        for a in added { vocab[a.content] = a.id }
+        return try BPETokenizer(vocab: vocab, merges: [], addedTokens: added, preTokenizer: .byteLevel(addPrefixSpace: false, useRegex: false))
+    }
+}
