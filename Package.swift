@@ -6,7 +6,7 @@ import PackageDescription
 // `addingProduct` becomes a call to a software fmaf per lane (our Swift GEMM ran 0.7 vs 41 GFLOP/s).
 let fast: [SwiftSetting] = [
     .unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release)),
-    .unsafeFlags(["-Xcc", "-mavx2", "-Xcc", "-mfma"]),
+    .unsafeFlags(["-Xcc", "-mavx2", "-Xcc", "-mfma", "-Xcc", "-mf16c"]),
 ]
 
 let package = Package(

@@ -7,7 +7,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks.",
-        subcommands: [Train.self, Hardware.self, Collectives.self, TokenizerBench.self])
+        subcommands: [Train.self, Hardware.self, Collectives.self, TokenizerBench.self, Generate.self])
 
     struct Train: ParsableCommand {
         static let configuration = CommandConfiguration(

@@ -1,10 +1,10 @@
 import Foundation
 import SmolTensor
 
-/// Weights kept in a GGUF file's own block format for single-token decoding. Decoding one token
-/// reads every weight once, so its speed is set by bytes per weight: Q4_1 reads 0.625 bytes per
-/// weight where float32 reads 4. The blocks are the file's, so results equal those of the
-/// dequantised float32 weights up to summation order.
+/// Weights kept in a GGUF file's own block quantisation for single-token decoding. Decoding one
+/// token reads every weight once, so its speed is set by work and bytes per weight: Q4_1 reads
+/// about 0.75 bytes per weight where float32 reads 4. The quantised values are the file's, so
+/// results equal those of the dequantised float32 weights up to summation order.
 public enum BlockFormat: Sendable {
     /// block { half d; int8 q[32] }: w = d·q
     case q8_0
@@ -13,27 +13,66 @@ public enum BlockFormat: Sendable {
     /// block { half d; u8 nibbles[16] }: w = d·(q − 8)
     case q4_0
 
+    /// Bytes of one block in the GGUF file.
     public var blockBytes: Int { switch self { case .q8_0: return 34; case .q4_1: return 20; case .q4_0: return 18 } }
+    var quantBytes: Int { self == .q8_0 ? 32 : 16 }
 }
 
-/// A [rows, cols] matrix of row-major blocks of 32 weights.
+/// A [rows, cols] block-quantised matrix, repacked at load for the decode kernel: rows in groups
+/// of four, and for each group and block of 32 columns
+///   [4 × Float scale d][4 × Float offset m (Q4 only)][4 × quantised values]
+/// so the kernel reads four scales with one load and the four rows share the loads of x.
+/// (Q4_0's offset is −8·d; padding rows of the last group have d = m = 0.)
 public final class BlockMatrix {
     public let format: BlockFormat
     public let rows: Int, cols: Int
-    let bytes: UnsafeMutableRawPointer
-    let rowBytes: Int
+    let packed: UnsafeMutableRawPointer
+    let blockStride: Int   // bytes per (group, block)
+    var groups: Int { (rows + 3) / 4 }
 
+    /// `raw`: the GGUF rows, row-major, `rows × cols/32` blocks.
     public init(format: BlockFormat, rows: Int, cols: Int, raw: UnsafeRawPointer) {
         precondition(cols % 32 == 0)
         self.format = format; self.rows = rows; self.cols = cols
-        rowBytes = cols / 32 * format.blockBytes
-        bytes = UnsafeMutableRawPointer.allocate(byteCount: rows * rowBytes, alignment: 64)
-        bytes.copyMemory(from: raw, byteCount: rows * rowBytes)
+        let nb = cols / 32, q = format.quantBytes
+        blockStride = format == .q8_0 ? 16 + 4 * q : 32 + 4 * q
+        let groups = (rows + 3) / 4
+        packed = UnsafeMutableRawPointer.allocate(byteCount: groups * nb * blockStride, alignment: 64)
+        packed.initializeMemory(as: UInt8.self, repeating: 0, count: groups * nb * blockStride)
+        let rowBytes = nb * format.blockBytes
+        func half(_ p: UnsafeRawPointer) -> Float { Float(Float16(bitPattern: p.loadUnaligned(as: UInt16.self))) }
+        for r in 0..<rows {
+            let g = r / 4, k = r % 4
+            for b in 0..<nb {
+                let src = raw + r * rowBytes + b * format.blockBytes
+                let dst = packed + (g * nb + b) * blockStride
+                let d = half(src)
+                dst.storeBytes(of: d, toByteOffset: 4 * k, as: Float.self)
+                switch format {
+                case .q8_0:
+                    (dst + 16 + q * k).copyMemory(from: src + 2, byteCount: q)
+                case .q4_1:
+                    dst.storeBytes(of: half(src + 2), toByteOffset: 16 + 4 * k, as: Float.self)
+                    (dst + 32 + q * k).copyMemory(from: src + 4, byteCount: q)
+                case .q4_0:
+                    dst.storeBytes(of: -8 * d, toByteOffset: 16 + 4 * k, as: Float.self)
+                    (dst + 32 + q * k).copyMemory(from: src + 2, byteCount: q)
+                }
+            }
+        }
     }
-    deinit { bytes.deallocate() }
+    deinit { packed.deallocate() }
 
-    /// y [rows] (+)= W x, x [cols]. Rows are split across threads.
+    /// y [rows] (+)= W x, x [cols].
     public func multiply(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, accumulate: Bool = false) {
+        BlockMatrix.multiply([(self, y)], x: x, accumulate: accumulate)
+    }
+
+    /// y_i (+)= W_i x for matrices that share the input x (q/k/v, gate/up): one parallel step
+    /// for all of them, row groups split evenly across the threads.
+    public static func multiply(_ items: [(BlockMatrix, UnsafeMutablePointer<Float>)], x: UnsafePointer<Float>, accumulate: Bool = false) {
+        guard let cols = items.first?.0.cols else { return }
+        precondition(items.allSatisfy { $0.0.cols == cols })
         let nb = cols / 32
         // Σ x over each block: the Q4 offset terms become one multiply per block.
         let sums = UnsafeMutablePointer<Float>.allocate(capacity: nb)
@@ -43,65 +82,79 @@ public final class BlockMatrix {
             for i in 0..<4 { s += VectorMath.load(x + 32 * b + 8 * i) }
             sums[b] = s.sum()
         }
-        let format = self.format, base = UnsafeRawPointer(bytes), rowBytes = self.rowBytes
-        Parallel.chunks(rows, minPerChunk: 64) { _, range in
-            for r in range {
-                let row = base + r * rowBytes
-                let v: Float
-                switch format {
-                case .q8_0: v = BlockMatrix.rowQ8_0(row, x, nb)
-                case .q4_1: v = BlockMatrix.rowQ4(row, x, sums, nb, hasMin: true)
-                case .q4_0: v = BlockMatrix.rowQ4(row, x, sums, nb, hasMin: false)
+        var starts: [Int] = [0]   // first global group of each matrix
+        for (m, _) in items { starts.append(starts.last! + m.groups) }
+        let total = starts.last!
+        starts.withUnsafeBufferPointer { starts in
+            SpinPool.shared.chunks(total) { range in
+                var item = 0
+                for g in range {
+                    while g >= starts[item + 1] { item += 1 }
+                    items[item].0.group(g - starts[item], x: x, sums: sums, nb: nb, y: items[item].1, accumulate: accumulate)
                 }
-                y[r] = accumulate ? y[r] + v : v
             }
         }
     }
 
-    @inline(__always) static func half(_ p: UnsafeRawPointer, _ offset: Int) -> Float {
-        Float(Float16(bitPattern: p.loadUnaligned(fromByteOffset: offset, as: UInt16.self)))
+    @inline(__always)
+    func group(_ g: Int, x: UnsafePointer<Float>, sums: UnsafePointer<Float>, nb: Int, y: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        let p = UnsafeRawPointer(packed) + g * nb * blockStride
+        let r4 = format == .q8_0 ? BlockMatrix.groupQ8(p, x, nb) : BlockMatrix.groupQ4(p, x, sums, nb)
+        let r0 = 4 * g
+        for k in 0..<min(4, rows - r0) { y[r0 + k] = accumulate ? y[r0 + k] + r4[k] : r4[k] }
     }
 
-    @inline(__always) static func floats(_ v: SIMD8<UInt8>) -> SIMD8<Float> {
-        SIMD8<Float>(SIMD8<Int32>(truncatingIfNeeded: v))
+    /// Σ of 4 products, added as a tree (two independent chains).
+    @inline(__always) static func dot32(_ a: SIMD8<Float>, _ b: SIMD8<Float>, _ c: SIMD8<Float>, _ d: SIMD8<Float>,
+                                        _ x0: SIMD8<Float>, _ x1: SIMD8<Float>, _ x2: SIMD8<Float>, _ x3: SIMD8<Float>) -> SIMD8<Float> {
+        (a * x0).addingProduct(b, x1) + (c * x2).addingProduct(d, x3)
     }
 
-    @inline(__always) static func floats(_ v: SIMD8<Int8>) -> SIMD8<Float> {
-        SIMD8<Float>(SIMD8<Int32>(truncatingIfNeeded: v))
+    @inline(__always) static func scale(_ p: UnsafeRawPointer, _ k: Int) -> SIMD8<Float> {
+        SIMD8(repeating: p.load(fromByteOffset: 4 * k, as: Float.self))
     }
 
-    static func rowQ8_0(_ row: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ nb: Int) -> Float {
-        var total = SIMD8<Float>()
+    /// Four rows of Q8_0 against x.
+    static func groupQ8(_ p: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ nb: Int) -> SIMD4<Float> {
+        var t0 = SIMD8<Float>(), t1 = t0, t2 = t0, t3 = t0
+        @inline(__always) func eight(_ q: UnsafeRawPointer) -> SIMD8<Float> {
+            SIMD8<Float>(SIMD8<Int32>(truncatingIfNeeded: q.loadUnaligned(as: SIMD8<Int8>.self)))
+        }
+        @inline(__always) func row(_ q: UnsafeRawPointer, _ x0: SIMD8<Float>, _ x1: SIMD8<Float>, _ x2: SIMD8<Float>, _ x3: SIMD8<Float>) -> SIMD8<Float> {
+            dot32(eight(q), eight(q + 8), eight(q + 16), eight(q + 24), x0, x1, x2, x3)
+        }
         for b in 0..<nb {
-            let p = row + 34 * b, xb = x + 32 * b
-            var acc = SIMD8<Float>()
-            for i in 0..<4 {
-                let q = p.loadUnaligned(fromByteOffset: 2 + 8 * i, as: SIMD8<Int8>.self)
-                acc.addProduct(floats(q), VectorMath.load(xb + 8 * i))
-            }
-            total.addProduct(acc, SIMD8<Float>(repeating: half(p, 0)))
+            let blk = p + b * 144, xb = x + 32 * b
+            let x0 = VectorMath.load(xb), x1 = VectorMath.load(xb + 8), x2 = VectorMath.load(xb + 16), x3 = VectorMath.load(xb + 24)
+            t0.addProduct(row(blk + 16, x0, x1, x2, x3), scale(blk, 0))
+            t1.addProduct(row(blk + 48, x0, x1, x2, x3), scale(blk, 1))
+            t2.addProduct(row(blk + 80, x0, x1, x2, x3), scale(blk, 2))
+            t3.addProduct(row(blk + 112, x0, x1, x2, x3), scale(blk, 3))
         }
-        return total.sum()
+        return SIMD4(t0.sum(), t1.sum(), t2.sum(), t3.sum())
     }
 
-    static func rowQ4(_ row: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ sums: UnsafePointer<Float>, _ nb: Int,
-                      hasMin: Bool) -> Float {
-        let bytes = hasMin ? 20 : 18, qOffset = hasMin ? 4 : 2
-        var total = SIMD8<Float>()
-        var offsets: Float = 0
-        for b in 0..<nb {
-            let p = row + bytes * b, xb = x + 32 * b
-            let d = half(p, 0)
-            offsets += (hasMin ? half(p, 2) : -8 * d) * sums[b]
-            var acc = SIMD8<Float>()
-            for i in 0..<2 {
-                let q = p.loadUnaligned(fromByteOffset: qOffset + 8 * i, as: SIMD8<UInt8>.self)
-                acc.addProduct(floats(q & 0x0F), VectorMath.load(xb + 8 * i))
-                acc.addProduct(floats(q &>> 4), VectorMath.load(xb + 16 + 8 * i))
-            }
-            total.addProduct(acc, SIMD8<Float>(repeating: d))
+    /// Four rows of Q4_1 / Q4_0 against x: Σ d·q·x + m·Σx per block.
+    static func groupQ4(_ p: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ sums: UnsafePointer<Float>, _ nb: Int) -> SIMD4<Float> {
+        var t0 = SIMD8<Float>(), t1 = t0, t2 = t0, t3 = t0
+        var offsets = SIMD4<Float>()
+        @inline(__always) func row(_ q: UnsafeRawPointer, _ x0: SIMD8<Float>, _ x1: SIMD8<Float>, _ x2: SIMD8<Float>, _ x3: SIMD8<Float>) -> SIMD8<Float> {
+            // bytes 0..<16 hold elements j (low nibble) and j + 16 (high nibble); widen first,
+            // then mask and shift in 32-bit lanes.
+            let a = SIMD8<Int32>(truncatingIfNeeded: q.loadUnaligned(as: SIMD8<UInt8>.self))
+            let b = SIMD8<Int32>(truncatingIfNeeded: q.loadUnaligned(fromByteOffset: 8, as: SIMD8<UInt8>.self))
+            return dot32(SIMD8<Float>(a & 0x0F), SIMD8<Float>(b & 0x0F), SIMD8<Float>(a &>> 4), SIMD8<Float>(b &>> 4), x0, x1, x2, x3)
         }
-        return total.sum() + offsets
+        for b in 0..<nb {
+            let blk = p + b * 96, xb = x + 32 * b
+            let x0 = VectorMath.load(xb), x1 = VectorMath.load(xb + 8), x2 = VectorMath.load(xb + 16), x3 = VectorMath.load(xb + 24)
+            offsets.addProduct(blk.loadUnaligned(fromByteOffset: 16, as: SIMD4<Float>.self), SIMD4(repeating: sums[b]))
+            t0.addProduct(row(blk + 32, x0, x1, x2, x3), scale(blk, 0))
+            t1.addProduct(row(blk + 48, x0, x1, x2, x3), scale(blk, 1))
+            t2.addProduct(row(blk + 64, x0, x1, x2, x3), scale(blk, 2))
+            t3.addProduct(row(blk + 80, x0, x1, x2, x3), scale(blk, 3))
+        }
+        return SIMD4(t0.sum(), t1.sum(), t2.sum(), t3.sum()) + offsets
     }
 }
 

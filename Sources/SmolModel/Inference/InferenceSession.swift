@@ -107,9 +107,14 @@ public final class InferenceSession {
             let pre = "model.layers.\(l)."
             // Attention block: x += o_proj(attention(rope(q), rope(k), v)), q,k,v from norm(x)
             RMSNorm.forward(y: h.pointer, rstd: rstd.pointer, x: x.pointer, w: weight(pre + "input_layernorm.weight"), n: n, c: C, eps: eps)
-            linear("self_attn.q_proj.weight", layer: l, y: q.pointer, x: h.pointer, n: n, inDim: C, outDim: cfg.qDim)
-            linear("self_attn.k_proj.weight", layer: l, y: k.pointer, x: h.pointer, n: n, inDim: C, outDim: cfg.kvDim)
-            linear("self_attn.v_proj.weight", layer: l, y: v.pointer, x: h.pointer, n: n, inDim: C, outDim: cfg.kvDim)
+            if n == 1, let m = decodeWeights?.layers[l], let wq = m["self_attn.q_proj.weight"], let wk = m["self_attn.k_proj.weight"],
+               let wv = m["self_attn.v_proj.weight"] {
+                BlockMatrix.multiply([(wq, q.pointer), (wk, k.pointer), (wv, v.pointer)], x: h.pointer)
+            } else {
+                linear("self_attn.q_proj.weight", layer: l, y: q.pointer, x: h.pointer, n: n, inDim: C, outDim: cfg.qDim)
+                linear("self_attn.k_proj.weight", layer: l, y: k.pointer, x: h.pointer, n: n, inDim: C, outDim: cfg.kvDim)
+                linear("self_attn.v_proj.weight", layer: l, y: v.pointer, x: h.pointer, n: n, inDim: C, outDim: cfg.kvDim)
+            }
             if cfg.usesRope(layer: l) {
                 positions.withUnsafeBufferPointer { pos in
                     model.rope.apply(q.pointer, positions: pos.baseAddress!, n: n, heads: cfg.numAttentionHeads, inverse: false)
@@ -122,8 +127,12 @@ public final class InferenceSession {
             linear("self_attn.o_proj.weight", layer: l, y: x.pointer, x: attn.pointer, n: n, inDim: cfg.qDim, outDim: C, accumulate: true)
             // MLP block: x += down(silu(gate(h)) · up(h)), h = norm(x)
             RMSNorm.forward(y: h.pointer, rstd: rstd.pointer, x: x.pointer, w: weight(pre + "post_attention_layernorm.weight"), n: n, c: C, eps: eps)
-            linear("mlp.gate_proj.weight", layer: l, y: gate.pointer, x: h.pointer, n: n, inDim: C, outDim: F)
-            linear("mlp.up_proj.weight", layer: l, y: up.pointer, x: h.pointer, n: n, inDim: C, outDim: F)
+            if n == 1, let m = decodeWeights?.layers[l], let wg = m["mlp.gate_proj.weight"], let wu = m["mlp.up_proj.weight"] {
+                BlockMatrix.multiply([(wg, gate.pointer), (wu, up.pointer)], x: h.pointer)
+            } else {
+                linear("mlp.gate_proj.weight", layer: l, y: gate.pointer, x: h.pointer, n: n, inDim: C, outDim: F)
+                linear("mlp.up_proj.weight", layer: l, y: up.pointer, x: h.pointer, n: n, inDim: C, outDim: F)
+            }
             SwiGLU.forward(h: gate.pointer, gate: gate.pointer, up: up.pointer, count: n * F)
             linear("mlp.down_proj.weight", layer: l, y: x.pointer, x: gate.pointer, n: n, inDim: F, outDim: C, accumulate: true)
         }
@@ -138,6 +147,34 @@ public final class InferenceSession {
         let total = length + n, rep = H / KV, past = length
         let scale = 1 / Float(D).squareRoot()
         let kc = keys[l].pointer, vc = values[l].pointer
+        if n == 1 {
+            // One query: dot products and a weighted sum of rows, no GEMM call overhead.
+            SpinPool.shared.chunks(H) { heads in
+                for head in heads {
+                    let g = head / rep, s = scores.pointer + head * chunk * capacity, qh = q.pointer + head * D
+                    if D == 64 {   // the common head size, unrolled with the query held in registers
+                        let q0 = VectorMath.load(qh), q1 = VectorMath.load(qh + 8), q2 = VectorMath.load(qh + 16), q3 = VectorMath.load(qh + 24)
+                        let q4 = VectorMath.load(qh + 32), q5 = VectorMath.load(qh + 40), q6 = VectorMath.load(qh + 48), q7 = VectorMath.load(qh + 56)
+                        for j in 0..<total {
+                            let kj = kc + j * KV * D + g * D
+                            var a = q0 * VectorMath.load(kj), b = q1 * VectorMath.load(kj + 8)
+                            a.addProduct(q2, VectorMath.load(kj + 16)); b.addProduct(q3, VectorMath.load(kj + 24))
+                            a.addProduct(q4, VectorMath.load(kj + 32)); b.addProduct(q5, VectorMath.load(kj + 40))
+                            a.addProduct(q6, VectorMath.load(kj + 48)); b.addProduct(q7, VectorMath.load(kj + 56))
+                            s[j] = (a + b).sum() * scale
+                        }
+                    } else {
+                        for j in 0..<total { s[j] = VectorMath.dot(qh, kc + j * KV * D + g * D, D) * scale }
+                    }
+                    let m = FastExp.max(s, total)
+                    let inv = 1 / FastExp.expShiftSum(s, s, total, shift: m)
+                    let o = attn.pointer + head * D
+                    o.update(repeating: 0, count: D)
+                    for j in 0..<total { VectorMath.axpy(s[j] * inv, vc + j * KV * D + g * D, o, D) }
+                }
+            }
+            return
+        }
         BLAS.singleThreaded {
             Parallel.tasks(H) { head in
                 let g = head / rep
