@@ -9,6 +9,13 @@ let fast: [SwiftSetting] = [
     .unsafeFlags(["-Xcc", "-mavx2", "-Xcc", "-mfma", "-Xcc", "-mf16c"]),
 ]
 
+// Code that parses files and talks to users keeps Swift's checks (-O): -Ounchecked miscompiled
+// safetensors loading of large files (a retain of a tensor offset as if it were an object).
+let checked: [SwiftSetting] = [
+    .unsafeFlags(["-wmo"], .when(configuration: .release)),
+    .unsafeFlags(["-Xcc", "-mavx2", "-Xcc", "-mfma", "-Xcc", "-mf16c"]),
+]
+
 let package = Package(
     name: "SmolTrain",
     platforms: [.macOS(.v13)],
@@ -28,7 +35,7 @@ let package = Package(
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
         .target(name: "SmolMPI", dependencies: ["CMPI"], swiftSettings: fast),
         .target(name: "SmolTensor", dependencies: ["CBLAS"], swiftSettings: fast),
-        .target(name: "SmolFormats", dependencies: ["SmolTensor"], swiftSettings: fast),
+        .target(name: "SmolFormats", dependencies: ["SmolTensor"], swiftSettings: checked),
         .target(name: "SmolModel", dependencies: ["SmolTensor"], swiftSettings: fast),
         .target(name: "SmolData", dependencies: ["SmolTensor"], swiftSettings: fast),
         .target(name: "SmolTokenizer", dependencies: ["SmolFormats"], swiftSettings: fast),
@@ -38,7 +45,7 @@ let package = Package(
                 swiftSettings: fast),
         .target(name: "SmolHub", dependencies: ["SmolModel", "SmolFormats", "SmolTokenizer", "SmolTrainer", "SmolJinja"],
                 swiftSettings: fast),
-        .target(name: "SmolJinja", swiftSettings: fast),
+        .target(name: "SmolJinja", swiftSettings: checked),
         .executableTarget(name: "smol",
                           dependencies: ["SmolTrainer", "SmolInfra", "SmolTokenizer", "SmolHub", "SmolJinja", .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: fast),

@@ -37,7 +37,8 @@ public struct SafetensorsFile {
     let dataStart: Int
 
     public init(path: String) throws {
-        guard let data = FileManager.default.contents(atPath: path) else {
+        // Memory-mapped: a large checkpoint is paged in as tensors are copied out.
+        guard let data = try? Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) else {
             throw SafetensorsError.io(path: path, reason: "cannot read file")
         }
         self.path = path
@@ -49,7 +50,18 @@ public struct SafetensorsFile {
         }
         dataStart = 8 + Int(headerLength)
         let headerData = data.subdata(in: 8..<dataStart)
-        guard let json = try? JSONSerialization.jsonObject(with: headerData), let header = json as? [String: Any] else {
+        // Decoded with JSONDecoder: casting JSONSerialization's numbers to [Int] crashed in
+        // optimised builds for offsets above 2^26 (swift-corelibs-foundation bridging).
+        struct Entry: Decodable { let dtype: String?; let shape: [Int]?; let data_offsets: [Int]? }
+        enum Value: Decodable {
+            case entry(Entry), metadata([String: String]), other
+            init(from decoder: Decoder) throws {
+                if let m = try? [String: String](from: decoder) { self = .metadata(m) }
+                else if let e = try? Entry(from: decoder) { self = .entry(e) }
+                else { self = .other }
+            }
+        }
+        guard let header = try? JSONDecoder().decode([String: Value].self, from: headerData) else {
             throw SafetensorsError.malformed(path: path, reason: "header is not a JSON object")
         }
         var entries: [String: SafetensorsEntry] = [:]
@@ -57,11 +69,11 @@ public struct SafetensorsFile {
         let dataSize = data.count - dataStart
         for (name, value) in header {
             if name == "__metadata__" {
-                if let m = value as? [String: String] { metadata = m }
+                if case let .metadata(m) = value { metadata = m }
                 continue
             }
-            guard let info = value as? [String: Any], let dtype = info["dtype"] as? String,
-                  let shape = info["shape"] as? [Int], let offsets = info["data_offsets"] as? [Int], offsets.count == 2 else {
+            guard case let .entry(info) = value, let dtype = info.dtype, let shape = info.shape,
+                  let offsets = info.data_offsets, offsets.count == 2 else {
                 throw SafetensorsError.malformed(path: path, reason: "entry '\(name)' lacks dtype, shape or data_offsets")
             }
             let width: Int
