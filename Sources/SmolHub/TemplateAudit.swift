@@ -20,6 +20,8 @@ public struct TemplateAudit: Encodable {
     public let lossTokens: [[Int]]
     public let lossTokenCount: Int
 
+    enum CodingKeys: String, CodingKey { case text, spans, flags, lossTokens = "loss_tokens", lossTokenCount = "loss_token_count" }
+
     public static func run(template: ChatTemplate, messages: [JinjaValue], extra: JinjaObject, tokenizer: BPETokenizer?) throws -> TemplateAudit {
         func field(_ m: JinjaValue, _ k: String) -> String? {
             if case let .object(o) = m, case let .string(s)? = o[k] { return s }
