@@ -30,11 +30,11 @@ public enum GGUFTensorType: UInt32, Sendable, CaseIterable {
             let p = src + b * bytes, y = dst + b * per
             switch self {
             case .f32: y[0] = Float(bitPattern: p.loadUnaligned(as: UInt32.self))
-            case .f16: y[0] = half(p, 0)
+            case .f16: y[0] = Self.half(p)
             case .bf16: y[0] = Float(bitPattern: UInt32(p.loadUnaligned(as: UInt16.self)) << 16)
             case .q8_0: GGUFTensorType.decodeQ8_0(p, y)
-            case .q4_0: GGUFTensorType.decodeQ4(p + 2, y, scale: half(p, 0), offset: -8 * half(p, 0))
-            case .q4_1: GGUFTensorType.decodeQ4(p + 4, y, scale: half(p, 0), offset: half(p, 2))
+            case .q4_0: GGUFTensorType.decodeQ4(p + 2, y, scale: Self.half(p), offset: -8 * Self.half(p))
+            case .q4_1: GGUFTensorType.decodeQ4(p + 4, y, scale: Self.half(p), offset: Self.half(p, 2))
             case .q4_K: GGUFTensorType.decodeQ4_K(p, y)
             case .q5_K: GGUFTensorType.decodeQ5_K(p, y)
             case .q6_K: GGUFTensorType.decodeQ6_K(p, y)
@@ -42,13 +42,14 @@ public enum GGUFTensorType: UInt32, Sendable, CaseIterable {
         }
     }
 
-    @inline(__always) func half(_ p: UnsafeRawPointer, _ offset: Int) -> Float {
+    /// The fp16 value at byte `offset` of a block.
+    @inline(__always) static func half(_ p: UnsafeRawPointer, _ offset: Int = 0) -> Float {
         Float(Float16(bitPattern: p.loadUnaligned(fromByteOffset: offset, as: UInt16.self)))
     }
 
     // block_q8_0 { half d; int8 qs[32] }: y = d · q
     static func decodeQ8_0(_ p: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
-        let d = Float(Float16(bitPattern: p.loadUnaligned(as: UInt16.self)))
+        let d = half(p)
         let q = (p + 2).assumingMemoryBound(to: Int8.self)
         for i in 0..<32 { y[i] = d * Float(q[i]) }
     }
@@ -71,8 +72,8 @@ public enum GGUFTensorType: UInt32, Sendable, CaseIterable {
 
     // block_q4_K { half d, dmin; u8 scales[12]; u8 qs[128] }: 8 sub-blocks of 32, y = d·sc·q − dmin·m
     static func decodeQ4_K(_ p: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
-        let d = Float(Float16(bitPattern: p.loadUnaligned(as: UInt16.self)))
-        let dmin = Float(Float16(bitPattern: p.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
+        let d = half(p)
+        let dmin = half(p, 2)
         let scales = (p + 4).assumingMemoryBound(to: UInt8.self), qs = (p + 16).assumingMemoryBound(to: UInt8.self)
         for j in 0..<4 {
             let (s1, m1) = scaleMinK4(2 * j, scales), (s2, m2) = scaleMinK4(2 * j + 1, scales)
@@ -86,8 +87,8 @@ public enum GGUFTensorType: UInt32, Sendable, CaseIterable {
 
     // block_q5_K { half d, dmin; u8 scales[12]; u8 qh[32]; u8 qs[128] }: a fifth bit from qh
     static func decodeQ5_K(_ p: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
-        let d = Float(Float16(bitPattern: p.loadUnaligned(as: UInt16.self)))
-        let dmin = Float(Float16(bitPattern: p.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
+        let d = half(p)
+        let dmin = half(p, 2)
         let scales = (p + 4).assumingMemoryBound(to: UInt8.self)
         let qh = (p + 16).assumingMemoryBound(to: UInt8.self), qs = (p + 48).assumingMemoryBound(to: UInt8.self)
         for j in 0..<4 {
@@ -103,12 +104,12 @@ public enum GGUFTensorType: UInt32, Sendable, CaseIterable {
 
     // block_q6_K { u8 ql[128]; u8 qh[64]; i8 scales[16]; half d }: 6-bit values centred at 32
     static func decodeQ6_K(_ p: UnsafeRawPointer, _ y: UnsafeMutablePointer<Float>) {
-        let d = Float(Float16(bitPattern: p.loadUnaligned(fromByteOffset: 208, as: UInt16.self)))
-        for half in 0..<2 {
-            let ql = (p + 64 * half).assumingMemoryBound(to: UInt8.self)
-            let qh = (p + 128 + 32 * half).assumingMemoryBound(to: UInt8.self)
-            let sc = (p + 192 + 8 * half).assumingMemoryBound(to: Int8.self)
-            let out = y + 128 * half
+        let d = half(p, 208)
+        for part in 0..<2 {
+            let ql = (p + 64 * part).assumingMemoryBound(to: UInt8.self)
+            let qh = (p + 128 + 32 * part).assumingMemoryBound(to: UInt8.self)
+            let sc = (p + 192 + 8 * part).assumingMemoryBound(to: Int8.self)
+            let out = y + 128 * part
             for l in 0..<32 {
                 let s = l / 16
                 let q1 = Int(ql[l] & 0xF | ((qh[l] >> 0) & 3) << 4) - 32

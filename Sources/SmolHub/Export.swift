@@ -27,7 +27,7 @@ public enum Exporter {
 
     static func id(_ t: BPETokenizer, _ token: String?) -> Int? {
         guard let token else { return nil }
-        return (t.addedTokens.first { $0.content == token }?.id ?? t.vocab[token]).map(Int.init)
+        return t.id(of: token).map(Int.init)
     }
 
     static func write(_ m: PretrainedModel, into dir: String) throws {

@@ -76,7 +76,7 @@ public final class PretrainedModel {
     static func stopIds(_ t: BPETokenizer, eos: String?, extra: [Int32]) -> Set<Int32> {
         var ids = Set(extra)
         for name in [eos, "<|im_end|>", "<|eot_id|>", "<|endoftext|>"].compactMap({ $0 }) {
-            if let id = t.addedTokens.first(where: { $0.content == name })?.id ?? t.vocab[name] { ids.insert(id) }
+            if let id = t.id(of: name) { ids.insert(id) }
         }
         return ids
     }

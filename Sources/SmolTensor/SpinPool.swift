@@ -14,7 +14,6 @@ public final class SpinPool: @unchecked Sendable {
     private let generation = Atomic<Int>(0)
     private let pending = Atomic<Int>(0)
     private let sleeping = Atomic<Int>(0)
-    private let next = Atomic<Int>(0)
     private var job: ((Int) -> Void)?
     private var mutex = pthread_mutex_t()
     private var condition = pthread_cond_t()
@@ -67,21 +66,6 @@ public final class SpinPool: @unchecked Sendable {
             escaping(0)
             while pending.load(ordering: .acquiring) > 0 {}
             job = nil
-        }
-    }
-
-    /// Hands out 0..<n in pieces of `grain` to whichever thread is free (for steps whose threads
-    /// start at slightly different times). Each piece must write disjoint memory.
-    public func dynamic(_ n: Int, grain: Int, _ body: (Range<Int>) -> Void) {
-        if n <= 0 { return }
-        if threads == 1 || n <= grain { body(0..<n); return }
-        next.store(0, ordering: .relaxed)
-        run { _ in
-            while true {
-                let lo = next.add(grain, ordering: .relaxed).oldValue
-                if lo >= n { return }
-                body(lo..<min(lo + grain, n))
-            }
         }
     }
 

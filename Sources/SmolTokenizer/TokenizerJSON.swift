@@ -32,6 +32,11 @@ public enum TokenizerJSON {
 }
 
 extension BPETokenizer {
+    /// The id of a token written as text: an added token, else a vocabulary entry.
+    public func id(of token: String) -> Int32? {
+        addedTokens.first { $0.content == token }?.id ?? vocab[token]
+    }
+
     /// Merges in rank order, as names.
     public var orderedMerges: [(String, String)] {
         var out: [(rank: Int32, pair: (String, String))] = []
