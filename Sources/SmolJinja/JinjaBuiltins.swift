@@ -39,7 +39,7 @@ enum Builtins {
         switch v {
         case let .array(a): return a
         case let .object(o): return o.keys.map { .string($0) }
-        case let .string(s): return s.map { .string(String($0)) }
+        case let .string(s): return s.unicodeScalars.map { .string(String($0)) }
         case .undefined: return []
         default: throw JinjaError.runtime("'\(v.typeName)' object is not iterable")
         }
@@ -85,7 +85,7 @@ enum Builtins {
             let j = n < 0 ? a.count + n : n
             return j >= 0 && j < a.count ? a[j] : .undefined("[\(n)]")
         case let (.string(s), i) where i.number != nil:
-            let chars = Array(s), n = try int(i, "string index")
+            let chars = PythonString.scalars(s), n = try int(i, "string index")
             let j = n < 0 ? chars.count + n : n
             return j >= 0 && j < chars.count ? .string(String(chars[j])) : .undefined("[\(n)]")
         case let (_, .string(k)): return try attribute(base, k)
@@ -114,7 +114,7 @@ enum Builtins {
         }
         switch base {
         case let .array(x): return .array(try indices(x.count).map { x[$0] })
-        case let .string(s): let ch = Array(s); return .string(String(try indices(ch.count).map { ch[$0] }))
+        case let .string(s): let ch = PythonString.scalars(s); return .string(PythonString.string(try indices(ch.count).map { ch[$0] }))
         default: throw JinjaError.runtime("'\(base.typeName)' object is not subscriptable")
         }
     }
@@ -133,15 +133,9 @@ enum Builtins {
         }
     }
 
-    static func isPythonSpace(_ c: Character) -> Bool { c.isWhitespace }
-
     static func strip(_ s: String, _ chars: JinjaValue?, leading: Bool, trailing: Bool) -> String {
-        let set: (Character) -> Bool
-        if case let .string(cs)? = chars { set = { cs.contains($0) } } else { set = isPythonSpace }
-        var sub = Substring(s)
-        if leading { while let f = sub.first, set(f) { sub.removeFirst() } }
-        if trailing { while let l = sub.last, set(l) { sub.removeLast() } }
-        return String(sub)
+        if case let .string(cs)? = chars { return PythonString.strip(s, chars: cs, leading: leading, trailing: trailing) }
+        return PythonString.strip(s, chars: nil, leading: leading, trailing: trailing)
     }
 
     static func stringMethod(_ s: String, _ name: String) -> JinjaValue? {
@@ -154,8 +148,8 @@ enum Builtins {
         case "rstrip": return method { a, _ in .string(strip(s, a.first, leading: false, trailing: true)) }
         case "upper": return method { _, _ in .string(s.uppercased()) }
         case "lower": return method { _, _ in .string(s.lowercased()) }
-        case "title": return method { _, _ in .string(title(s)) }
-        case "capitalize": return method { _, _ in .string(s.prefix(1).uppercased() + s.dropFirst().lowercased()) }
+        case "title": return method { _, _ in .string(PythonString.title(s)) }
+        case "capitalize": return method { _, _ in .string(PythonString.capitalize(s)) }
         case "startswith", "endswith":
             return method { a, _ in
                 let options: [String]
@@ -164,7 +158,7 @@ enum Builtins {
                 case let .array(list)?: options = list.compactMap { if case let .string(p) = $0 { return p }; return nil }
                 default: throw JinjaError.runtime("\(name) needs a string")
                 }
-                return .bool(options.contains { name == "startswith" ? s.hasPrefix($0) || $0.isEmpty : s.hasSuffix($0) || $0.isEmpty })
+                return .bool(options.contains { name == "startswith" ? PythonString.hasPrefix(s, $0) : PythonString.hasSuffix(s, $0) })
             }
         case "split":
             return method { a, kw in
@@ -181,13 +175,12 @@ enum Builtins {
         case "find":
             return method { a, _ in
                 guard case let .string(sub)? = a.first else { throw JinjaError.runtime("find needs a string") }
-                guard let r = s.range(of: sub) else { return .int(-1) }
-                return .int(s.distance(from: s.startIndex, to: r.lowerBound))
+                return .int(PythonString.index(s, sub))
             }
         case "count":
             return method { a, _ in
-                guard case let .string(sub)? = a.first, !sub.isEmpty else { return .int(s.count + 1) }
-                return .int(s.components(separatedBy: sub).count - 1)
+                guard case let .string(sub)? = a.first else { throw JinjaError.runtime("count needs a string") }
+                return .int(PythonString.count(s, sub))
             }
         case "join":
             return method { a, _ in .string(try iterate(a.first ?? .array([])).map(\.printed).joined(separator: s)) }
@@ -198,50 +191,31 @@ enum Builtins {
                 return .string(out + rest)
             }
         case "isdigit": return method { _, _ in .bool(!s.isEmpty && s.allSatisfy { $0.isNumber }) }
-        case "isspace": return method { _, _ in .bool(!s.isEmpty && s.allSatisfy(isPythonSpace)) }
+        case "isspace": return method { _, _ in .bool(!s.isEmpty && s.unicodeScalars.allSatisfy(PythonString.isSpace)) }
         default: return nil
         }
     }
 
-    static func title(_ s: String) -> String {
-        var out = "", previousIsLetter = false
-        for c in s {
-            out += previousIsLetter ? c.lowercased() : c.uppercased()
-            previousIsLetter = c.isLetter
+    static func replace(_ s: String, _ old: String, _ new: String, count: Int) -> String {
+        PythonString.replace(s, old, new, count: count)
+    }
+
+    /// jinja2's `title` filter (not str.title): words begin after runs of whitespace, '-', '(', '{',
+    /// '[' or '<'; each word's first code point is upper-cased and the rest lower-cased.
+    static func titleFilter(_ s: String) -> String {
+        func isBreak(_ u: Unicode.Scalar) -> Bool { PythonString.isSpace(u) || "-({[<".unicodeScalars.contains(u) }
+        var out = "", atWordStart = true
+        for u in s.unicodeScalars {
+            if isBreak(u) { out.unicodeScalars.append(u); atWordStart = true; continue }
+            out += atWordStart ? String(u).uppercased() : String(u).lowercased()
+            atWordStart = false
         }
         return out
     }
 
-    static func replace(_ s: String, _ old: String, _ new: String, count: Int) -> String {
-        if count < 0 { return old.isEmpty ? s : s.replacingOccurrences(of: old, with: new) }
-        var out = "", rest = Substring(s), n = 0
-        while n < count, !old.isEmpty, let r = rest.range(of: old) { out += rest[..<r.lowerBound] + new; rest = rest[r.upperBound...]; n += 1 }
-        return out + rest
-    }
-
-    /// Python's str.split: on runs of whitespace without a separator, else on the separator exactly.
     static func split(_ s: String, _ sep: JinjaValue?, _ maxSplit: Int) -> [String] {
-        if case let .string(sp)? = sep, !sp.isEmpty {
-            var parts: [String] = [], rest = Substring(s)
-            while maxSplit < 0 || parts.count < maxSplit, let r = rest.range(of: sp) {
-                parts.append(String(rest[..<r.lowerBound])); rest = rest[r.upperBound...]
-            }
-            return parts + [String(rest)]
-        }
-        var parts: [String] = [], current = "", splits = 0
-        var rest = Substring(s)
-        while let c = rest.first {
-            if isPythonSpace(c) && (maxSplit < 0 || splits < maxSplit) {
-                if !current.isEmpty { parts.append(current); current = ""; splits += 1 }
-                rest.removeFirst()
-            } else if maxSplit >= 0 && splits >= maxSplit && current.isEmpty {
-                let tail = strip(String(rest), nil, leading: false, trailing: true)
-                if !tail.isEmpty { parts.append(tail) }
-                return parts
-            } else { current.append(c); rest.removeFirst() }
-        }
-        if !current.isEmpty { parts.append(current) }
-        return parts
+        if case let .string(sp)? = sep { return PythonString.split(s, separator: sp, maxSplit: maxSplit) }
+        return PythonString.split(s, separator: nil, maxSplit: maxSplit)
     }
 
     // MARK: operators
@@ -256,16 +230,18 @@ enum Builtins {
             switch b {
             case let .string(s):
                 guard case let .string(sub) = a else { throw JinjaError.runtime("'in <string>' requires a string on the left, not '\(a.typeName)'") }
-                r = sub.isEmpty || s.contains(sub)
+                r = PythonString.contains(s, sub)
             case let .array(list): r = list.contains(a)
             case let .object(o): if case let .string(k) = a { r = o[k] != nil } else { r = false }
-            case .undefined: throw JinjaError.runtime("'in' on an undefined value")
+            case .undefined: r = false  // jinja2's Undefined iterates as empty
             default: throw JinjaError.runtime("argument of type '\(b.typeName)' is not iterable")
             }
             return .bool(op == "in" ? r : !r)
         case "<", ">", "<=", ">=":
             let c: Int
-            if case let .string(x) = a, case let .string(y) = b { c = x < y ? -1 : (x == y ? 0 : 1) }
+            if case let .string(x) = a, case let .string(y) = b {
+                c = PythonString.equal(x, y) ? 0 : (x.unicodeScalars.lexicographicallyPrecedes(y.unicodeScalars) ? -1 : 1)
+            }
             else if let x = a.number, let y = b.number { c = x < y ? -1 : (x == y ? 0 : 1) }
             else { throw JinjaError.runtime("'\(op)' not supported between '\(a.typeName)' and '\(b.typeName)'") }
             switch op { case "<": return .bool(c < 0); case ">": return .bool(c > 0); case "<=": return .bool(c <= 0); default: return .bool(c >= 0) }
@@ -352,13 +328,13 @@ enum Builtins {
         case "trim", "strip": return .string(strip(v.printed, arg(0, "chars"), leading: true, trailing: true))
         case "upper": return .string(v.printed.uppercased())
         case "lower": return .string(v.printed.lowercased())
-        case "capitalize": return .string(v.printed.prefix(1).uppercased() + v.printed.dropFirst().lowercased())
-        case "title": return .string(title(v.printed))
+        case "capitalize": return .string(PythonString.capitalize(v.printed))
+        case "title": return .string(titleFilter(v.printed))
         case "string": return .string(v.printed)
         case "safe", "e", "escape" where name == "safe": return v
         case "length", "count":
             switch v {
-            case let .string(s): return .int(s.count)
+            case let .string(s): return .int(PythonString.length(s))
             case let .array(a): return .int(a.count)
             case let .object(o): return .int(o.count)
             case .undefined: return .int(0)

@@ -41,7 +41,7 @@ public indirect enum JinjaValue: Equatable {
         switch (a, b) {
         case (.undefined, .undefined), (.none, .none): return true
         case let (.bool(x), .bool(y)): return x == y
-        case let (.string(x), .string(y)): return x == y
+        case let (.string(x), .string(y)): return PythonString.equal(x, y)
         case let (.array(x), .array(y)): return x == y
         case let (.object(x), .object(y)): return x == y
         case let (.namespace(x), .namespace(y)): return x === y
