@@ -19,6 +19,7 @@ public indirect enum GGUFValue: Sendable, Equatable {
     public var double: Double? {
         switch self { case let .float(v): return v; case let .uint(v): return Double(v); case let .int(v): return Double(v); default: return nil }
     }
+    public var bool: Bool? { if case let .bool(b) = self { return b }; return nil }
     public var string: String? { if case let .string(s) = self { return s }; return nil }
     public var array: [GGUFValue]? { if case let .array(a) = self { return a }; return nil }
 }

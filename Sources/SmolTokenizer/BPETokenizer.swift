@@ -21,12 +21,15 @@ public final class BPETokenizer {
     let merges: [UInt64: (rank: Int32, id: Int32)]   // (left id, right id) -> rank and merged id
     public let addedTokens: [AddedToken]
     let preTokenizer: PreTokenizer
+    public let normalizer: Normalizer?
+    public let postProcessor: PostProcessor?
     let ignoreMerges: Bool
     private var cache: WordCache = [:]
 
     public var vocabSize: Int { idToToken.count }
 
     public init(vocab: [String: Int32], merges: [(String, String)], addedTokens: [AddedToken], preTokenizer: PreTokenizer,
+                normalizer: Normalizer? = nil, postProcessor: PostProcessor? = nil,
                 ignoreMerges: Bool = false, source: String = "<tokenizer>") throws {
         self.vocab = vocab
         let size = max(Int(vocab.values.max() ?? -1), Int(addedTokens.map(\.id).max() ?? -1)) + 1
@@ -45,6 +48,8 @@ public final class BPETokenizer {
         self.merges = table
         self.addedTokens = addedTokens.sorted { $0.content.utf8.count > $1.content.utf8.count }   // longest first
         self.preTokenizer = preTokenizer
+        self.normalizer = normalizer
+        self.postProcessor = postProcessor
         self.ignoreMerges = ignoreMerges
     }
 
@@ -76,10 +81,15 @@ public final class BPETokenizer {
         }
         let pre = try BPETokenizer.parsePreTokenizer(root["pre_tokenizer"], path: path)
         try self.init(vocab: vocab, merges: merges, addedTokens: added, preTokenizer: pre,
+                      normalizer: try Normalizer.parse(root["normalizer"], path: path),
+                      postProcessor: try PostProcessor.parse(root["post_processor"], path: path),
                       ignoreMerges: model["ignore_merges"] as? Bool ?? false, source: path)
     }
 
     static let gpt2Pattern = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
+    /// Llama 3's split pattern; Qwen2's is the same with \\p{N} in place of \\p{N}{1,3}.
+    static let llama3Pattern = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+    static let qwen2Pattern = llama3Pattern.replacingOccurrences(of: "\\p{N}{1,3}", with: "\\p{N}")
 
     static func parsePreTokenizer(_ json: Any?, path: String) throws -> PreTokenizer {
         guard let obj = json as? [String: Any], let type = obj["type"] as? String else {
@@ -94,7 +104,12 @@ public final class BPETokenizer {
             return .sequence(try (obj["pretokenizers"] as? [Any] ?? []).map { try parsePreTokenizer($0, path: path) })
         case "Split":
             let pattern = (obj["pattern"] as? [String: Any])?["Regex"] as? String
+            guard obj["behavior"] as? String ?? "Isolated" == "Isolated", obj["invert"] as? Bool ?? false == false else {
+                throw TokenizerError.invalid(path: path, reason: "Split supports behavior Isolated without invert")
+            }
             if pattern == gpt2Pattern { return .gpt2Split }
+            if pattern == llama3Pattern { return .llama3Split(maxDigits: 3) }
+            if pattern == qwen2Pattern { return .llama3Split(maxDigits: 1) }
             throw TokenizerError.invalid(path: path, reason: "unsupported Split pattern \(pattern ?? "?")")
         default:
             throw TokenizerError.invalid(path: path, reason: "unsupported pre_tokenizer type \(type)")
@@ -105,6 +120,13 @@ public final class BPETokenizer {
     /// word cache, so one tokenizer must not encode on several threads at once: give each thread
     /// its own cache with `encode(_:cache:)`.
     public func encode(_ text: String) -> [Int32] { encode(text, cache: &cache) }
+
+    /// As `tokenizers`' encode(text, add_special_tokens=…): the post-processor's tokens (Llama 3's
+    /// BOS, for example) around the text's ids when asked for.
+    public func encode(_ text: String, addSpecialTokens: Bool) -> [Int32] {
+        let ids = encode(text, cache: &cache)
+        return addSpecialTokens ? postProcessor?.apply(ids) ?? ids : ids
+    }
 
     /// Word cache for `encode(_:cache:)`: byte-level word -> ids.
     public typealias WordCache = [String: [Int32]]
@@ -136,8 +158,13 @@ public final class BPETokenizer {
         return !content.isEmpty
     }
 
-    private func encodeOrdinary(_ text: [Unicode.Scalar], into out: inout [Int32], cache: inout WordCache) {
+    private func encodeOrdinary(_ raw: [Unicode.Scalar], into out: inout [Int32], cache: inout WordCache) {
         let byteLevel = preTokenizer.isByteLevel
+        var text = raw
+        if let normalizer {
+            var v = String.UnicodeScalarView(); v.append(contentsOf: raw)
+            text = Array(normalizer.apply(String(v)).unicodeScalars)
+        }
         for piece in preTokenizer.split([text]) where !piece.isEmpty {
             var s = String.UnicodeScalarView(); s.append(contentsOf: piece)
             let word = byteLevel ? ByteLevel.encode(String(s).utf8) : String(s)

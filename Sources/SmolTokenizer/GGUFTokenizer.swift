@@ -30,8 +30,15 @@ extension BPETokenizer {
         switch pre {
         case "smollm": preTokenizer = .sequence([.digits(individual: true), .byteLevel(addPrefixSpace: false, useRegex: true)])
         case "gpt2", "default": preTokenizer = .byteLevel(addPrefixSpace: false, useRegex: true)
-        default: throw fail("tokenizer.ggml.pre '\(pre)' is not supported yet (supported: smollm, gpt2)")
+        case "llama-bpe", "llama3": preTokenizer = .sequence([.llama3Split(maxDigits: 3), .byteLevel(addPrefixSpace: false, useRegex: false)])
+        case "qwen2": preTokenizer = .sequence([.llama3Split(maxDigits: 1), .byteLevel(addPrefixSpace: false, useRegex: false)])
+        default: throw fail("tokenizer.ggml.pre '\(pre)' is not supported (supported: smollm, gpt2, llama-bpe, qwen2)")
         }
-        try self.init(vocab: vocab, merges: merges, addedTokens: added, preTokenizer: preTokenizer, source: path)
+        // llama.cpp prepends BOS when tokenizer.ggml.add_bos_token is true (Llama 3 sets it).
+        var post: PostProcessor?
+        if m["tokenizer.ggml.add_bos_token"]?.bool == true, let bos = m["tokenizer.ggml.bos_token_id"]?.int {
+            post = PostProcessor(single: [.special(Int32(bos)), .text])
+        }
+        try self.init(vocab: vocab, merges: merges, addedTokens: added, preTokenizer: preTokenizer, postProcessor: post, source: path)
     }
 }

@@ -1,10 +1,11 @@
 /// Pre-tokenisation: splitting text into pieces that BPE merges never cross, as Hugging Face
 /// `tokenizers` does. Supported: ByteLevel (with GPT-2's split pattern), Digits, Sequence, and Split
-/// with GPT-2's pattern.
+/// with GPT-2's pattern or the Llama-3 / Qwen2 pattern (they differ only in how many digits group).
 public indirect enum PreTokenizer: Sendable {
     case byteLevel(addPrefixSpace: Bool, useRegex: Bool)
     case digits(individual: Bool)
     case gpt2Split
+    case llama3Split(maxDigits: Int)
     case sequence([PreTokenizer])
 
     /// Splits each piece further; pieces are arrays of Unicode scalars.
@@ -16,6 +17,8 @@ public indirect enum PreTokenizer: Sendable {
             return pieces.flatMap { Self.splitDigits($0, individual: individual) }
         case .gpt2Split:
             return pieces.flatMap { p in Self.gpt2Ranges(p).map { Array(p[$0]) } }
+        case let .llama3Split(maxDigits):
+            return pieces.flatMap { p in Self.llama3Ranges(p, maxDigits: maxDigits).map { Array(p[$0]) } }
         case let .byteLevel(addPrefixSpace, useRegex):
             return pieces.flatMap { p -> [[Unicode.Scalar]] in
                 var p = p
@@ -85,6 +88,54 @@ public indirect enum PreTokenizer: Sendable {
             if matched { continue }
             // whitespace: \s+(?!\S) backs off one character when a non-space follows the run
             let end = run(from: i, isSpace)
+            if end == n || end - i == 1 { out.append(i..<end); i = end }
+            else { out.append(i..<(end - 1)); i = end - 1 }
+        }
+        return out
+    }
+
+    /// Llama 3's pattern (Qwen2's with maxDigits = 1), matched by hand like GPT-2's:
+    /// (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+    static func llama3Ranges(_ s: [Unicode.Scalar], maxDigits: Int) -> [Range<Int>] {
+        var out: [Range<Int>] = []
+        let n = s.count
+        var i = 0
+        func run(from j: Int, _ pred: (Unicode.Scalar) -> Bool) -> Int { var k = j; while k < n && pred(s[k]) { k += 1 }; return k }
+        func isNewline(_ u: Unicode.Scalar) -> Bool { u == "\r" || u == "\n" }
+        // Case-insensitive as the regex crate folds: 's also matches 'ſ (U+017F), 'k is not in the list.
+        func lower(_ u: Unicode.Scalar) -> Unicode.Scalar {
+            if u.value == 0x17F { return "s" }
+            return u.isASCII ? Unicode.Scalar(u.value | (u.value >= 0x41 && u.value <= 0x5A ? 0x20 : 0))! : u
+        }
+        while i < n {
+            let c = s[i]
+            if c == "'" && i + 1 < n {
+                let a = lower(s[i + 1])
+                if a == "s" || a == "t" || a == "m" || a == "d" { out.append(i..<(i + 2)); i += 2; continue }
+                if i + 2 < n {
+                    let b = lower(s[i + 2])
+                    if (a == "r" && b == "e") || (a == "v" && b == "e") || (a == "l" && b == "l") { out.append(i..<(i + 3)); i += 3; continue }
+                }
+            }
+            // [^\r\n\p{L}\p{N}]?\p{L}+
+            if !isNewline(c) && !isLetter(c) && !isNumber(c) && i + 1 < n && isLetter(s[i + 1]) {
+                let e = run(from: i + 1, isLetter); out.append(i..<e); i = e; continue
+            }
+            if isLetter(c) { let e = run(from: i, isLetter); out.append(i..<e); i = e; continue }
+            // \p{N}{1,maxDigits}
+            if isNumber(c) {
+                var e = i; while e < n && e - i < maxDigits && isNumber(s[e]) { e += 1 }
+                out.append(i..<e); i = e; continue
+            }
+            //  ?[^\s\p{L}\p{N}]+[\r\n]*
+            if (c == " " && i + 1 < n && isOther(s[i + 1])) || isOther(c) {
+                let e = run(from: run(from: c == " " ? i + 1 : i, isOther), isNewline)
+                out.append(i..<e); i = e; continue
+            }
+            // \s*[\r\n]+ : the whitespace run up to and including its last newline
+            let end = run(from: i, isSpace)
+            if let last = (i..<end).last(where: { isNewline(s[$0]) }) { out.append(i..<(last + 1)); i = last + 1; continue }
+            // \s+(?!\S) backs off one character when a non-space follows the run, else \s+
             if end == n || end - i == 1 { out.append(i..<end); i = end }
             else { out.append(i..<(end - 1)); i = end - 1 }
         }

@@ -9,19 +9,58 @@ public enum TokenizerJSON {
             return ["type": "ByteLevel", "add_prefix_space": addPrefixSpace, "trim_offsets": true, "use_regex": useRegex]
         case let .digits(individual): return ["type": "Digits", "individual_digits": individual]
         case .gpt2Split: return ["type": "Split", "pattern": ["Regex": BPETokenizer.gpt2Pattern], "behavior": "Isolated", "invert": false]
+        case let .llama3Split(maxDigits):
+            return ["type": "Split", "pattern": ["Regex": maxDigits == 1 ? BPETokenizer.qwen2Pattern : BPETokenizer.llama3Pattern],
+                    "behavior": "Isolated", "invert": false]
         case let .sequence(list): return ["type": "Sequence", "pretokenizers": list.map(preTokenizerJSON)]
         }
     }
 
+    static func normalizerJSON(_ n: Normalizer?) -> Any {
+        guard let n else { return NSNull() }
+        switch n {
+        case .nfc: return ["type": "NFC"]
+        case .nfd: return ["type": "NFD"]
+        case .nfkc: return ["type": "NFKC"]
+        case .nfkd: return ["type": "NFKD"]
+        case .lowercase: return ["type": "Lowercase"]
+        case let .replace(a, b): return ["type": "Replace", "pattern": ["String": a], "content": b]
+        case let .prepend(p): return ["type": "Prepend", "prepend": p]
+        case let .strip(l, r): return ["type": "Strip", "strip_left": l, "strip_right": r]
+        case let .sequence(list): return ["type": "Sequence", "normalizers": list.map { normalizerJSON($0) }]
+        }
+    }
+
+    /// A TemplateProcessing that reproduces the post-processor's single-sequence template.
+    static func postProcessorJSON(_ p: PostProcessor?, name: (Int32) -> String) -> Any {
+        guard let p else { return NSNull() }
+        var single: [[String: Any]] = [], specials: [String: Any] = [:]
+        for piece in p.single {
+            switch piece {
+            case .text: single.append(["Sequence": ["id": "A", "type_id": 0]])
+            case let .special(id):
+                let n = name(id)
+                single.append(["SpecialToken": ["id": n, "type_id": 0]])
+                specials[n] = ["id": n, "ids": [Int(id)], "tokens": [n]]
+            }
+        }
+        let pair = single + single.map { $0["Sequence"] != nil ? ["Sequence": ["id": "B", "type_id": 1]] : $0 }
+        return ["type": "TemplateProcessing", "single": single, "pair": pair, "special_tokens": specials]
+    }
+
     public static func data(vocab: [String: Int32], merges: [(String, String)], addedTokens: [AddedToken],
-                            preTokenizer: PreTokenizer, ignoreMerges: Bool = false) throws -> Data {
+                            preTokenizer: PreTokenizer, normalizer: Normalizer? = nil, postProcessor: PostProcessor? = nil,
+                            ignoreMerges: Bool = false) throws -> Data {
+        var names: [Int32: String] = [:]
+        for (t, id) in vocab { names[id] = t }
+        for a in addedTokens { names[a.id] = a.content }
         let added: [[String: Any]] = addedTokens.sorted { $0.id < $1.id }.map {
             ["id": Int($0.id), "content": $0.content, "single_word": false, "lstrip": $0.lstrip, "rstrip": $0.rstrip,
              "normalized": false, "special": $0.special]
         }
         let root: [String: Any] = [
-            "version": "1.0", "truncation": NSNull(), "padding": NSNull(), "added_tokens": added, "normalizer": NSNull(),
-            "pre_tokenizer": preTokenizerJSON(preTokenizer), "post_processor": NSNull(),
+            "version": "1.0", "truncation": NSNull(), "padding": NSNull(), "added_tokens": added, "normalizer": normalizerJSON(normalizer),
+            "pre_tokenizer": preTokenizerJSON(preTokenizer), "post_processor": postProcessorJSON(postProcessor) { names[$0] ?? "<\($0)>" },
             "decoder": ["type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true],
             "model": ["type": "BPE", "dropout": NSNull(), "unk_token": NSNull(), "continuing_subword_prefix": NSNull(),
                       "end_of_word_suffix": NSNull(), "fuse_unk": false, "byte_fallback": false, "ignore_merges": ignoreMerges,
@@ -49,7 +88,7 @@ extension BPETokenizer {
     /// This tokenizer as Hugging Face tokenizer.json.
     public func tokenizerJSON() throws -> Data {
         try TokenizerJSON.data(vocab: vocab, merges: orderedMerges, addedTokens: addedTokens, preTokenizer: preTokenizer,
-                               ignoreMerges: ignoreMerges)
+                               normalizer: normalizer, postProcessor: postProcessor, ignoreMerges: ignoreMerges)
     }
 
     /// A byte tokenizer (id = byte value, then special tokens) written as byte-level BPE with no

@@ -51,6 +51,8 @@ struct TokenizerCommand: ParsableCommand {
         @Option(help: "Path to tokenizer.json or a .gguf file.") var tokenizer: String
         @Option(help: "Read the text from this file instead of standard input.") var file: String?
         @Flag(help: "Print the ids as a JSON array.") var json = false
+        @Flag(help: "Leave out the post-processor's special tokens (e.g. Llama 3's BOS), as add_special_tokens=False.")
+        var noSpecialTokens = false
 
         func run() throws {
             try runReportingErrors {
@@ -61,7 +63,7 @@ struct TokenizerCommand: ParsableCommand {
                     data = d
                 } else { data = FileHandle.standardInput.readDataToEndOfFile() }
                 guard let text = String(data: data, encoding: .utf8) else { throw CLIError(message: "\(file ?? "<stdin>"): not valid UTF-8") }
-                let ids = t.encode(text)
+                let ids = t.encode(text, addSpecialTokens: !noSpecialTokens)
                 if json { printJSON(ids) } else { print(ids.map(String.init).joined(separator: " ")) }
             }
         }
