@@ -27,7 +27,9 @@ public enum Checkpoint {
         (root as NSString).appendingPathComponent(String(format: "step_%08d", step))
     }
 
-    public static func save(root: String, model: LlamaModel, optimizer: AdamW, state: TrainerState) throws -> String {
+    /// `tokenizer`: the run's tokenizer.json, copied in (with a tokenizer_config.json naming the
+    /// end-of-text token) so the checkpoint loads as a Hugging Face-style directory.
+    public static func save(root: String, model: LlamaModel, optimizer: AdamW, state: TrainerState, tokenizer: String? = nil) throws -> String {
         let fm = FileManager.default
         try fm.createDirectory(atPath: root, withIntermediateDirectories: true)
         let final = directory(root: root, step: state.step)
@@ -44,6 +46,10 @@ public enum Checkpoint {
                                     to: (tmp as NSString).appendingPathComponent("optimizer.safetensors"))
         try writeJSON(HFConfig(model.config), to: (tmp as NSString).appendingPathComponent("config.json"))
         try writeJSON(state, to: (tmp as NSString).appendingPathComponent("state.json"))
+        if let tokenizer {
+            try fm.copyItem(atPath: tokenizer, toPath: (tmp as NSString).appendingPathComponent("tokenizer.json"))
+            try writeJSON(["eos_token": "<|endoftext|>"], to: (tmp as NSString).appendingPathComponent("tokenizer_config.json"))
+        }
         FileSink.syncDirectory(tmp)
         if fm.fileExists(atPath: final) { try fm.removeItem(atPath: final) }
         if rename(tmp, final) != 0 {

@@ -2,22 +2,97 @@ import Foundation
 import SmolModel
 import Yams
 
-/// Where the training data comes from.
+/// A named data source: its shards and its default mixture weight.
+public struct DataSourceConfig: Codable, Equatable, Sendable {
+    public var name: String
+    /// Token shard paths (globs allowed), relative to the config file's directory.
+    public var shards: [String]
+    public var weight: Double = 1
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case name, shards, weight }
+    public init(name: String, shards: [String], weight: Double = 1) { self.name = name; self.shards = shards; self.weight = weight }
+    public init(from decoder: Decoder) throws {
+        try rejectUnknownKeys(decoder, known: CodingKeys.allCases.map(\.rawValue), section: "data.sources[]")
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        shards = try c.decode([String].self, forKey: .shards)
+        weight = try c.decodeIfPresent(Double.self, forKey: .weight) ?? 1
+    }
+}
+
+/// Mixture weights by source name from a global token count on.
+public struct DataStageConfig: Codable, Equatable, Sendable {
+    public var startTokens: Int
+    public var weights: [String: Double]
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case startTokens = "start_tokens", weights }
+    public init(startTokens: Int, weights: [String: Double]) { self.startTokens = startTokens; self.weights = weights }
+    public init(from decoder: Decoder) throws {
+        try rejectUnknownKeys(decoder, known: CodingKeys.allCases.map(\.rawValue), section: "data.stages[]")
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        startTokens = try c.decode(Int.self, forKey: .startTokens)
+        weights = try c.decode([String: Double].self, forKey: .weights)
+    }
+}
+
+/// Where the training data comes from: either `train` (one source) or named `sources` with
+/// weights, optionally switched by `stages` at token counts.
 public struct DataConfig: Codable, Equatable, Sendable {
     /// Token shard paths (globs allowed), relative to the config file's directory.
     public var train: [String] = []
+    public var sources: [DataSourceConfig] = []
+    public var stages: [DataStageConfig] = []
     /// Held-out shards; when empty, the last `validation_fraction` of each training shard is held out.
     public var validation: [String] = []
     public var validationFraction: Double = 0.05
+    /// A warning is logged when a source is repeated beyond this many epochs.
+    public var maxEpochs: Double = 4
+    /// The tokenizer.json the shards were made with (default: the byte-level tokenizer); used for
+    /// samples and saved with checkpoints.
+    public var tokenizer: String?
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case train, validation, validationFraction = "validation_fraction" }
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case train, sources, stages, validation, validationFraction = "validation_fraction", maxEpochs = "max_epochs", tokenizer
+    }
     public init() {}
     public init(from decoder: Decoder) throws {
         try rejectUnknownKeys(decoder, known: CodingKeys.allCases.map(\.rawValue), section: "data")
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        train = try c.decode([String].self, forKey: .train)
+        train = try c.decodeIfPresent([String].self, forKey: .train) ?? []
+        sources = try c.decodeIfPresent([DataSourceConfig].self, forKey: .sources) ?? []
+        stages = try c.decodeIfPresent([DataStageConfig].self, forKey: .stages) ?? []
         validation = try c.decodeIfPresent([String].self, forKey: .validation) ?? []
         validationFraction = try c.decodeIfPresent(Double.self, forKey: .validationFraction) ?? 0.05
+        maxEpochs = try c.decodeIfPresent(Double.self, forKey: .maxEpochs) ?? 4
+        tokenizer = try c.decodeIfPresent(String.self, forKey: .tokenizer)
+    }
+
+    /// The sources to draw from: `sources`, or one source "train" made of `train`.
+    public var resolvedSources: [DataSourceConfig] { sources.isEmpty ? [DataSourceConfig(name: "train", shards: train)] : sources }
+
+    /// Stages as weight vectors in source order; without `stages`, one stage of the sources' weights.
+    public func mixtureStages() throws -> [(startTokens: Int, weights: [Double])] {
+        let src = resolvedSources
+        func bad(_ k: String, _ r: String) -> ConfigError { .invalidValue(key: "data." + k, reason: r) }
+        if train.isEmpty == sources.isEmpty { throw bad("train", "give either data.train or data.sources") }
+        if Set(src.map(\.name)).count != src.count { throw bad("sources", "source names must be unique") }
+        for s in src where !(s.weight >= 0 && s.weight.isFinite) { throw bad("sources", "weight of '\(s.name)' must be a non-negative number") }
+        if stages.isEmpty {
+            guard src.contains(where: { $0.weight > 0 }) else { throw bad("sources", "all weights are zero") }
+            return [(0, src.map(\.weight))]
+        }
+        var out: [(Int, [Double])] = []
+        for (i, st) in stages.enumerated() {
+            for k in st.weights.keys where !src.contains(where: { $0.name == k }) { throw bad("stages[\(i)].weights", "'\(k)' is not a source") }
+            let w = src.map { st.weights[$0.name] ?? 0 }
+            guard w.allSatisfy({ $0 >= 0 && $0.isFinite }), w.contains(where: { $0 > 0 }) else {
+                throw bad("stages[\(i)].weights", "weights must be non-negative with at least one positive")
+            }
+            if st.startTokens < 0 { throw bad("stages[\(i)].start_tokens", "must be non-negative") }
+            out.append((st.startTokens, w))
+        }
+        if !out.contains(where: { $0.0 == 0 }) { throw bad("stages", "one stage must start at start_tokens: 0") }
+        return out.sorted { $0.0 < $1.0 }
     }
 }
 

@@ -28,7 +28,10 @@ public struct EvalMetrics: Codable, Sendable {
     public var step: Int
     public var tokens: Int
     public var valLoss: Double
-    enum CodingKeys: String, CodingKey { case kind, step, tokens, valLoss = "val_loss" }
+    /// Tokens drawn so far from each data source, and how many epochs of it that is.
+    public var sourceTokens: [String: Int] = [:]
+    public var sourceEpochs: [String: Double] = [:]
+    enum CodingKeys: String, CodingKey { case kind, step, tokens, valLoss = "val_loss", sourceTokens = "source_tokens", sourceEpochs = "source_epochs" }
 }
 
 /// What the trainer tells its caller as it goes.
@@ -67,7 +70,7 @@ public final class Trainer {
     public let outputDirectory: String
     public let model: LlamaModel
     public let optimizer: AdamW
-    let trainLoader: DataLoader
+    let trainLoader: MixtureLoader
     let validation: WindowDataset
     var state: TrainerState
     let report: (TrainEvent) -> Void
@@ -83,22 +86,30 @@ public final class Trainer {
         model = try LlamaModel(config: config.model)
         optimizer = AdamW(config: config.optimizer, parameters: model.parameters)
 
-        let trainPaths = try config.resolve(config.data.train)
-        if trainPaths.isEmpty { throw ConfigError.invalidValue(key: "data.train", reason: "lists no shard") }
-        let trainShards = try trainPaths.map { try TokenShard(path: $0) }
-        for s in trainShards where s.vocabSize > config.model.vocabSize {
-            throw ConfigError.invalidValue(key: "model.vocab_size", reason: "\(config.model.vocabSize) is smaller than the vocabulary \(s.vocabSize) of shard \(s.path)")
-        }
         let T = config.training.seqLen
-        let train: WindowDataset
-        if config.data.validation.isEmpty {
-            (train, validation) = WindowDataset.split(shards: trainShards, seqLen: T, validationFraction: config.data.validationFraction)
-        } else {
-            train = WindowDataset(shards: trainShards, seqLen: T)
-            validation = WindowDataset(shards: try config.resolve(config.data.validation).map { try TokenShard(path: $0) }, seqLen: T)
+        let stages = try config.data.mixtureStages()
+        let sourceConfigs = config.data.resolvedSources
+        var trainSets: [WindowDataset] = [], heldOut: [WindowDataset] = []
+        for src in sourceConfigs {
+            let key = config.data.sources.isEmpty ? "data.train" : "data.sources[\(src.name)].shards"
+            let paths = try config.resolve(src.shards)
+            if paths.isEmpty { throw ConfigError.invalidValue(key: key, reason: "lists no shard") }
+            let shards = try paths.map { try TokenShard(path: $0) }
+            for s in shards where s.vocabSize > config.model.vocabSize {
+                throw ConfigError.invalidValue(key: "model.vocab_size", reason: "\(config.model.vocabSize) is smaller than the vocabulary \(s.vocabSize) of shard \(s.path)")
+            }
+            let (train, held) = config.data.validation.isEmpty
+                ? WindowDataset.split(shards: shards, seqLen: T, validationFraction: config.data.validationFraction)
+                : (WindowDataset(shards: shards, seqLen: T), WindowDataset(shards: [], seqLen: T))
+            if train.count == 0 {
+                throw ConfigError.invalidValue(key: key, reason: "the shards hold fewer than seq_len + 1 = \(T + 1) tokens for training")
+            }
+            trainSets.append(train); heldOut.append(held)
         }
-        if train.count == 0 {
-            throw ConfigError.invalidValue(key: "data.train", reason: "the shards hold fewer than seq_len + 1 = \(T + 1) tokens for training")
+        if config.data.validation.isEmpty {
+            validation = WindowDataset(concatenating: heldOut)
+        } else {
+            validation = WindowDataset(shards: try config.resolve(config.data.validation).map { try TokenShard(path: $0) }, seqLen: T)
         }
 
         let configJSON = String(decoding: try JSONEncoder().encode(config), as: UTF8.self)
@@ -125,7 +136,13 @@ public final class Trainer {
             model.parameters.initialize(seed: config.training.seed, std: Float(config.model.initializerRange))
         }
         if let r = resumed { state.step = r.step; state.tokensSeen = r.tokensSeen; state.data = r.data; state.elapsedSeconds = r.elapsedSeconds }
-        trainLoader = DataLoader(dataset: train, microBatch: config.training.microBatch, seed: config.training.seed, position: state.data)
+        if !resume { state.data = DataPosition(sources: trainSets.count) }
+        guard state.data.sources.count == trainSets.count else {
+            throw ConfigError.invalidValue(key: "data.sources", reason: "the checkpoint was written with \(state.data.sources.count) data source(s), the config has \(trainSets.count)")
+        }
+        trainLoader = MixtureLoader(sources: trainSets, names: sourceConfigs.map(\.name),
+                                    stages: stages.map { MixtureStage(startTokens: $0.startTokens, weights: $0.weights) },
+                                    microBatch: config.training.microBatch, seed: config.training.seed, position: state.data)
         try Trainer.trimMetrics(path: metricsPath, afterStep: resume ? state.step : 0)
     }
 
@@ -168,7 +185,7 @@ public final class Trainer {
         else { peak = PeakProbe.gemmGflops(); peakSource = "measured by a 2048³ sgemm probe" }
         report(.info(String(format: "model: %@ parameters; %.1f MFLOP per token; peak %.1f GFLOP/s (%@)",
                             formatCount(config.model.parameterCount), flopsPerToken / 1e6, peak, peakSource)))
-        report(.info("data: \(trainLoader.dataset.count) training windows, \(validation.count) validation windows of \(t.seqLen) tokens; \(t.accumulationSteps) micro-batch(es) of \(t.microBatch) per step"))
+        report(.info("data: \(trainLoader.sources.map(\.count).reduce(0, +)) training windows in \(trainLoader.sources.count) source(s), \(validation.count) validation windows of \(t.seqLen) tokens; \(t.accumulationSteps) micro-batch(es) of \(t.microBatch) per step"))
         if let r = resumedFrom { report(.info("resumed from step \(r)")) }
 
         let metrics = try MetricsLog(path: metricsPath)
@@ -177,6 +194,7 @@ public final class Trainer {
         var firstLoss: Double?, lastLoss: Double?, lastVal: Double?
         var lastCheckpoint: String?
         var recent: [Double] = []          // recent step durations for tokens/s and ETA
+        var warnedEpochs = Set<String>()
         let lossScale = 1 / Float(t.batchTokens)
         model.prepare(batch: t.microBatch, seqLen: t.seqLen, training: true)
 
@@ -210,13 +228,22 @@ public final class Trainer {
 
             if t.evalEvery > 0 && (state.step % t.evalEvery == 0 || state.step == total), let v = try evaluate() {
                 lastVal = v
-                let e = EvalMetrics(step: state.step, tokens: state.tokensSeen, valLoss: v)
+                var e = EvalMetrics(step: state.step, tokens: state.tokensSeen, valLoss: v)
+                for a in trainLoader.accounting {
+                    e.sourceTokens[a.name] = a.tokens
+                    e.sourceEpochs[a.name] = (a.epochs * 1000).rounded() / 1000
+                    if a.epochs > config.data.maxEpochs && !warnedEpochs.contains(a.name) {
+                        warnedEpochs.insert(a.name)
+                        report(.info(String(format: "warning: source '%@' repeated %.1f epochs, beyond data.max_epochs = %g", a.name, a.epochs, config.data.maxEpochs)))
+                    }
+                }
                 try metrics.append(e)
                 report(.eval(e))
             }
             if t.checkpointEvery > 0 && (state.step % t.checkpointEvery == 0 || state.step == total) {
                 state.elapsedSeconds = elapsedBefore + Date().timeIntervalSince(runStart)
-                lastCheckpoint = try Checkpoint.save(root: checkpointRoot, model: model, optimizer: optimizer, state: state)
+                lastCheckpoint = try Checkpoint.save(root: checkpointRoot, model: model, optimizer: optimizer, state: state,
+                                                     tokenizer: try config.data.tokenizer.map { try config.resolve([$0])[0] })
                 Checkpoint.prune(root: checkpointRoot, keep: t.keepCheckpoints)
                 report(.checkpoint(step: state.step, path: lastCheckpoint!))
             }

@@ -1,56 +1,111 @@
 import ArgumentParser
 import Foundation
 import SmolData
+import SmolTokenizer
 
 struct DataCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "data",
-        abstract: "Prepare training data.",
-        subcommands: [Prepare.self])
+        abstract: "Prepare training data: tokenise corpora into shards; find evaluation overlap.",
+        subcommands: [Prepare.self, Decontaminate.self])
 
     struct Prepare: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Tokenise text files into a token shard (byte-level tokenizer).",
+            abstract: "Tokenise .txt/.jsonl files, directories or globs into token shards with a manifest.",
             discussion: """
-            Each file is split into documents (by default at blank lines; --delimiter TEXT splits at
-            TEXT; --per-file keeps each file whole); every document ends with <|endoftext|>. The shard format is in docs/FORMATS.md.
+            Inputs: .jsonl files (one document per line, from --text-field), .txt files (one document per
+            blank-line-separated block; --delimiter TEXT splits at TEXT; --per-file keeps each file whole),
+            directories (walked for .txt and .jsonl) and quoted glob patterns. Documents are tokenised on all
+            cores; each ends with the end-of-text token (--no-eos to leave it out; --bos to start each with
+            the BOS token). --out DIR writes DIR/NAME-00000.bin, … and DIR/NAME.manifest.json; --out X.bin
+            writes one shard X.bin and X.manifest.json. Shards are written under a temporary name and renamed
+            when complete; a failed run removes what it wrote. Bad records (invalid UTF-8, malformed JSON,
+            a missing text field, empty documents) are counted by reason with their first locations;
+            --strict makes the first one an error. The shard format is in docs/FORMATS.md.
 
-            Example:
+            Examples:
               smol data prepare data/corpus/prose.txt --out data/shards/prose.bin
-              smol data prepare data/corpus/code.txt --delimiter '<|endoftext|>' --out data/shards/code.bin
+              smol data prepare 'web/*.jsonl' --tokenizer tokenizer.json --out data/shards --name web --json
             """)
 
-        @Argument(help: "Text files (UTF-8).") var files: [String]
-        @Option(help: "Output shard path.") var out: String
-        @Flag(help: "One document per file instead of one per blank-line-separated block.") var perFile = false
-        @Option(help: "Split documents at this text instead of at blank lines, e.g. '<|endoftext|>'.") var delimiter: String?
-        @Option(help: "Documents shorter than this many bytes are dropped.") var minBytes: Int = 1
+        @Argument(help: "Input files, directories or glob patterns.") var inputs: [String]
+        @Option(help: "Output directory, or a single shard path ending in .bin.") var out: String
+        @Option(help: "Source name for shard and manifest names (default: the first input's name).") var name: String?
+        @Option(help: "tokenizer.json or .gguf (default: the byte-level tokenizer).") var tokenizer: String?
+        @Option(help: "JSONL field holding the document text.") var textField = "text"
+        @Flag(help: "One document per .txt file instead of one per blank-line-separated block.") var perFile = false
+        @Option(help: "Split .txt documents at this text instead of at blank lines, e.g. '<|endoftext|>'.") var delimiter: String?
+        @Option(help: "Documents shorter than this many bytes are rejected.") var minBytes: Int = 1
+        @Option(help: "Tokens per shard at most (directory output).") var shardTokens: Int = 50_000_000
+        @Flag(help: "Start every document with the BOS token.") var bos = false
+        @Flag(help: "Do not end documents with the end-of-text token.") var noEos = false
+        @Option(help: "End-of-text token (default: <|endoftext|>, <|end_of_text|> or </s>, whichever exists).") var eosToken: String?
+        @Option(help: "BOS token (default: <|begin_of_text|>, <s> or <|im_start|>, whichever exists).") var bosToken: String?
+        @Flag(help: "Stop at the first bad record instead of counting it.") var strict = false
+        @Flag(help: "Replace shards and manifest of the same name.") var force = false
         @Flag(help: "Print statistics as JSON.") var json = false
 
         func run() throws {
             try runReportingErrors {
-                let tokenizer = ByteTokenizer()
-                var documents: [[Int32]] = []
-                var bytes = 0, rejectedShort = 0
-                for file in files {
-                    guard let data = FileManager.default.contents(atPath: file) else { throw CLIError(message: "\(file): cannot read file") }
-                    guard let text = String(data: data, encoding: .utf8) else { throw CLIError(message: "\(file): not valid UTF-8") }
-                    let parts = perFile ? [text] : text.components(separatedBy: delimiter ?? "\n\n")
-                    for part in parts {
-                        let doc = part.trimmingCharacters(in: .newlines)
-                        if doc.utf8.count < max(minBytes, 1) { rejectedShort += 1; continue }
-                        bytes += doc.utf8.count
-                        documents.append(tokenizer.encode(doc) + [tokenizer.endOfText])
-                    }
-                }
-                let dir = (out as NSString).deletingLastPathComponent
+                guard shardTokens > 0, minBytes >= 0 else { throw CLIError(message: "--shard-tokens must be positive and --min-bytes non-negative") }
+                let files = try CorpusReader.expand(inputs)
+                let single = out.hasSuffix(".bin")
+                let sourceName = name ?? ((single ? out : files[0]) as NSString).lastPathComponent.components(separatedBy: ".")[0]
+                let prefix = single ? String(out.dropLast(4)) : (out as NSString).appendingPathComponent(sourceName)
+                let manifestPath = prefix + ".manifest.json"
+                let existing = [manifestPath, prefix + ".bin", prefix + "-00000.bin"].filter { FileManager.default.fileExists(atPath: $0) }
+                if !existing.isEmpty && !force { throw CLIError(message: "\(existing[0]): already exists; --force replaces it") }
+                if force { unlink(manifestPath) }   // the old dataset stops claiming to be complete before it is replaced
+                // (NSString.deletingLastPathComponent traps on some one-character paths in this Foundation.)
+                let dir = prefix.lastIndex(of: "/").map { String(prefix[..<$0]) } ?? ""
                 if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
-                try TokenShard.write(documents: documents, vocabSize: tokenizer.vocabSize, to: out)
-                let tokens = documents.reduce(0) { $0 + $1.count }
-                struct Stats: Encodable { let shard: String; let documents: Int; let tokens: Int; let bytes: Int; let rejected_short: Int }
-                let stats = Stats(shard: out, documents: documents.count, tokens: tokens, bytes: bytes, rejected_short: rejectedShort)
-                if json { printJSON(stats) } else {
-                    print("\(out): \(documents.count) documents, \(tokens) tokens, \(bytes) bytes (\(rejectedShort) rejected as too short)")
+
+                var prep: DataPreparation, manifest: DataManifest
+                if let tokenizer {
+                    let t = try loadTokenizer(tokenizer)
+                    func find(_ given: String?, _ defaults: [String], _ what: String) throws -> Int32 {
+                        if let given { guard let id = t.id(of: given) else { throw CLIError(message: "\(tokenizer): no token '\(given)' for \(what)") }; return id }
+                        guard let id = defaults.lazy.compactMap({ t.id(of: $0) }).first else {
+                            throw CLIError(message: "\(tokenizer): none of \(defaults.joined(separator: ", ")) exists; name the \(what) token with --\(what)-token")
+                        }
+                        return id
+                    }
+                    prep = DataPreparation(vocabSize: t.vocabSize) {
+                        var cache = BPETokenizer.WordCache()
+                        return { t.encode($0, cache: &cache) }
+                    }
+                    if !noEos { prep.eos = try find(eosToken, ["<|endoftext|>", "<|end_of_text|>", "</s>"], "eos") }
+                    if bos { prep.bos = try find(bosToken, ["<|begin_of_text|>", "<s>", "<|im_start|>"], "bos") }
+                    let bytes = FileManager.default.contents(atPath: tokenizer) ?? Data()
+                    manifest = DataManifest(source: sourceName, inputs: files, tokenizer: tokenizer, tokenizerHash: DataManifest.fnv1a64(bytes), vocabSize: t.vocabSize)
+                } else {
+                    let t = ByteTokenizer()
+                    prep = DataPreparation(vocabSize: t.vocabSize) { { t.encode($0) } }
+                    if !noEos { prep.eos = t.endOfText }
+                    if bos { throw CLIError(message: "--bos needs a --tokenizer with a BOS token (the byte tokenizer has none)") }
+                    manifest = DataManifest(source: sourceName, inputs: files, tokenizer: "byte-level", tokenizerHash: "byte-level", vocabSize: t.vocabSize)
+                }
+                prep.reader.textField = textField
+                prep.reader.minBytes = minBytes
+                prep.reader.strict = strict
+                prep.reader.textSplit = perFile ? .wholeFile : delimiter.map { .delimiter($0) } ?? .blankLines
+                prep.shardTokens = shardTokens
+                let start = Date()
+                var lastReport = Date.distantPast
+                prep.progress = { docs, bytes, tokens in
+                    guard stderrIsTerminal, Date().timeIntervalSince(lastReport) >= 0.5 else { return }
+                    lastReport = Date()
+                    let mbps = Double(bytes) / 1e6 / max(Date().timeIntervalSince(start), 1e-9)
+                    FileHandle.standardError.write(Data(String(format: "\r  %d documents, %.1f MB, %d tokens, %.1f MB/s   ", docs, Double(bytes) / 1e6, tokens, mbps).utf8))
+                }
+                let m = try prep.run(files: files, prefix: prefix, single: single, manifest: manifest)
+                if stderrIsTerminal { FileHandle.standardError.write(Data("\r".utf8)) }
+                if json { printJSON(m) } else {
+                    print(String(format: "%@: %d documents, %d tokens, %d bytes (%.2f bytes/token) in %d shard(s); manifest %@",
+                                 sourceName, m.documents, m.tokens, m.bytes, m.bytesPerToken, m.shards.count, manifestPath))
+                    for (reason, r) in m.rejected.reasons.sorted(by: { $0.key < $1.key }) {
+                        print("  rejected \(r.count) × \(reason) (first at \(r.first.joined(separator: ", ")))")
+                    }
                 }
             }
         }

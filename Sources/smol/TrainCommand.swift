@@ -3,6 +3,23 @@ import Foundation
 import SmolData
 import SmolModel
 import SmolTrainer
+import SmolTokenizer
+
+/// The run's tokenizer for sampled continuations: its tokenizer.json, or the byte-level one.
+struct SampleTokenizer {
+    let bpe: BPETokenizer?
+    let endOfText: Int32
+    init(path: String?) throws {
+        if let path {
+            let t = try BPETokenizer(path: path)
+            bpe = t
+            guard let eos = t.id(of: "<|endoftext|>") else { throw CLIError(message: "\(path): no <|endoftext|> token to stop samples at") }
+            endOfText = eos
+        } else { bpe = nil; endOfText = ByteTokenizer().endOfText }
+    }
+    func encode(_ s: String) -> [Int32] { bpe?.encode(s) ?? ByteTokenizer().encode(s) }
+    func decode(_ ids: [Int32]) -> String { bpe?.decode(ids) ?? ByteTokenizer().decode(ids) }
+}
 
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -67,7 +84,7 @@ struct TrainCommand: ParsableCommand {
             if live { FileHandle.standardError.write(Data("\n".utf8)) }
             var samples: [[String: String]] = []
             if !noSamples && cfg.training.sampleTokens > 0 {
-                let tokenizer = ByteTokenizer()
+                let tokenizer = try SampleTokenizer(path: try cfg.data.tokenizer.map { try cfg.resolve([$0])[0] })
                 trainer.model.releaseWorkspace()
                 for (i, prompt) in cfg.training.samplePrompts.enumerated() {
                     var sampler = Sampler(temperature: 0.8, topK: 40, seed: cfg.training.seed &+ UInt64(i))

@@ -97,13 +97,14 @@ final class ConfigAndFormatTests: XCTestCase {
         try TokenShard.write(documents: [(0..<101).map { Int32($0 % 250) }], vocabSize: 257, to: dir + "/l.bin")
         let ds = WindowDataset(shards: [try TokenShard(path: dir + "/l.bin")], seqLen: 10)
         XCTAssertEqual(ds.count, 10)
-        let loader = DataLoader(dataset: ds, microBatch: 2, seed: 3)
+        let one = [MixtureStage(startTokens: 0, weights: [1])]
+        let loader = MixtureLoader(sources: [ds], names: ["l"], stages: one, microBatch: 2, seed: 3)
         var firsts = Set<Int32>()
         for _ in 0..<5 { let b = loader.next(); firsts.insert(b.tokens[0]); firsts.insert(b.tokens[10]) }
         XCTAssertEqual(firsts.count, 10)
         let saved = loader.position
         let next = (0..<4).map { _ in loader.next().tokens }
-        let resumed = DataLoader(dataset: ds, microBatch: 2, seed: 3, position: saved)
+        let resumed = MixtureLoader(sources: [ds], names: ["l"], stages: one, microBatch: 2, seed: 3, position: saved)
         XCTAssertEqual((0..<4).map { _ in resumed.next().tokens }, next)
     }
 }

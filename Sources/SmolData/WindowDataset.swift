@@ -23,6 +23,19 @@ public final class WindowDataset {
         self.shardOf = shardOf; self.startOf = startOf
     }
 
+    /// The windows of several datasets of the same sequence length, one after another.
+    public init(concatenating parts: [WindowDataset]) {
+        seqLen = parts.first?.seqLen ?? 1
+        var shards: [TokenShard] = [], shardOf: [Int32] = [], startOf: [Int] = []
+        for p in parts {
+            precondition(p.seqLen == seqLen)
+            shardOf += p.shardOf.map { $0 + Int32(shards.count) }
+            startOf += p.startOf
+            shards += p.shards
+        }
+        self.shards = shards; self.shardOf = shardOf; self.startOf = startOf
+    }
+
     /// Splits each shard's windows: the last `fraction` become validation (at least one window
     /// when the fraction is positive and the shard has two or more).
     public static func split(shards: [TokenShard], seqLen: Int, validationFraction: Double) -> (train: WindowDataset, validation: WindowDataset) {
@@ -69,59 +82,5 @@ public final class WindowDataset {
         for (row, w) in windows.enumerated() {
             fill(window: w, row: row, tokens: &b.tokens, targets: &b.targets, documentStart: &b.documentStart!)
         }
-    }
-}
-
-/// Where a loader stands: the epoch and how many windows of that epoch's order were consumed.
-public struct DataPosition: Codable, Equatable, Sendable {
-    public var epoch: Int
-    public var offset: Int
-    public init(epoch: Int = 0, offset: Int = 0) { self.epoch = epoch; self.offset = offset }
-}
-
-/// Shuffled micro-batches: each epoch visits every window once in an order drawn from the stream
-/// (seed, "data-order", epoch), so the state is just (epoch, offset) and resuming is exact.
-public final class DataLoader {
-    public let dataset: WindowDataset
-    public let microBatch: Int
-    public let seed: UInt64
-    public private(set) var position: DataPosition
-    private var order: [Int] = []
-    private var windows: [Int] = []
-    private var current: TokenBatch?
-
-    public init(dataset: WindowDataset, microBatch: Int, seed: UInt64, position: DataPosition = DataPosition()) {
-        precondition(dataset.count > 0)
-        self.dataset = dataset; self.microBatch = microBatch; self.seed = seed; self.position = position
-        order = DataLoader.permutation(count: dataset.count, seed: seed, epoch: position.epoch)
-    }
-
-    static func permutation(count: Int, seed: UInt64, epoch: Int) -> [Int] {
-        var order = Array(0..<count)
-        var rng = RandomStream(seed: seed, purpose: "data-order", coordinates: [epoch])
-        for i in stride(from: count - 1, to: 0, by: -1) { order.swapAt(i, rng.nextInt(below: i + 1)) }
-        return order
-    }
-
-    /// The next micro-batch. Its buffers are reused from the previous call, so a training loop
-    /// that lets go of each batch allocates nothing per step.
-    public func next() -> TokenBatch {
-        windows.removeAll(keepingCapacity: true)
-        while windows.count < microBatch {
-            if position.offset >= order.count {
-                position = DataPosition(epoch: position.epoch + 1, offset: 0)
-                order = DataLoader.permutation(count: dataset.count, seed: seed, epoch: position.epoch)
-            }
-            windows.append(order[position.offset])
-            position.offset += 1
-        }
-        if var b = current {
-            current = nil          // drop our reference so the buffers are uniquely held while refilled
-            dataset.fill(&b, windows: windows)
-            current = b
-        } else {
-            current = dataset.batch(windows: windows)
-        }
-        return current!
     }
 }

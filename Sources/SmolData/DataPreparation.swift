@@ -1,0 +1,132 @@
+import Foundation
+import SmolTensor
+
+/// What `smol data prepare` wrote: one source's shards and how they were made (written beside the
+/// shards as NAME.manifest.json, last, so a manifest always describes complete shards).
+public struct DataManifest: Encodable, Sendable {
+    public struct Shard: Codable, Sendable { public let path: String; public let documents: Int; public let tokens: Int }
+    public var format = "smol-shards/1"
+    public var source: String
+    public var inputs: [String]
+    public var tokenizer: String
+    /// FNV-1a 64 of the tokenizer file's bytes ("byte-level" for the built-in byte tokenizer).
+    public var tokenizerHash: String
+    public var vocabSize: Int
+    public var documents = 0
+    public var tokens = 0
+    public var bytes = 0
+    public var bytesPerToken: Double { tokens > 0 ? Double(bytes) / Double(tokens) : 0 }
+    public var bos: Int32?
+    public var eos: Int32?
+    public var shards: [Shard] = []
+    public var rejected = Rejections()
+
+    enum CodingKeys: String, CodingKey {
+        case format, source, inputs, tokenizer, tokenizerHash = "tokenizer_hash", vocabSize = "vocab_size", documents, tokens, bytes
+        case bytesPerToken = "bytes_per_token", bos, eos, shards, rejected
+    }
+    public init(source: String, inputs: [String], tokenizer: String, tokenizerHash: String, vocabSize: Int) {
+        self.source = source; self.inputs = inputs; self.tokenizer = tokenizer; self.tokenizerHash = tokenizerHash; self.vocabSize = vocabSize
+    }
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(format, forKey: .format); try c.encode(source, forKey: .source); try c.encode(inputs, forKey: .inputs)
+        try c.encode(tokenizer, forKey: .tokenizer); try c.encode(tokenizerHash, forKey: .tokenizerHash); try c.encode(vocabSize, forKey: .vocabSize)
+        try c.encode(documents, forKey: .documents); try c.encode(tokens, forKey: .tokens); try c.encode(bytes, forKey: .bytes)
+        try c.encode((bytesPerToken * 1000).rounded() / 1000, forKey: .bytesPerToken)
+        try c.encodeIfPresent(bos, forKey: .bos); try c.encodeIfPresent(eos, forKey: .eos)
+        try c.encode(shards, forKey: .shards); try c.encode(rejected, forKey: .rejected)
+    }
+
+    public static func fnv1a64(_ data: Data) -> String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in data { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        return String(format: "%016llx", h)
+    }
+}
+
+/// Tokenises a corpus in parallel and writes it as shards of at most `shardTokens` tokens.
+/// Documents keep their input order whatever the thread count, so the output is reproducible.
+/// Shards are written under temporary names and renamed once all are complete; the manifest comes last.
+public struct DataPreparation {
+    public var reader = CorpusReader()
+    public var shardTokens = 50_000_000
+    public var bos: Int32?
+    public var eos: Int32?
+    public var vocabSize: Int
+    /// One encoder per worker thread (each may keep its own caches).
+    public var makeEncoder: () -> (String) -> [Int32]
+    public var progress: (_ documents: Int, _ bytes: Int, _ tokens: Int) -> Void = { _, _, _ in }
+
+    public init(vocabSize: Int, makeEncoder: @escaping () -> (String) -> [Int32]) {
+        self.vocabSize = vocabSize; self.makeEncoder = makeEncoder
+    }
+
+    /// Writes `prefix`-00000.bin, … (or exactly `prefix`.bin when `single`), and returns the manifest
+    /// (also written to `prefix`.manifest.json).
+    public func run(files: [String], prefix: String, single: Bool, manifest: DataManifest) throws -> DataManifest {
+        var m = manifest
+        m.bos = bos; m.eos = eos
+        let threads = max(1, Parallel.threads)
+        let encoders = (0..<threads).map { _ in makeEncoder() }
+        var pending: [RawDocument] = [], shardDocs: [[Int32]] = [], shardTokenCount = 0
+        var written: [String] = []
+
+        func shardPath(_ k: Int) -> String { single ? prefix + ".bin" : prefix + String(format: "-%05d.bin", k) }
+        func flushShard() throws {
+            guard !shardDocs.isEmpty else { return }
+            // Shards stay ".partial" until the whole corpus is written: a killed prepare leaves nothing
+            // that a "*.bin" glob would pick up as a complete dataset.
+            let path = shardPath(m.shards.count)
+            try TokenShard.write(documents: shardDocs, vocabSize: vocabSize, to: path + ".partial")
+            written.append(path)
+            m.shards.append(.init(path: (path as NSString).lastPathComponent, documents: shardDocs.count, tokens: shardTokenCount))
+            shardDocs.removeAll(); shardTokenCount = 0
+        }
+        func encodePending() throws {
+            guard !pending.isEmpty else { return }
+            var results = [[Int32]](repeating: [], count: pending.count)
+            results.withUnsafeMutableBufferPointer { out in
+                let docs = pending
+                Parallel.chunks(docs.count) { worker, range in
+                    let encode = encoders[worker % encoders.count]
+                    for i in range { out[i] = encode(docs[i].text) }
+                }
+            }
+            for (doc, ids) in zip(pending, results) {
+                let full = (bos.map { [$0] } ?? []) + ids + (eos.map { [$0] } ?? [])
+                if !single && shardTokenCount > 0 && shardTokenCount + full.count > shardTokens { try flushShard() }
+                shardDocs.append(full); shardTokenCount += full.count
+                m.documents += 1; m.tokens += full.count; m.bytes += doc.text.utf8.count
+            }
+            pending.removeAll(keepingCapacity: true)
+            progress(m.documents, m.bytes, m.tokens)
+        }
+
+        do {
+            for file in files {
+                try reader.read(file: file, rejections: &m.rejected) { doc in
+                    pending.append(doc)
+                    if pending.count >= 512 * threads { try encodePending() }
+                }
+            }
+            try encodePending()
+            try flushShard()
+            for path in written where rename(path + ".partial", path) != 0 {
+                throw CorpusError(message: "\(path): cannot rename the finished shard into place")
+            }
+            let manifestPath = prefix + ".manifest.json"
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            let tmp = manifestPath + ".tmp"
+            guard FileManager.default.createFile(atPath: tmp, contents: try enc.encode(m)), rename(tmp, manifestPath) == 0 else {
+                throw CorpusError(message: "\(manifestPath): cannot write manifest")
+            }
+        } catch {
+            // A failed prepare leaves no shard behind that could be mistaken for a complete dataset.
+            for p in written { unlink(p + ".partial"); unlink(p) }
+            throw error
+        }
+        return m
+    }
+}

@@ -1,0 +1,123 @@
+import SmolModel
+import SmolTensor
+
+/// Mixture weights from a token count on (SmolLM3's web/code/math 85/12/3 → 75/15/10 → 63/24/13).
+public struct MixtureStage: Sendable, Equatable {
+    public let startTokens: Int
+    /// One weight per source, in the loader's source order; normalised when drawing.
+    public let weights: [Double]
+    public init(startTokens: Int, weights: [Double]) { self.startTokens = startTokens; self.weights = weights }
+}
+
+/// Where the loader stands: sequences this rank has drawn, and per source the epoch and how far
+/// this rank has read into that epoch's order. Its size is one entry per source, whatever the run length.
+public struct DataPosition: Codable, Equatable, Sendable {
+    public struct Source: Codable, Equatable, Sendable {
+        public var epoch = 0, offset = 0
+        /// Windows this rank has drawn from the source over the run.
+        public var drawn = 0
+    }
+    public var samples = 0
+    public var sources: [Source] = []
+    public init(sources: Int = 0) { self.sources = Array(repeating: Source(), count: sources) }
+}
+
+/// Draws training sequences from weighted sources. Sequence g of the run (g = samples × world + rank)
+/// picks its source with a uniform draw keyed by (seed, g) against the weights of the stage in force at
+/// g × seq_len tokens, so every rank agrees on the stage schedule. Within a source, each epoch visits the
+/// source's windows in an order drawn from (seed, source, epoch), shared by all ranks; rank r reads
+/// positions r, r + world, … of it, so ranks' shards are disjoint and together cover the epoch. The
+/// windows come from anywhere in the source, never a document's consecutive windows in a run.
+public final class MixtureLoader {
+    public let sources: [WindowDataset]
+    public let names: [String]
+    public let stages: [MixtureStage]
+    public let microBatch: Int
+    public let seed: UInt64
+    public let rank: Int, worldSize: Int
+    public private(set) var position: DataPosition
+    private var orders: [[Int]]
+    private var orderEpochs: [Int]
+    private var windows: [(source: Int, window: Int)] = []
+    private var current: TokenBatch?
+
+    public init(sources: [WindowDataset], names: [String], stages: [MixtureStage], microBatch: Int, seed: UInt64,
+                rank: Int = 0, worldSize: Int = 1, position: DataPosition? = nil) {
+        precondition(!sources.isEmpty && sources.count == names.count && !stages.isEmpty)
+        precondition(stages.allSatisfy { $0.weights.count == sources.count })
+        self.sources = sources; self.names = names; self.microBatch = microBatch; self.seed = seed
+        self.stages = stages.sorted { $0.startTokens < $1.startTokens }
+        self.rank = rank; self.worldSize = worldSize
+        self.position = position ?? DataPosition(sources: sources.count)
+        orders = Array(repeating: [], count: sources.count)
+        orderEpochs = Array(repeating: -1, count: sources.count)
+    }
+
+    public var seqLen: Int { sources[0].seqLen }
+
+    /// The stage in force at a global token count.
+    public func stage(atTokens tokens: Int) -> MixtureStage { stages.last { $0.startTokens <= tokens } ?? stages[0] }
+
+    /// The source of the run's g-th sequence.
+    public func source(ofSequence g: Int) -> Int {
+        let w = stage(atTokens: g * seqLen).weights
+        let total = w.reduce(0, +)
+        var rng = RandomStream(seed: seed, purpose: "mixture", coordinates: [g])
+        var u = rng.nextDouble() * total
+        for (s, x) in w.enumerated() where x > 0 {
+            if u < x { return s }
+            u -= x
+        }
+        return w.lastIndex { $0 > 0 } ?? 0
+    }
+
+    /// The permutation of a source's windows for an epoch (all ranks compute the same one).
+    public static func order(count: Int, seed: UInt64, source: String, epoch: Int) -> [Int] {
+        var order = Array(0..<count)
+        var rng = RandomStream(seed: seed, purpose: "data-order/" + source, coordinates: [epoch])
+        for i in stride(from: count - 1, to: 0, by: -1) { order.swapAt(i, rng.nextInt(below: i + 1)) }
+        return order
+    }
+
+    /// This rank's next window of source `s`, moving to the next epoch when its slice is used up.
+    func nextWindow(_ s: Int) -> Int {
+        var p = position.sources[s]
+        let count = sources[s].count
+        if p.offset * worldSize + rank >= count { p.epoch += 1; p.offset = 0 }
+        if orderEpochs[s] != p.epoch {
+            orders[s] = MixtureLoader.order(count: count, seed: seed, source: names[s], epoch: p.epoch)
+            orderEpochs[s] = p.epoch
+        }
+        let w = orders[s][p.offset * worldSize + rank]
+        p.offset += 1; p.drawn += 1
+        position.sources[s] = p
+        return w
+    }
+
+    /// Tokens and epochs consumed per source by this rank.
+    public var accounting: [(name: String, tokens: Int, epochs: Double)] {
+        sources.indices.map { s in
+            let perEpoch = max(1, (sources[s].count - rank + worldSize - 1) / worldSize)
+            return (names[s], position.sources[s].drawn * seqLen, Double(position.sources[s].drawn) / Double(perEpoch))
+        }
+    }
+
+    /// The next micro-batch; its buffers are reused from the previous call.
+    public func next() -> TokenBatch {
+        windows.removeAll(keepingCapacity: true)
+        for _ in 0..<microBatch {
+            let s = source(ofSequence: position.samples * worldSize + rank)
+            windows.append((s, nextWindow(s)))
+            position.samples += 1
+        }
+        var b = current ?? TokenBatch(batch: microBatch, seqLen: seqLen, tokens: [Int32](repeating: 0, count: microBatch * seqLen),
+                                      targets: [Int32](repeating: 0, count: microBatch * seqLen),
+                                      documentStart: [Int32](repeating: 0, count: microBatch * seqLen))
+        current = nil                 // uniquely held while refilled
+        for (row, w) in windows.enumerated() {
+            sources[w.source].fill(window: w.window, row: row, tokens: &b.tokens, targets: &b.targets, documentStart: &b.documentStart!)
+        }
+        current = b
+        return b
+    }
+}
