@@ -58,11 +58,9 @@ public struct CorpusReader {
         var out: [String] = []
         for input in inputs {
             if input.contains(where: { "*?[".contains($0) }) {
-                var g = glob_t()
-                defer { globfree(&g) }
-                guard glob(input, 0, nil, &g) == 0 else { throw CorpusError(message: "\(input): the pattern matches no file") }
-                let matches = (0..<Int(g.gl_pathc)).compactMap { g.gl_pathv[$0].map { String(cString: $0) } }
-                out += try expand(matches.sorted())
+                let matches = globPaths(input)
+                if matches.isEmpty { throw CorpusError(message: "\(input): the pattern matches no file") }
+                out += try expand(matches)
                 continue
             }
             var isDir: ObjCBool = false

@@ -133,9 +133,11 @@ enum Builtins {
         }
     }
 
+    /// A Jinja string argument, or nil for a missing or non-string one (None, say).
+    static func optionalString(_ v: JinjaValue?) -> String? { if case let .string(s)? = v { return s }; return nil }
+
     static func strip(_ s: String, _ chars: JinjaValue?, leading: Bool, trailing: Bool) -> String {
-        if case let .string(cs)? = chars { return PythonString.strip(s, chars: cs, leading: leading, trailing: trailing) }
-        return PythonString.strip(s, chars: nil, leading: leading, trailing: trailing)
+        PythonString.strip(s, chars: optionalString(chars), leading: leading, trailing: trailing)
     }
 
     static func stringMethod(_ s: String, _ name: String) -> JinjaValue? {
@@ -164,13 +166,13 @@ enum Builtins {
             return method { a, kw in
                 let sep = a.first ?? kw.first { $0.0 == "sep" }?.1
                 let maxSplit = try (a.count > 1 ? a[1] : kw.first { $0.0 == "maxsplit" }?.1).map { try int($0, "maxsplit") } ?? -1
-                return .array(split(s, sep, maxSplit).map { .string($0) })
+                return .array(PythonString.split(s, separator: optionalString(sep), maxSplit: maxSplit).map { .string($0) })
             }
         case "replace":
             return method { a, _ in
                 guard a.count >= 2, case let .string(old) = a[0], case let .string(new) = a[1] else { throw JinjaError.runtime("replace needs two strings") }
                 let count = a.count > 2 ? try int(a[2], "replace count") : -1
-                return .string(replace(s, old, new, count: count))
+                return .string(PythonString.replace(s, old, new, count: count))
             }
         case "find":
             return method { a, _ in
@@ -196,10 +198,6 @@ enum Builtins {
         }
     }
 
-    static func replace(_ s: String, _ old: String, _ new: String, count: Int) -> String {
-        PythonString.replace(s, old, new, count: count)
-    }
-
     /// jinja2's `title` filter (not str.title): words begin after runs of whitespace, '-', '(', '{',
     /// '[' or '<'; each word's first code point is upper-cased and the rest lower-cased.
     static func titleFilter(_ s: String) -> String {
@@ -211,11 +209,6 @@ enum Builtins {
             atWordStart = false
         }
         return out
-    }
-
-    static func split(_ s: String, _ sep: JinjaValue?, _ maxSplit: Int) -> [String] {
-        if case let .string(sp)? = sep { return PythonString.split(s, separator: sp, maxSplit: maxSplit) }
-        return PythonString.split(s, separator: nil, maxSplit: maxSplit)
     }
 
     // MARK: operators
@@ -357,7 +350,7 @@ enum Builtins {
             return (!v.isDefined || (boolean && !v.isTruthy)) ? fallback : v
         case "replace":
             guard args.count >= 2 else { throw JinjaError.runtime("replace needs two arguments") }
-            return .string(replace(v.printed, args[0].printed, args[1].printed, count: args.count > 2 ? try int(args[2], "count") : -1))
+            return .string(PythonString.replace(v.printed, args[0].printed, args[1].printed, count: args.count > 2 ? try int(args[2], "count") : -1))
         case "items":
             switch v {
             case let .object(o): return .array(o.pairs.map { .array([.string($0.0), $0.1]) })
@@ -445,7 +438,7 @@ enum Builtins {
             let pad = String(repeating: " ", count: width)
             let lines = v.printed.components(separatedBy: "\n")
             return .string(lines.enumerated().map { i, l in (i == 0 && !first) || l.isEmpty ? l : pad + l }.joined(separator: "\n"))
-        case "wordcount": return .int(split(v.printed, nil, -1).count)
+        case "wordcount": return .int(PythonString.split(v.printed, separator: nil, maxSplit: -1).count)
         default: throw JinjaError.runtime("unknown filter '\(name)'")
         }
     }

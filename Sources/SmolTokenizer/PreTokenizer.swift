@@ -60,6 +60,29 @@ public indirect enum PreTokenizer: Sendable {
 
     @inline(__always) static func isOther(_ u: Unicode.Scalar) -> Bool { !isSpace(u) && !isLetter(u) && !isNumber(u) }
 
+    /// Length of a contraction ('s 't 're 've 'm 'll 'd) starting at `i`, or nil. `foldCase` matches
+    /// case-insensitively as the regex crate folds for (?i:…): also 'ſ (U+017F) for 's.
+    @inline(__always) static func contractionLength(_ s: [Unicode.Scalar], at i: Int, foldCase: Bool) -> Int? {
+        let n = s.count
+        guard s[i] == "'" && i + 1 < n else { return nil }
+        func fold(_ u: Unicode.Scalar) -> Unicode.Scalar {
+            guard foldCase else { return u }
+            if u.value == 0x17F { return "s" }
+            return u.value >= 0x41 && u.value <= 0x5A ? Unicode.Scalar(u.value | 0x20)! : u
+        }
+        let a = fold(s[i + 1])
+        if a == "s" || a == "t" || a == "m" || a == "d" { return 2 }
+        guard i + 2 < n else { return nil }
+        let b = fold(s[i + 2])
+        return (a == "r" && b == "e") || (a == "v" && b == "e") || (a == "l" && b == "l") ? 3 : nil
+    }
+
+    /// End of `\s+(?!\S)|\s+` for the whitespace run [i, runEnd): the run backs off one character when
+    /// a non-space follows it, unless that would leave it empty.
+    @inline(__always) static func whitespaceEnd(from i: Int, runEnd: Int, count n: Int) -> Int {
+        runEnd == n || runEnd - i == 1 ? runEnd : runEnd - 1
+    }
+
     /// GPT-2's pattern, matched by hand with the same leftmost-first alternation and backtracking:
     /// 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
     static func gpt2Ranges(_ s: [Unicode.Scalar]) -> [Range<Int>] {
@@ -69,14 +92,7 @@ public indirect enum PreTokenizer: Sendable {
         func run(from j: Int, _ pred: (Unicode.Scalar) -> Bool) -> Int { var k = j; while k < n && pred(s[k]) { k += 1 }; return k }
         while i < n {
             let c = s[i]
-            if c == "'" && i + 1 < n {
-                let a = s[i + 1]
-                if a == "s" || a == "t" || a == "m" || a == "d" { out.append(i..<(i + 2)); i += 2; continue }
-                if i + 2 < n {
-                    let b = s[i + 2]
-                    if (a == "r" && b == "e") || (a == "v" && b == "e") || (a == "l" && b == "l") { out.append(i..<(i + 3)); i += 3; continue }
-                }
-            }
+            if let k = contractionLength(s, at: i, foldCase: false) { out.append(i..<(i + k)); i += k; continue }
             var matched = false
             for pred in [isLetter, isNumber, isOther] as [(Unicode.Scalar) -> Bool] {
                 // " ?X+": with the optional space first, then without it.
@@ -86,10 +102,8 @@ public indirect enum PreTokenizer: Sendable {
                 i = out.last!.upperBound; matched = true; break
             }
             if matched { continue }
-            // whitespace: \s+(?!\S) backs off one character when a non-space follows the run
-            let end = run(from: i, isSpace)
-            if end == n || end - i == 1 { out.append(i..<end); i = end }
-            else { out.append(i..<(end - 1)); i = end - 1 }
+            let e = whitespaceEnd(from: i, runEnd: run(from: i, isSpace), count: n)
+            out.append(i..<e); i = e
         }
         return out
     }
@@ -102,21 +116,9 @@ public indirect enum PreTokenizer: Sendable {
         var i = 0
         func run(from j: Int, _ pred: (Unicode.Scalar) -> Bool) -> Int { var k = j; while k < n && pred(s[k]) { k += 1 }; return k }
         func isNewline(_ u: Unicode.Scalar) -> Bool { u == "\r" || u == "\n" }
-        // Case-insensitive as the regex crate folds: 's also matches 'ſ (U+017F), 'k is not in the list.
-        func lower(_ u: Unicode.Scalar) -> Unicode.Scalar {
-            if u.value == 0x17F { return "s" }
-            return u.isASCII ? Unicode.Scalar(u.value | (u.value >= 0x41 && u.value <= 0x5A ? 0x20 : 0))! : u
-        }
         while i < n {
             let c = s[i]
-            if c == "'" && i + 1 < n {
-                let a = lower(s[i + 1])
-                if a == "s" || a == "t" || a == "m" || a == "d" { out.append(i..<(i + 2)); i += 2; continue }
-                if i + 2 < n {
-                    let b = lower(s[i + 2])
-                    if (a == "r" && b == "e") || (a == "v" && b == "e") || (a == "l" && b == "l") { out.append(i..<(i + 3)); i += 3; continue }
-                }
-            }
+            if let k = contractionLength(s, at: i, foldCase: true) { out.append(i..<(i + k)); i += k; continue }
             // [^\r\n\p{L}\p{N}]?\p{L}+
             if !isNewline(c) && !isLetter(c) && !isNumber(c) && i + 1 < n && isLetter(s[i + 1]) {
                 let e = run(from: i + 1, isLetter); out.append(i..<e); i = e; continue
@@ -135,9 +137,8 @@ public indirect enum PreTokenizer: Sendable {
             // \s*[\r\n]+ : the whitespace run up to and including its last newline
             let end = run(from: i, isSpace)
             if let last = (i..<end).last(where: { isNewline(s[$0]) }) { out.append(i..<(last + 1)); i = last + 1; continue }
-            // \s+(?!\S) backs off one character when a non-space follows the run, else \s+
-            if end == n || end - i == 1 { out.append(i..<end); i = end }
-            else { out.append(i..<(end - 1)); i = end - 1 }
+            let e = whitespaceEnd(from: i, runEnd: end, count: n)
+            out.append(i..<e); i = e
         }
         return out
     }

@@ -1,4 +1,5 @@
 import Foundation
+import SmolData
 import SmolModel
 import Yams
 
@@ -71,7 +72,7 @@ public struct DataConfig: Codable, Equatable, Sendable {
     public var resolvedSources: [DataSourceConfig] { sources.isEmpty ? [DataSourceConfig(name: "train", shards: train)] : sources }
 
     /// Stages as weight vectors in source order; without `stages`, one stage of the sources' weights.
-    public func mixtureStages() throws -> [(startTokens: Int, weights: [Double])] {
+    public func mixtureStages() throws -> [MixtureStage] {
         let src = resolvedSources
         func bad(_ k: String, _ r: String) -> ConfigError { .invalidValue(key: "data." + k, reason: r) }
         if train.isEmpty == sources.isEmpty { throw bad("train", "give either data.train or data.sources") }
@@ -79,9 +80,9 @@ public struct DataConfig: Codable, Equatable, Sendable {
         for s in src where !(s.weight >= 0 && s.weight.isFinite) { throw bad("sources", "weight of '\(s.name)' must be a non-negative number") }
         if stages.isEmpty {
             guard src.contains(where: { $0.weight > 0 }) else { throw bad("sources", "all weights are zero") }
-            return [(0, src.map(\.weight))]
+            return [MixtureStage(startTokens: 0, weights: src.map(\.weight))]
         }
-        var out: [(Int, [Double])] = []
+        var out: [MixtureStage] = []
         for (i, st) in stages.enumerated() {
             for k in st.weights.keys where !src.contains(where: { $0.name == k }) { throw bad("stages[\(i)].weights", "'\(k)' is not a source") }
             let w = src.map { st.weights[$0.name] ?? 0 }
@@ -89,10 +90,10 @@ public struct DataConfig: Codable, Equatable, Sendable {
                 throw bad("stages[\(i)].weights", "weights must be non-negative with at least one positive")
             }
             if st.startTokens < 0 { throw bad("stages[\(i)].start_tokens", "must be non-negative") }
-            out.append((st.startTokens, w))
+            out.append(MixtureStage(startTokens: st.startTokens, weights: w))
         }
-        if !out.contains(where: { $0.0 == 0 }) { throw bad("stages", "one stage must start at start_tokens: 0") }
-        return out.sorted { $0.0 < $1.0 }
+        if !out.contains(where: { $0.startTokens == 0 }) { throw bad("stages", "one stage must start at start_tokens: 0") }
+        return out.sorted { $0.startTokens < $1.startTokens }
     }
 }
 
@@ -307,13 +308,9 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         var out: [String] = []
         for p in patterns {
             let full = p.hasPrefix("/") ? p : (baseDirectory as NSString).appendingPathComponent(p)
-            var g = glob_t()
-            defer { globfree(&g) }
-            if glob(full, 0, nil, &g) == 0 {
-                for i in 0..<Int(g.gl_pathc) { if let s = g.gl_pathv[i] { out.append(String(cString: s)) } }
-            } else {
-                throw ConfigError.invalidValue(key: "data", reason: "no file matches '\(full)'")
-            }
+            let matches = globPaths(full)
+            if matches.isEmpty { throw ConfigError.invalidValue(key: "data", reason: "no file matches '\(full)'") }
+            out += matches
         }
         return out
     }

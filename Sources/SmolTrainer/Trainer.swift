@@ -75,6 +75,8 @@ public final class Trainer {
     var state: TrainerState
     let report: (TrainEvent) -> Void
     public private(set) var resumedFrom: Int?
+    /// The run's tokenizer.json (data.tokenizer resolved against the config), nil for byte-level.
+    public let tokenizerPath: String?
 
     public var checkpointRoot: String { (outputDirectory as NSString).appendingPathComponent("checkpoints") }
     public var metricsPath: String { (outputDirectory as NSString).appendingPathComponent("metrics.jsonl") }
@@ -86,6 +88,7 @@ public final class Trainer {
         model = try LlamaModel(config: config.model)
         optimizer = AdamW(config: config.optimizer, parameters: model.parameters)
 
+        tokenizerPath = try config.data.tokenizer.map { try config.resolve([$0])[0] }
         let T = config.training.seqLen
         let stages = try config.data.mixtureStages()
         let sourceConfigs = config.data.resolvedSources
@@ -113,7 +116,7 @@ public final class Trainer {
         }
 
         let configJSON = String(decoding: try JSONEncoder().encode(config), as: UTF8.self)
-        state = TrainerState(step: 0, tokensSeen: 0, data: DataPosition(), seed: config.training.seed, elapsedSeconds: 0, config: configJSON)
+        state = TrainerState(step: 0, tokensSeen: 0, data: DataPosition(sources: trainSets.count), seed: config.training.seed, elapsedSeconds: 0, config: configJSON)
         try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true)
 
         var resumed: TrainerState?
@@ -136,12 +139,10 @@ public final class Trainer {
             model.parameters.initialize(seed: config.training.seed, std: Float(config.model.initializerRange))
         }
         if let r = resumed { state.step = r.step; state.tokensSeen = r.tokensSeen; state.data = r.data; state.elapsedSeconds = r.elapsedSeconds }
-        if !resume { state.data = DataPosition(sources: trainSets.count) }
         guard state.data.sources.count == trainSets.count else {
             throw ConfigError.invalidValue(key: "data.sources", reason: "the checkpoint was written with \(state.data.sources.count) data source(s), the config has \(trainSets.count)")
         }
-        trainLoader = MixtureLoader(sources: trainSets, names: sourceConfigs.map(\.name),
-                                    stages: stages.map { MixtureStage(startTokens: $0.startTokens, weights: $0.weights) },
+        trainLoader = MixtureLoader(sources: trainSets, names: sourceConfigs.map(\.name), stages: stages,
                                     microBatch: config.training.microBatch, seed: config.training.seed, position: state.data)
         try Trainer.trimMetrics(path: metricsPath, afterStep: resume ? state.step : 0)
     }
@@ -243,7 +244,7 @@ public final class Trainer {
             if t.checkpointEvery > 0 && (state.step % t.checkpointEvery == 0 || state.step == total) {
                 state.elapsedSeconds = elapsedBefore + Date().timeIntervalSince(runStart)
                 lastCheckpoint = try Checkpoint.save(root: checkpointRoot, model: model, optimizer: optimizer, state: state,
-                                                     tokenizer: try config.data.tokenizer.map { try config.resolve([$0])[0] })
+                                                     tokenizer: tokenizerPath)
                 Checkpoint.prune(root: checkpointRoot, keep: t.keepCheckpoints)
                 report(.checkpoint(step: state.step, path: lastCheckpoint!))
             }

@@ -84,7 +84,7 @@ struct TrainCommand: ParsableCommand {
             if live { FileHandle.standardError.write(Data("\n".utf8)) }
             var samples: [[String: String]] = []
             if !noSamples && cfg.training.sampleTokens > 0 {
-                let tokenizer = try SampleTokenizer(path: try cfg.data.tokenizer.map { try cfg.resolve([$0])[0] })
+                let tokenizer = try SampleTokenizer(path: trainer.tokenizerPath)
                 trainer.model.releaseWorkspace()
                 for (i, prompt) in cfg.training.samplePrompts.enumerated() {
                     var sampler = Sampler(temperature: 0.8, topK: 40, seed: cfg.training.seed &+ UInt64(i))
