@@ -12,9 +12,13 @@ public final class InferenceSession {
     public let capacity: Int
     public let chunk: Int
     public private(set) var length = 0
+    /// When true, one-token feeds take the same GEMM path as longer ones (no quantised decode
+    /// kernels, no dot-product attention), so a token's logits do not depend on how many tokens
+    /// were fed with it. Scoring sets it; generation keeps the fast path.
+    public var rowInvariant = false
 
     let keys: [FloatBuffer], values: [FloatBuffer]
-    var decodeWeights: DecodeWeights? { model.decodeWeights }
+    var decodeWeights: DecodeWeights? { rowInvariant ? nil : model.decodeWeights }
     private let x: FloatBuffer, h: FloatBuffer, rstd: FloatBuffer, q: FloatBuffer, k: FloatBuffer, v: FloatBuffer
     private let attn: FloatBuffer, gate: FloatBuffer, up: FloatBuffer, scores: FloatBuffer
     private var positions: [Int32]
@@ -75,6 +79,32 @@ public final class InferenceSession {
         return out
     }
 
+    /// Runs several continuations ("branches") of the cached prefix in one forward pass and
+    /// returns each branch's logits [count, V]. Every linear layer is one GEMM over all branches'
+    /// tokens; attention runs per branch against the prefix and the branch's own tokens, laid out
+    /// exactly as if the branch were fed alone, so a branch's logits do not depend on its
+    /// companions. The cache is left holding only the prefix.
+    public func feedBranches(_ branches: [[Int32]]) throws -> [[Float]] {
+        let c = model.config, V = c.vocabSize
+        let total = branches.reduce(0) { $0 + $1.count }
+        guard total <= chunk else { throw ModelError.sequenceTooLong(length: total, max: chunk) }
+        guard let longest = branches.map(\.count).max(), longest > 0 else { return branches.map { _ in [] } }
+        guard length + longest <= capacity else { throw ModelError.sequenceTooLong(length: length + longest, max: capacity) }
+        var spans: [(offset: Int, count: Int)] = []
+        var row = 0
+        for b in branches {
+            for (i, t) in b.enumerated() {
+                guard t >= 0, Int(t) < V else { throw ModelError.tokenOutOfRange(id: t, vocab: V) }
+                tokenIds[row + i] = t; positions[row + i] = Int32(length + i)
+            }
+            spans.append((row, b.count)); row += b.count
+        }
+        forwardChunk(n: total, branches: spans)
+        var logits = [Float](repeating: 0, count: total * V)
+        logits.withUnsafeMutableBufferPointer { head(rows: total, from: x.pointer, into: $0.baseAddress!) }
+        return spans.map { Array(logits[$0.offset * V ..< ($0.offset + $0.count) * V]) }
+    }
+
     /// logits [rows, V] = x [rows, C] · Wᵀ, W the (tied or separate) output matrix [V, C]
     private func head(rows: Int, from x: UnsafePointer<Float>, into logits: UnsafeMutablePointer<Float>) {
         let c = model.config
@@ -97,7 +127,9 @@ public final class InferenceSession {
         Linear.forward(y: y, x: x, w: weight("model.layers.\(layer)." + name), n: n, inDim: inDim, outDim: outDim, accumulate: accumulate)
     }
 
-    private func forwardChunk(n: Int) {
+    /// One forward pass over tokenIds[0..<n]. Without `branches` the rows follow the cache in
+    /// order; with them each span is a separate continuation of the cache.
+    private func forwardChunk(n: Int, branches: [(offset: Int, count: Int)]? = nil) {
         let cfg = model.config, C = cfg.hiddenSize, F = cfg.intermediateSize
         let eps = Float(cfg.rmsNormEps)
         tokenIds.withUnsafeBufferPointer { ids in
@@ -121,9 +153,18 @@ public final class InferenceSession {
                     model.rope.apply(k.pointer, positions: pos.baseAddress!, n: n, heads: cfg.numKeyValueHeads, inverse: false)
                 }
             }
-            (keys[l].pointer + length * cfg.kvDim).update(from: k.pointer, count: n * cfg.kvDim)
-            (values[l].pointer + length * cfg.kvDim).update(from: v.pointer, count: n * cfg.kvDim)
-            attention(layer: l, n: n)
+            if let branches {
+                for span in branches {
+                    // The branch's keys and values go right after the prefix, as if fed alone.
+                    (keys[l].pointer + length * cfg.kvDim).update(from: k.pointer + span.offset * cfg.kvDim, count: span.count * cfg.kvDim)
+                    (values[l].pointer + length * cfg.kvDim).update(from: v.pointer + span.offset * cfg.kvDim, count: span.count * cfg.kvDim)
+                    attention(layer: l, n: span.count, rowOffset: span.offset)
+                }
+            } else {
+                (keys[l].pointer + length * cfg.kvDim).update(from: k.pointer, count: n * cfg.kvDim)
+                (values[l].pointer + length * cfg.kvDim).update(from: v.pointer, count: n * cfg.kvDim)
+                attention(layer: l, n: n)
+            }
             linear("self_attn.o_proj.weight", layer: l, y: x.pointer, x: attn.pointer, n: n, inDim: cfg.qDim, outDim: C, accumulate: true)
             // MLP block: x += down(silu(gate(h)) · up(h)), h = norm(x)
             RMSNorm.forward(y: h.pointer, rstd: rstd.pointer, x: x.pointer, w: weight(pre + "post_attention_layernorm.weight"), n: n, c: C, eps: eps)
@@ -139,19 +180,20 @@ public final class InferenceSession {
         RMSNorm.forward(y: x.pointer, rstd: rstd.pointer, x: x.pointer, w: weight("model.norm.weight"), n: n, c: C, eps: eps)
     }
 
-    /// attn [n, H, D] for the n new queries q [n, H, D] against the cache rows 0 ..< length + n.
+    /// attn [n, H, D] for the n new queries q [n, H, D] (rows rowOffset ..< rowOffset + n of the
+    /// chunk) against the cache rows 0 ..< length + n.
     /// Per head: scores = q_h K_gᵀ · scale (one GEMM, strided views of q and the cache), a causal
     /// softmax per row, then attn_h = P V_g (a second GEMM).
-    private func attention(layer l: Int, n: Int) {
+    private func attention(layer l: Int, n: Int, rowOffset: Int = 0) {
         let cfg = model.config, H = cfg.numAttentionHeads, KV = cfg.numKeyValueHeads, D = cfg.headDim
         let total = length + n, rep = H / KV, past = length
         let scale = 1 / Float(D).squareRoot()
         let kc = keys[l].pointer, vc = values[l].pointer
-        if n == 1 {
+        if n == 1 && !rowInvariant {
             // One query: dot products and a weighted sum of rows, no GEMM call overhead.
             SpinPool.shared.chunks(H) { heads in
                 for head in heads {
-                    let g = head / rep, s = scores.pointer + head * chunk * capacity, qh = q.pointer + head * D
+                    let g = head / rep, s = scores.pointer + head * chunk * capacity, qh = q.pointer + rowOffset * H * D + head * D
                     if D == 64 {   // the common head size, unrolled with the query held in registers
                         let q0 = VectorMath.load(qh), q1 = VectorMath.load(qh + 8), q2 = VectorMath.load(qh + 16), q3 = VectorMath.load(qh + 24)
                         let q4 = VectorMath.load(qh + 32), q5 = VectorMath.load(qh + 40), q6 = VectorMath.load(qh + 48), q7 = VectorMath.load(qh + 56)
@@ -168,7 +210,7 @@ public final class InferenceSession {
                     }
                     let m = FastExp.max(s, total)
                     let inv = 1 / FastExp.expShiftSum(s, s, total, shift: m)
-                    let o = attn.pointer + head * D
+                    let o = attn.pointer + rowOffset * H * D + head * D
                     o.update(repeating: 0, count: D)
                     for j in 0..<total { VectorMath.axpy(s[j] * inv, vc + j * KV * D + g * D, o, D) }
                 }
@@ -179,7 +221,7 @@ public final class InferenceSession {
             Parallel.tasks(H) { head in
                 let g = head / rep
                 let s = scores.pointer + head * chunk * capacity
-                BLAS.sgemm(transB: true, m: n, n: total, k: D, alpha: scale, a: q.pointer + head * D, lda: H * D,
+                BLAS.sgemm(transB: true, m: n, n: total, k: D, alpha: scale, a: q.pointer + rowOffset * H * D + head * D, lda: H * D,
                            b: kc + g * D, ldb: KV * D, c: s, ldc: total)
                 for i in 0..<n {
                     let row = s + i * total, visible = past + i + 1
@@ -189,7 +231,7 @@ public final class InferenceSession {
                     for j in 0..<visible { row[j] *= inv }
                     if visible < total { (row + visible).update(repeating: 0, count: total - visible) }
                 }
-                BLAS.sgemm(m: n, n: D, k: total, a: s, lda: total, b: vc + g * D, ldb: KV * D, c: attn.pointer + head * D, ldc: H * D)
+                BLAS.sgemm(m: n, n: D, k: total, a: s, lda: total, b: vc + g * D, ldb: KV * D, c: attn.pointer + rowOffset * H * D + head * D, ldc: H * D)
             }
         }
     }

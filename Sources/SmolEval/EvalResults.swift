@@ -1,0 +1,139 @@
+import Crypto
+import Foundation
+import SmolHub
+
+/// The results file of one `smol eval` run (results.json), laid out as lighteval / lm-eval users
+/// expect: per task each metric and its `_stderr`, the configuration, versions and hashes of the
+/// items and prompts. Per-item details go to details/TASK.jsonl beside it.
+public struct EvalResults: Codable, Sendable {
+    public struct ModelInfo: Codable, Sendable {
+        public var name: String
+        public var source: String
+        public var format: String
+        public var parameters: Int
+        public var sha256: String
+    }
+    public struct Config: Codable, Sendable {
+        public var batchSize: Int
+        public var contextLength: Int
+        public var limit: Int?
+        public var seed: UInt64
+        public var bootstrapResamples: Int
+        enum CodingKeys: String, CodingKey {
+            case batchSize = "batch_size", contextLength = "context_length", limit, seed, bootstrapResamples = "bootstrap_resamples"
+        }
+    }
+
+    public var formatVersion = 1
+    public var created: String
+    public var model: ModelInfo
+    public var config: Config
+    public var versions: [String: String]
+    /// task → metric → value, and metric_stderr → its standard error.
+    public var results: [String: [String: Double]]
+    public var tasks: [String: TaskResult]
+
+    enum CodingKeys: String, CodingKey { case formatVersion = "format_version", created, model, config, versions, results, tasks }
+
+    public static let toolVersion = "smol 0.5"
+
+    public init(model: PretrainedModel, options: EvalOptions, contextLength: Int, tasks: [TaskResult]) throws {
+        created = ISO8601DateFormatter().string(from: Date())
+        let name = ((model.source as NSString).lastPathComponent as NSString).deletingPathExtension
+        self.model = ModelInfo(name: name, source: model.source, format: model.format.rawValue,
+                               parameters: model.model.parameters.count, sha256: try EvalResults.hashModel(model.source))
+        config = Config(batchSize: options.batchSize, contextLength: contextLength, limit: options.limit, seed: options.seed,
+                        bootstrapResamples: options.bootstrapResamples)
+        versions = ["smol": EvalResults.toolVersion]
+        results = [:]
+        self.tasks = [:]
+        for t in tasks {
+            versions["task:" + t.task] = String(t.version)
+            var r: [String: Double] = [:]
+            for (m, v) in t.metrics { r[m] = v.value; r[m + "_stderr"] = v.stderr }
+            results[t.task] = r
+            self.tasks[t.task] = t
+        }
+    }
+
+    /// SHA-256 of a model file, or of a directory's config.json and weight files.
+    static func hashModel(_ path: String) throws -> String {
+        var isDir: ObjCBool = false
+        _ = FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
+        var h = SHA256()
+        var files = [path]
+        if isDir.boolValue {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+            files = names.filter { $0 == "config.json" || $0.hasSuffix(".safetensors") }.sorted().map { (path as NSString).appendingPathComponent($0) }
+        }
+        for f in files {
+            guard let handle = FileHandle(forReadingAtPath: f) else { continue }
+            defer { try? handle.close() }
+            while let chunk = try handle.read(upToCount: 1 << 24), !chunk.isEmpty { h.update(data: chunk) }
+        }
+        return h.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+
+    public static func encoder() -> JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return e
+    }
+
+    /// Writes results.json and details/TASK.jsonl under `dir`, each through a temporary file renamed
+    /// into place, so an interrupted run never leaves a half-written file under the final name.
+    public func write(to dir: String, details: [String: [ItemDetail]]) throws {
+        let fm = FileManager.default
+        let detailDir = (dir as NSString).appendingPathComponent("details")
+        try fm.createDirectory(atPath: detailDir, withIntermediateDirectories: true)
+        let lineEncoder = JSONEncoder()
+        lineEncoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        lineEncoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        for (task, rows) in details {
+            var data = Data()
+            for r in rows { data.append(try lineEncoder.encode(r)); data.append(0x0A) }
+            try atomicWrite(data, to: (detailDir as NSString).appendingPathComponent(task + ".jsonl"))
+        }
+        try atomicWrite(try EvalResults.encoder().encode(self), to: (dir as NSString).appendingPathComponent("results.json"))
+    }
+
+    /// Reads a results.json (or the results.json inside a directory).
+    public static func load(_ path: String) throws -> (results: EvalResults, path: String) {
+        var isDir: ObjCBool = false
+        var file = path
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
+            file = (path as NSString).appendingPathComponent("results.json")
+        }
+        guard let data = FileManager.default.contents(atPath: file) else { throw EvalError("\(file): cannot read results") }
+        let d = JSONDecoder()
+        d.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        do { return (try d.decode(EvalResults.self, from: data), file) } catch let e as DecodingError {
+            throw EvalError("\(file): not a smol results file: \(describe(e))")
+        }
+    }
+
+    /// Per-item details of `task` written beside the results file, keyed by item line.
+    public static func loadDetails(resultsFile: String, task: String) throws -> [Int: ItemDetail] {
+        let path = (((resultsFile as NSString).deletingLastPathComponent as NSString).appendingPathComponent("details") as NSString)
+            .appendingPathComponent(task + ".jsonl")
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw EvalError("\(path): cannot read details") }
+        let d = JSONDecoder()
+        d.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        var out: [Int: ItemDetail] = [:]
+        for (i, line) in text.split(separator: "\n").enumerated() {
+            do { let r = try d.decode(ItemDetail.self, from: Data(line.utf8)); out[r.line] = r }
+            catch { throw EvalError("\(path):\(i + 1): malformed detail record") }
+        }
+        return out
+    }
+}
+
+func atomicWrite(_ data: Data, to path: String) throws {
+    let tmp = path + ".tmp-\(getpid())"
+    guard FileManager.default.createFile(atPath: tmp, contents: data) else { throw EvalError("\(tmp): cannot write") }
+    if rename(tmp, path) != 0 {
+        unlink(tmp)
+        throw EvalError("\(path): cannot move the new file into place (errno \(errno))")
+    }
+}

@@ -1,0 +1,131 @@
+import ArgumentParser
+import Foundation
+import SmolEval
+import SmolHub
+
+struct EvalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Evaluate a model on tasks: log-likelihood multiple choice, generation, perplexity.",
+        discussion: """
+        TASKS are task files (YAML) or directories of them; a bare name is looked up in tasks/.
+        Writes DIR/results.json (per task and metric: value and stderr; config; versions; hashes
+        of items and prompts) and DIR/details/TASK.jsonl (one record per item). Scores do not
+        depend on --batch-size.
+
+        Examples:
+          smol eval SmolLM2-135M-Instruct.Q4_1.gguf --tasks tasks/ --output eval/smollm2
+          smol eval runs/demo --tasks smol_facts_en,smol_facts_ar --batch-size 8 --json
+        """)
+
+    @Argument(help: "GGUF file, Hugging Face model directory, or checkpoint / run directory.") var model: String
+    @Option(help: "Comma-separated task files, directories or names in tasks/.") var tasks: String
+    @Option(help: "Where results.json and details/ go (default eval/MODEL-NAME).") var output: String?
+    @Option(help: "Continuations scored per forward pass.") var batchSize: Int = 16
+    @Option(help: "Model window in tokens (default: the model's, at most 2048).") var contextLength: Int?
+    @Option(help: "Score only the first N items of each task.") var limit: Int?
+    @Option(help: "Bootstrap resamples for errors of non-mean metrics.") var bootstrap: Int = 1000
+    @Option(help: "Seed of sampling (maj@k) and the bootstrap.") var seed: UInt64 = 1234
+    @Flag(help: "Print the results JSON instead of a table.") var json = false
+
+    func run() throws {
+        try runReportingErrors {
+            guard batchSize >= 1 else { throw CLIError(message: "--batch-size must be ≥ 1") }
+            guard bootstrap >= 2 else { throw CLIError(message: "--bootstrap must be ≥ 2") }
+            if let l = limit, l < 1 { throw CLIError(message: "--limit must be ≥ 1") }
+            if let c = contextLength, c < 2 { throw CLIError(message: "--context-length must be ≥ 2") }
+            let taskFiles = try EvalCommand.resolveTasks(tasks)
+            let loaded = try taskFiles.map(EvalTask.load)
+            var names = Set<String>()
+            for t in loaded where !names.insert(t.spec.name).inserted { throw CLIError(message: "\(t.path): task name '\(t.spec.name)' used twice") }
+            let pretrained = try PretrainedModel.load(model)
+            var options = EvalOptions()
+            options.batchSize = batchSize; options.contextLength = contextLength; options.limit = limit
+            options.bootstrapResamples = bootstrap; options.seed = seed
+            let evaluator = Evaluator(model: pretrained, options: options)
+            var results: [TaskResult] = [], details: [String: [ItemDetail]] = [:]
+            let terminal = isatty(STDERR_FILENO) == 1
+            for task in loaded {
+                let (r, d) = try evaluator.run(task) { done, total in
+                    if terminal { FileHandle.standardError.write(Data("\r\(task.spec.name): \(done)/\(total)".utf8)) }
+                }
+                if terminal { FileHandle.standardError.write(Data("\n".utf8)) }
+                results.append(r); details[r.task] = d
+            }
+            let out = try EvalResults(model: pretrained, options: options, contextLength: evaluator.scorer.capacity, tasks: results)
+            let name = ((model as NSString).lastPathComponent as NSString).deletingPathExtension
+            let dir = output ?? ("eval" as NSString).appendingPathComponent(name)
+            try out.write(to: dir, details: details)
+            if json {
+                print(String(decoding: try EvalResults.encoder().encode(out), as: UTF8.self))
+                return
+            }
+            func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
+            print(pad("task", 22) + pad("metric", 18) + "     value    stderr      n")
+            for r in results {
+                for m in r.spec.resolvedMetrics {
+                    let v = r.metrics[m]!
+                    print(pad(r.task, 22) + pad(m, 18) + String(format: "%10.4f %9.4f %6d", v.value, v.stderr, r.items))
+                }
+            }
+            print("wrote \(dir)/results.json and \(dir)/details/")
+        }
+    }
+
+    /// Task files from a comma-separated list of files, directories and bare names in tasks/.
+    static func resolveTasks(_ list: String) throws -> [String] {
+        var files: [String] = []
+        let fm = FileManager.default
+        for raw in list.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !raw.isEmpty {
+            var isDir: ObjCBool = false
+            if fm.fileExists(atPath: raw, isDirectory: &isDir) {
+                if isDir.boolValue {
+                    let names = try fm.contentsOfDirectory(atPath: raw).filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }.sorted()
+                    guard !names.isEmpty else { throw CLIError(message: "\(raw): no task files (*.yaml) in this directory") }
+                    files += names.map { (raw as NSString).appendingPathComponent($0) }
+                } else { files.append(raw) }
+            } else if fm.fileExists(atPath: "tasks/\(raw).yaml") {
+                files.append("tasks/\(raw).yaml")
+            } else {
+                throw CLIError(message: "\(raw): no such task file, directory or task name in tasks/")
+            }
+        }
+        guard !files.isEmpty else { throw CLIError(message: "--tasks: no tasks given") }
+        return files
+    }
+}
+
+struct LeaderboardCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "leaderboard",
+        abstract: "Models × tasks with 95% confidence intervals and significance against each task's best.",
+        discussion: """
+        RESULTS are results.json files of `smol eval` (or their directories). Each task is ranked by
+        its primary metric (acc_norm, qem, bits_per_byte) unless --metric is given; each model is
+        compared with the task's best by a paired permutation test on the same items.
+
+        Example:
+          smol leaderboard eval/model-a eval/model-b --output leaderboard
+        """)
+
+    @Argument(help: "results.json files or directories holding one.") var results: [String]
+    @Option(help: "Rank every task by this metric.") var metric: String?
+    @Option(help: "Significance level.") var alpha: Double = 0.05
+    @Option(help: "Write leaderboard.md and leaderboard.json into this directory.") var output: String?
+    @Flag(help: "Print JSON instead of Markdown.") var json = false
+
+    func run() throws {
+        try runReportingErrors {
+            guard alpha > 0, alpha < 1 else { throw CLIError(message: "--alpha must be in (0, 1)") }
+            let board = try Leaderboard(files: results, metric: metric, alpha: alpha)
+            let md = board.markdown()
+            let data = try EvalResults.encoder().encode(board)
+            if let dir = output {
+                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                try Data(md.utf8).write(to: URL(fileURLWithPath: (dir as NSString).appendingPathComponent("leaderboard.md")), options: .atomic)
+                try data.write(to: URL(fileURLWithPath: (dir as NSString).appendingPathComponent("leaderboard.json")), options: .atomic)
+            }
+            print(json ? String(decoding: data, as: UTF8.self) : md)
+        }
+    }
+}
