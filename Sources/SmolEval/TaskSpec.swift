@@ -196,7 +196,9 @@ func describe(_ e: DecodingError) -> String {
     switch e {
     case let .keyNotFound(k, ctx): return "missing key '\((ctx.codingPath + [k]).map(\.stringValue).joined(separator: "."))'"
     case let .typeMismatch(_, ctx), let .valueNotFound(_, ctx): return "\(path(ctx.codingPath)): \(ctx.debugDescription)"
-    case let .dataCorrupted(ctx): return "\(path(ctx.codingPath)): \(ctx.debugDescription)"
+    case let .dataCorrupted(ctx):
+        if let inner = ctx.underlyingError { return "\(inner)" }   // Yams wraps errors thrown by init(from:)
+        return "\(path(ctx.codingPath)): \(ctx.debugDescription)"
     @unknown default: return "\(e)"
     }
 }
