@@ -1,0 +1,151 @@
+import Foundation
+
+/// The subset of OpenAI's HTTP API that `smol serve` speaks and the judge client sends: chat
+/// completions, completions and the model list. Field names are OpenAI's.
+
+public struct ChatMessageBody: Codable, Sendable, Equatable {
+    public var role: String
+    public var content: String
+    public init(role: String, content: String) { self.role = role; self.content = content }
+
+    enum CodingKeys: String, CodingKey { case role, content }
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        role = try c.decode(String.self, forKey: .role)
+        // content is a string, or a list of parts of which the text parts are joined
+        if let s = try? c.decode(String.self, forKey: .content) { content = s; return }
+        struct Part: Decodable { var type: String; var text: String? }
+        let parts = try c.decode([Part].self, forKey: .content)
+        guard parts.allSatisfy({ $0.type == "text" && $0.text != nil }) else {
+            throw DecodingError.dataCorruptedError(forKey: .content, in: c, debugDescription: "only text content parts are supported")
+        }
+        content = parts.map { $0.text! }.joined()
+    }
+}
+
+/// `stop`: one string or a list.
+public struct StopSequences: Codable, Sendable {
+    public var values: [String]
+    public init(_ values: [String]) { self.values = values }
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if c.decodeNil() { values = [] } else if let s = try? c.decode(String.self) { values = [s] } else { values = try c.decode([String].self) }
+    }
+    public func encode(to encoder: Encoder) throws { var c = encoder.singleValueContainer(); try c.encode(values) }
+}
+
+public struct ChatCompletionRequest: Codable, Sendable {
+    public var model: String?
+    public var messages: [ChatMessageBody]
+    public var maxTokens: Int?
+    public var maxCompletionTokens: Int?
+    public var temperature: Double?
+    public var topP: Double?
+    public var n: Int?
+    public var stop: StopSequences?
+    public var stream: Bool?
+    public var seed: UInt64?
+    public init(model: String?, messages: [ChatMessageBody], maxTokens: Int? = nil, temperature: Double? = nil) {
+        self.model = model; self.messages = messages; self.maxTokens = maxTokens; self.temperature = temperature
+    }
+    enum CodingKeys: String, CodingKey {
+        case model, messages, temperature, n, stop, stream, seed
+        case maxTokens = "max_tokens", maxCompletionTokens = "max_completion_tokens", topP = "top_p"
+    }
+}
+
+public struct CompletionRequest: Codable, Sendable {
+    public var model: String?
+    public var prompt: String
+    public var maxTokens: Int?
+    public var temperature: Double?
+    public var topP: Double?
+    public var n: Int?
+    public var stop: StopSequences?
+    public var stream: Bool?
+    public var seed: UInt64?
+    enum CodingKeys: String, CodingKey { case model, prompt, temperature, n, stop, stream, seed, maxTokens = "max_tokens", topP = "top_p" }
+}
+
+public struct Usage: Codable, Sendable {
+    public var promptTokens: Int
+    public var completionTokens: Int
+    public var totalTokens: Int
+    enum CodingKeys: String, CodingKey { case promptTokens = "prompt_tokens", completionTokens = "completion_tokens", totalTokens = "total_tokens" }
+}
+
+public struct ChatCompletionResponse: Codable, Sendable {
+    public struct Choice: Codable, Sendable {
+        public var index: Int
+        public var message: ChatMessageBody
+        public var finishReason: String
+        enum CodingKeys: String, CodingKey { case index, message, finishReason = "finish_reason" }
+    }
+    public var id: String
+    public var object = "chat.completion"
+    public var created: Int
+    public var model: String
+    public var choices: [Choice]
+    public var usage: Usage
+}
+
+public struct ChatCompletionChunk: Codable, Sendable {
+    public struct Delta: Codable, Sendable { public var role: String?; public var content: String? }
+    public struct Choice: Codable, Sendable {
+        public var index: Int
+        public var delta: Delta
+        public var finishReason: String?
+        enum CodingKeys: String, CodingKey { case index, delta, finishReason = "finish_reason" }
+        public func encode(to encoder: Encoder) throws {   // finish_reason is null until the last chunk, as OpenAI sends it
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(index, forKey: .index); try c.encode(delta, forKey: .delta); try c.encode(finishReason, forKey: .finishReason)
+        }
+    }
+    public var id: String
+    public var object = "chat.completion.chunk"
+    public var created: Int
+    public var model: String
+    public var choices: [Choice]
+}
+
+public struct CompletionResponse: Codable, Sendable {
+    public struct Choice: Codable, Sendable {
+        public var index: Int
+        public var text: String
+        public var finishReason: String?
+        enum CodingKeys: String, CodingKey { case index, text, finishReason = "finish_reason" }
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(index, forKey: .index); try c.encode(text, forKey: .text); try c.encode(finishReason, forKey: .finishReason)
+        }
+    }
+    public var id: String
+    public var object = "text_completion"
+    public var created: Int
+    public var model: String
+    public var choices: [Choice]
+    public var usage: Usage?
+}
+
+public struct ModelList: Codable, Sendable {
+    public struct Entry: Codable, Sendable {
+        public var id: String
+        public var object = "model"
+        public var created: Int
+        public var ownedBy = "smol"
+        enum CodingKeys: String, CodingKey { case id, object, created, ownedBy = "owned_by" }
+    }
+    public var object = "list"
+    public var data: [Entry]
+}
+
+/// OpenAI's error body: {"error": {"message", "type", "param", "code"}}.
+public struct APIErrorBody: Codable, Sendable {
+    public struct Detail: Codable, Sendable {
+        public var message: String
+        public var type: String
+        public var param: String?
+        public var code: String?
+    }
+    public var error: Detail
+}
