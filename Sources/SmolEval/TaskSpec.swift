@@ -1,4 +1,5 @@
 import Foundation
+import SmolAPI
 import SmolModel
 import Yams
 
@@ -183,22 +184,9 @@ public struct TaskSpec: Codable, Sendable {
         } catch let e as EvalError {
             throw e
         } catch let e as DecodingError {
-            throw EvalError("\(path): \(describe(e))")
+            throw EvalError("\(path): \(describeDecodingError(e))")
         } catch {
             throw EvalError("\(path): \(error)")
         }
-    }
-}
-
-/// A decoding error as "key: problem".
-func describe(_ e: DecodingError) -> String {
-    func path(_ p: [CodingKey]) -> String { p.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".") }
-    switch e {
-    case let .keyNotFound(k, ctx): return "missing key '\((ctx.codingPath + [k]).map(\.stringValue).joined(separator: "."))'"
-    case let .typeMismatch(_, ctx), let .valueNotFound(_, ctx): return "\(path(ctx.codingPath)): \(ctx.debugDescription)"
-    case let .dataCorrupted(ctx):
-        if let inner = ctx.underlyingError { return "\(inner)" }   // Yams wraps errors thrown by init(from:)
-        return "\(path(ctx.codingPath)): \(ctx.debugDescription)"
-    @unknown default: return "\(e)"
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import SmolAPI
 import SmolHub
 
 /// A 4xx/5xx answer with OpenAI's JSON error body.
@@ -110,7 +111,7 @@ public struct ModelServer {
         do { buffer = try await request.body.collect(upTo: maxBodyBytes) }
         catch { throw APIError(.contentTooLarge, "request body larger than \(maxBodyBytes) bytes") }
         do { return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView)) }
-        catch let e as DecodingError { throw APIError(.badRequest, "invalid request body: \(describe(e))") }
+        catch let e as DecodingError { throw APIError(.badRequest, "invalid request body: \(describeDecodingError(e))") }
         catch { throw APIError(.badRequest, "invalid request body: \(error)") }
     }
 
@@ -219,14 +220,4 @@ func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws ->
     let e = JSONEncoder()
     e.outputFormatting = [.withoutEscapingSlashes]
     return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: try e.encode(value))))
-}
-
-func describe(_ e: DecodingError) -> String {
-    func path(_ p: [CodingKey]) -> String { p.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".") }
-    switch e {
-    case let .keyNotFound(k, ctx): return "missing field '\((ctx.codingPath + [k]).map(\.stringValue).joined(separator: "."))'"
-    case let .typeMismatch(_, ctx), let .valueNotFound(_, ctx): return "\(path(ctx.codingPath)): \(ctx.debugDescription)"
-    case let .dataCorrupted(ctx): return ctx.codingPath.isEmpty ? "not valid JSON" : "\(path(ctx.codingPath)): \(ctx.debugDescription)"
-    @unknown default: return "\(e)"
-    }
 }

@@ -71,6 +71,9 @@ public struct Usage: Codable, Sendable {
     public var promptTokens: Int
     public var completionTokens: Int
     public var totalTokens: Int
+    public init(promptTokens: Int, completionTokens: Int, totalTokens: Int) {
+        self.promptTokens = promptTokens; self.completionTokens = completionTokens; self.totalTokens = totalTokens
+    }
     enum CodingKeys: String, CodingKey { case promptTokens = "prompt_tokens", completionTokens = "completion_tokens", totalTokens = "total_tokens" }
 }
 
@@ -79,6 +82,7 @@ public struct ChatCompletionResponse: Codable, Sendable {
         public var index: Int
         public var message: ChatMessageBody
         public var finishReason: String
+        public init(index: Int, message: ChatMessageBody, finishReason: String) { self.index = index; self.message = message; self.finishReason = finishReason }
         enum CodingKeys: String, CodingKey { case index, message, finishReason = "finish_reason" }
     }
     public var id: String
@@ -87,14 +91,22 @@ public struct ChatCompletionResponse: Codable, Sendable {
     public var model: String
     public var choices: [Choice]
     public var usage: Usage
+    public init(id: String, created: Int, model: String, choices: [Choice], usage: Usage) {
+        self.id = id; self.created = created; self.model = model; self.choices = choices; self.usage = usage
+    }
 }
 
 public struct ChatCompletionChunk: Codable, Sendable {
-    public struct Delta: Codable, Sendable { public var role: String?; public var content: String? }
+    public struct Delta: Codable, Sendable {
+        public var role: String?
+        public var content: String?
+        public init(role: String? = nil, content: String? = nil) { self.role = role; self.content = content }
+    }
     public struct Choice: Codable, Sendable {
         public var index: Int
         public var delta: Delta
         public var finishReason: String?
+        public init(index: Int, delta: Delta, finishReason: String?) { self.index = index; self.delta = delta; self.finishReason = finishReason }
         enum CodingKeys: String, CodingKey { case index, delta, finishReason = "finish_reason" }
         public func encode(to encoder: Encoder) throws {   // finish_reason is null until the last chunk, as OpenAI sends it
             var c = encoder.container(keyedBy: CodingKeys.self)
@@ -106,6 +118,7 @@ public struct ChatCompletionChunk: Codable, Sendable {
     public var created: Int
     public var model: String
     public var choices: [Choice]
+    public init(id: String, created: Int, model: String, choices: [Choice]) { self.id = id; self.created = created; self.model = model; self.choices = choices }
 }
 
 public struct CompletionResponse: Codable, Sendable {
@@ -113,6 +126,7 @@ public struct CompletionResponse: Codable, Sendable {
         public var index: Int
         public var text: String
         public var finishReason: String?
+        public init(index: Int, text: String, finishReason: String?) { self.index = index; self.text = text; self.finishReason = finishReason }
         enum CodingKeys: String, CodingKey { case index, text, finishReason = "finish_reason" }
         public func encode(to encoder: Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
@@ -125,6 +139,9 @@ public struct CompletionResponse: Codable, Sendable {
     public var model: String
     public var choices: [Choice]
     public var usage: Usage?
+    public init(id: String, created: Int, model: String, choices: [Choice], usage: Usage? = nil) {
+        self.id = id; self.created = created; self.model = model; self.choices = choices; self.usage = usage
+    }
 }
 
 public struct ModelList: Codable, Sendable {
@@ -133,10 +150,12 @@ public struct ModelList: Codable, Sendable {
         public var object = "model"
         public var created: Int
         public var ownedBy = "smol"
+        public init(id: String, created: Int) { self.id = id; self.created = created }
         enum CodingKeys: String, CodingKey { case id, object, created, ownedBy = "owned_by" }
     }
     public var object = "list"
     public var data: [Entry]
+    public init(data: [Entry]) { self.data = data }
 }
 
 /// OpenAI's error body: {"error": {"message", "type", "param", "code"}}.
@@ -146,6 +165,10 @@ public struct APIErrorBody: Codable, Sendable {
         public var type: String
         public var param: String?
         public var code: String?
+        public init(message: String, type: String, param: String? = nil, code: String? = nil) {
+            self.message = message; self.type = type; self.param = param; self.code = code
+        }
     }
     public var error: Detail
+    public init(error: Detail) { self.error = error }
 }
