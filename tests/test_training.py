@@ -235,3 +235,25 @@ def test_token_budget_sets_the_number_of_steps(smol, config, tmp_path):
     assert len(steps) == 4                       # ceil(2000 / 512)
     summary = json.loads(r.stdout.splitlines()[-1])["summary"]
     assert summary["tokens"] == 4 * 512 and summary["steps"] == 4
+
+
+def test_eval_tasks_run_at_eval_points_and_match_smol_eval(smol, config, tmp_path):
+    """training.eval_tasks scores the live model at eval points; the numbers are those `smol eval`
+    gets from the checkpoint saved at the same step."""
+    text = config.read_text().replace("  steps: 24\n", "  steps: 10\n").replace("  checkpoint_every: 5\n", "  checkpoint_every: 10\n")
+    text = text.replace("  eval_every: 8\n", "  eval_every: 5\n  eval_tasks: [TASK]\n  eval_tasks_limit: 6\n".replace(
+        "TASK", str(ROOT / "tasks/smol_facts_en.yaml")))
+    config.write_text(text)
+    smol("train", config, "--out", tmp_path / "run")
+    _, evals = losses(tmp_path / "run")
+    assert [e["step"] for e in evals] == [5, 10]
+    for e in evals:
+        assert set(e["tasks"]) >= {"smol_facts_en/acc", "smol_facts_en/acc_norm", "smol_facts_en/acc_norm_stderr"}
+    smol("eval", tmp_path / "run", "--tasks", ROOT / "tasks/smol_facts_en.yaml", "--limit", "6", "--output", tmp_path / "ev")
+    res = json.loads((tmp_path / "ev/results.json").read_text())["results"]["smol_facts_en"]
+    for k, v in res.items():
+        assert evals[-1]["tasks"]["smol_facts_en/" + k] == v, k
+    bad = config.read_text().replace("  eval_tasks_limit: 6\n", "  eval_tasks_limit: 6\n  eval_tasks_every: 7\n")
+    config.write_text(bad)
+    r = smol("train", config, "--out", tmp_path / "bad", check=False)
+    assert r.returncode == 1 and "eval_tasks_every" in r.stderr

@@ -53,6 +53,15 @@ public final class PretrainedModel {
         return try loadDirectory(dir)
     }
 
+    /// A model being trained, with the tokenizer its data was made with (the byte-level one when
+    /// there is none), so evaluation can run on it between steps.
+    public static func live(model: LlamaModel, tokenizerPath: String?, source: String) throws -> PretrainedModel {
+        let tokenizer = try tokenizerPath.map { try BPETokenizer(path: $0) } ?? BPETokenizer.bytes(specialTokens: ["<|endoftext|>"])
+        let eos = tokenizer.id(of: "<|endoftext|>") != nil ? "<|endoftext|>" : nil
+        return PretrainedModel(source: source, format: .checkpoint, model: model, tokenizer: tokenizer, chatTemplate: nil,
+                               bosToken: nil, eosToken: eos, stopIds: stopIds(tokenizer, eos: eos, extra: []))
+    }
+
     static func join(_ a: String, _ b: String) -> String { (a as NSString).appendingPathComponent(b) }
 
     static func loadGGUF(_ path: String) throws -> PretrainedModel {

@@ -116,12 +116,19 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     /// Prompts sampled at the end of the run.
     public var samplePrompts: [String] = []
     public var sampleTokens: Int = 120
+    /// Evaluation task files (relative to the config) run at eval points beside the held-out loss.
+    public var evalTasks: [String] = []
+    /// Run the tasks every this many steps (a multiple of eval_every; default: every eval point).
+    public var evalTasksEvery: Int?
+    /// Score only the first N items of each task (keeps in-training evaluation cheap).
+    public var evalTasksLimit: Int?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case seqLen = "seq_len", microBatch = "micro_batch", tokensPerBatch = "tokens_per_batch", steps
         case tokenBudget = "token_budget", evalEvery = "eval_every", evalBatches = "eval_batches"
         case checkpointEvery = "checkpoint_every", keepCheckpoints = "keep_checkpoints", seed
         case peakGflops = "peak_gflops", samplePrompts = "sample_prompts", sampleTokens = "sample_tokens"
+        case evalTasks = "eval_tasks", evalTasksEvery = "eval_tasks_every", evalTasksLimit = "eval_tasks_limit"
     }
     public init() {}
     public init(from decoder: Decoder) throws {
@@ -141,6 +148,9 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         peakGflops = try c.decodeIfPresent(Double.self, forKey: .peakGflops)
         samplePrompts = try c.decodeIfPresent([String].self, forKey: .samplePrompts) ?? d.samplePrompts
         sampleTokens = try c.decodeIfPresent(Int.self, forKey: .sampleTokens) ?? d.sampleTokens
+        evalTasks = try c.decodeIfPresent([String].self, forKey: .evalTasks) ?? []
+        evalTasksEvery = try c.decodeIfPresent(Int.self, forKey: .evalTasksEvery)
+        evalTasksLimit = try c.decodeIfPresent(Int.self, forKey: .evalTasksLimit)
     }
 
     public var batchTokens: Int { tokensPerBatch ?? microBatch * seqLen }
@@ -167,6 +177,12 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         if keepCheckpoints < 1 { throw bad("keep_checkpoints", "must be ≥ 1, got \(keepCheckpoints)") }
         if let p = peakGflops, !(p > 0) { throw bad("peak_gflops", "must be positive, got \(p)") }
         if sampleTokens < 0 { throw bad("sample_tokens", "must be ≥ 0, got \(sampleTokens)") }
+        if let e = evalTasksEvery {
+            if e <= 0 { throw bad("eval_tasks_every", "must be positive, got \(e)") }
+            if evalEvery == 0 || e % evalEvery != 0 { throw bad("eval_tasks_every", "\(e) is not a multiple of eval_every = \(evalEvery)") }
+        }
+        if !evalTasks.isEmpty && evalEvery == 0 { throw bad("eval_tasks", "needs eval_every > 0") }
+        if let l = evalTasksLimit, l <= 0 { throw bad("eval_tasks_limit", "must be positive, got \(l)") }
     }
 }
 

@@ -31,7 +31,9 @@ public struct EvalMetrics: Codable, Sendable {
     /// Tokens drawn so far from each data source, and how many epochs of it that is.
     public var sourceTokens: [String: Int] = [:]
     public var sourceEpochs: [String: Double] = [:]
-    enum CodingKeys: String, CodingKey { case kind, step, tokens, valLoss = "val_loss", sourceTokens = "source_tokens", sourceEpochs = "source_epochs" }
+    /// Evaluation-task metrics as "task/metric" (and "task/metric_stderr"), when tasks are configured.
+    public var tasks: [String: Double]?
+    enum CodingKeys: String, CodingKey { case kind, step, tokens, valLoss = "val_loss", sourceTokens = "source_tokens", sourceEpochs = "source_epochs", tasks }
 }
 
 /// What the trainer tells its caller as it goes.
@@ -77,6 +79,9 @@ public final class Trainer {
     public private(set) var resumedFrom: Int?
     /// The run's tokenizer.json (data.tokenizer resolved against the config), nil for byte-level.
     public let tokenizerPath: String?
+    /// Runs the configured evaluation tasks on the live model (set by the caller, who owns the
+    /// evaluation code); returns "task/metric" → value.
+    public var taskEvaluator: ((LlamaModel) throws -> [String: Double])?
 
     public var checkpointRoot: String { (outputDirectory as NSString).appendingPathComponent("checkpoints") }
     public var metricsPath: String { (outputDirectory as NSString).appendingPathComponent("metrics.jsonl") }
@@ -237,6 +242,10 @@ public final class Trainer {
                         warnedEpochs.insert(a.name)
                         report(.info(String(format: "warning: source '%@' repeated %.1f epochs, beyond data.max_epochs = %g", a.name, a.epochs, config.data.maxEpochs)))
                     }
+                }
+                let every = t.evalTasksEvery ?? t.evalEvery
+                if let evaluate = taskEvaluator, state.step % every == 0 || state.step == total {
+                    e.tasks = try evaluate(model)
                 }
                 try metrics.append(e)
                 report(.eval(e))

@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import SmolEval
+import SmolHub
 import SmolData
 import SmolModel
 import SmolTrainer
@@ -70,7 +72,10 @@ struct TrainCommand: ParsableCommand {
                     if live { FileHandle.standardError.write(Data("\r\u{1B}[K\(line)".utf8)) } else { print(line) }
                 case .eval(let e):
                     if json { printJSON(e); return }
-                    let line = String(format: "eval  step %5d | val_loss %.4f (ppl %.2f)", e.step, e.valLoss, exp(e.valLoss))
+                    var line = String(format: "eval  step %5d | val_loss %.4f (ppl %.2f)", e.step, e.valLoss, exp(e.valLoss))
+                    for (k, v) in (e.tasks ?? [:]).sorted(by: { $0.key < $1.key }) where !k.hasSuffix("_stderr") {
+                        line += " | \(k) " + String(format: "%.4f ± %.4f", v, e.tasks?[k + "_stderr"] ?? 0)
+                    }
                     if live { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
                     print(line)
                 case .checkpoint(let step, let path):
@@ -79,6 +84,21 @@ struct TrainCommand: ParsableCommand {
                     print("checkpoint step \(step) -> \(path)")
                 }
                 fflush(stdout)
+            }
+            if !cfg.training.evalTasks.isEmpty {
+                let tasks = try cfg.training.evalTasks.map { try EvalTask.load(cfg.resolve([$0])[0]) }
+                var options = EvalOptions()
+                options.limit = cfg.training.evalTasksLimit
+                let tokenizerPath = trainer.tokenizerPath
+                trainer.taskEvaluator = { model in
+                    let evaluator = Evaluator(model: try PretrainedModel.live(model: model, tokenizerPath: tokenizerPath, source: dir), options: options)
+                    var out: [String: Double] = [:]
+                    for task in tasks {
+                        let (r, _) = try evaluator.run(task)
+                        for (m, v) in r.metrics { out["\(r.task)/\(m)"] = v.value; out["\(r.task)/\(m)_stderr"] = v.stderr }
+                    }
+                    return out
+                }
             }
             let summary = try trainer.run()
             if live { FileHandle.standardError.write(Data("\n".utf8)) }
