@@ -293,3 +293,28 @@ def test_majority_vote_over_samples(smol, tmp_path):
         assert row["metrics"]["maj_at_k"] == float(any(normalize(a) == voted for a in row["answers"]))
     _, again = run_eval(smol, tmp_path / "again", [tmp_path / "maj.yaml"], "--limit", "4")
     assert again["maj"] == d["maj"]   # seeded sampling
+
+
+def test_chat_template_prompts_match_jinja2(smol, tmp_path):
+    """chat_template: true puts few-shot examples and the query as chat turns, rendered by the
+    model's own template; jinja2 renders the same messages from the GGUF's template here."""
+    import gguf
+    import jinja2
+    r = gguf.GGUFReader(str(GGUF))
+    f = r.fields["tokenizer.chat_template"]
+    template = bytes(f.parts[f.data[0]]).decode()
+    (tmp_path / "chat.yaml").write_text(
+        "name: chat\nkind: multiple_choice\ndata: " + str(TASKS / "smol_facts_en.jsonl") + "\nnum_fewshot: 1\nchat_template: true\n"
+        "metrics: [acc]\n")
+    _, d = run_eval(smol, tmp_path / "out", [tmp_path / "chat.yaml"], "--limit", "3")
+    items = [json.loads(line) for line in (TASKS / "smol_facts_en.jsonl").read_text().splitlines()]
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
+    for row in d["chat"]:
+        item = items[row["line"] - 1]
+        shot_text, _ = row["context"].split("<|im_end|>\n<|im_start|>assistant\n", 1)
+        shot = next(i for i in items if shot_text.endswith(i["query"]))
+        assert shot is not item
+        messages = [{"role": "user", "content": shot["query"]}, {"role": "assistant", "content": shot["choices"][shot["gold"]]},
+                    {"role": "user", "content": item["query"]}]
+        assert row["context"] == env.from_string(template).render(messages=messages, add_generation_prompt=True)
+        assert row["continuations"] == item["choices"]   # no leading space: the answer starts the assistant turn

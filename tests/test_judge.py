@@ -257,3 +257,15 @@ def test_agreement_between_two_judges(smol, tmp_path):
         a, b = [s[d] for s in a_scores], [s[d] for s in b_scores]
         expected = 1.0 if a == b else kappa(a, b)
         assert out["kappa"][k] == pytest.approx(expected, abs=1e-12), k
+
+
+def test_local_judge_through_our_engine(smol, tmp_path):
+    """--local-judge runs the judge prompt through our own engine, with the same bookkeeping."""
+    items = tmp_path / "items.jsonl"
+    items.write_text(json.dumps({"id": "a", "question": "What is 2 + 2?", "reference": "4", "answer": "4"}) + "\n")
+    out = json.loads(smol("judge", "score", items, "--local-judge", GGUF, "--output", tmp_path / "o",
+                          "--cache", tmp_path / "c.jsonl", "--json").stdout)
+    j = json.loads((tmp_path / "o/judgements.jsonl").read_text())
+    assert out["judge"].startswith("local:") and out["requests_sent"] == 1 and out["total_replies"] == 1
+    assert j["reply"] and (("scores" in j) != ("parse_error" in j))
+    assert out["unparseable_replies"] == (1 if "parse_error" in j else 0)

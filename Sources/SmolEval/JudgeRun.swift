@@ -92,7 +92,7 @@ public final class JudgeCache {
                 replies[k] = r
             }
         } else {
-            fm.createFile(atPath: path, contents: nil)
+            _ = fm.createFile(atPath: path, contents: nil)
         }
         guard let h = FileHandle(forWritingAtPath: path) else { throw EvalError("\(path): cannot open the judge cache for writing") }
         h.seekToEndOfFile()
