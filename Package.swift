@@ -25,6 +25,7 @@ let package = Package(
         .library(name: "SmolModel", targets: ["SmolModel"]),
         .library(name: "SmolHub", targets: ["SmolHub"]),
         .library(name: "SmolEval", targets: ["SmolEval"]),
+        .library(name: "SmolRuns", targets: ["SmolRuns"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -32,6 +33,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas",
@@ -51,6 +53,7 @@ let package = Package(
                 swiftSettings: fast),
         .target(name: "SmolJinja", swiftSettings: checked),
         .target(name: "SmolAPI", swiftSettings: checked),
+        .target(name: "SmolRuns", dependencies: ["SmolTrainer", .product(name: "GRDB", package: "GRDB.swift")], swiftSettings: checked),
         .target(name: "SmolServe",
                 dependencies: ["SmolHub", "SmolAPI", .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Logging", package: "swift-log")],
                 swiftSettings: checked),
@@ -58,7 +61,7 @@ let package = Package(
                 dependencies: ["SmolHub", "SmolModel", "SmolJinja", "SmolTensor", "SmolAPI", "Yams", .product(name: "Crypto", package: "swift-crypto")],
                 swiftSettings: checked),
         .executableTarget(name: "smol",
-                          dependencies: ["SmolTrainer", "SmolInfra", "SmolTokenizer", "SmolHub", "SmolJinja", "SmolEval", "SmolServe", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          dependencies: ["SmolTrainer", "SmolInfra", "SmolTokenizer", "SmolHub", "SmolJinja", "SmolEval", "SmolServe", "SmolRuns", .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: fast),
         .testTarget(name: "SmolModelTests", dependencies: ["SmolModel", "SmolTensor"]),
         .testTarget(name: "SmolTrainTests", dependencies: ["SmolTrainer", "SmolData", "SmolFormats"]),

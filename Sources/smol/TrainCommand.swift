@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import SmolEval
+import SmolRuns
+import SmolTensor
 import SmolHub
 import SmolData
 import SmolModel
@@ -55,13 +57,26 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "Skip the sampled continuations at the end.")
     var noSamples = false
 
+    @Option(help: "Run store (SQLite) the run is recorded in (default .smol/runs.sqlite, or $SMOL_STORE).")
+    var store: String?
+
+    @Flag(help: "Do not record the run in the run store.")
+    var noStore = false
+
+    @Option(help: "Tag the run (main, ablation, debug, ...; repeatable).")
+    var tag: [String] = []
+
     func run() throws {
         try runReportingErrors {
             let cfg = try TrainConfig.load(path: config, overrides: overrides)
             let name = ((config as NSString).lastPathComponent as NSString).deletingPathExtension
             let dir = out ?? "runs/\(name)"
             let live = stderrIsTerminal && !json
+            let recorder = noStore ? nil : TrainRecorder(store: try RunStore(path: store ?? RunStore.defaultPath), cores: Parallel.threads) { warning in
+                FileHandle.standardError.write(Data((warning + "\n").utf8))
+            }
             let trainer = try Trainer(config: cfg, outputDirectory: dir, resume: resume) { event in
+                recorder?.handle(event)
                 switch event {
                 case .info(let s): if !json { print(s) } else { FileHandle.standardError.write(Data((s + "\n").utf8)) }
                 case .step(let m):
@@ -100,7 +115,10 @@ struct TrainCommand: ParsableCommand {
                     return out
                 }
             }
-            let summary = try trainer.run()
+            try recorder?.begin(name: name, outputDir: dir, config: cfg, tags: tag, resumedFrom: trainer.resumedFrom)
+            let summary: TrainSummary
+            do { summary = try trainer.run() } catch { recorder?.finish(status: "failed"); throw error }
+            recorder?.finish(status: "finished")
             if live { FileHandle.standardError.write(Data("\n".utf8)) }
             var samples: [[String: String]] = []
             if !noSamples && cfg.training.sampleTokens > 0 {

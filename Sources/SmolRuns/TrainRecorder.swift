@@ -1,0 +1,64 @@
+import Foundation
+import SmolTrainer
+
+/// Writes a training run into the store as it goes: the run when it starts, every step's loss,
+/// grad norm, LR, throughput and MFU, held-out losses and task metrics at eval points, checkpoint
+/// events, and the outcome with the compute it spent. A store that fails mid-run costs a warning,
+/// never the training.
+public final class TrainRecorder {
+    public let store: RunStore
+    public private(set) var runID: Int64?
+    private var tokens = 0, warned = false
+    private let started = Date()
+    public let cores: Int
+    private let warn: (String) -> Void
+
+    public init(store: RunStore, cores: Int, warn: @escaping (String) -> Void) {
+        self.store = store; self.cores = cores; self.warn = warn
+    }
+
+    public func begin(name: String, outputDir: String, config: TrainConfig, tags: [String], resumedFrom: Int?) throws {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        let json = String(decoding: try enc.encode(config), as: UTF8.self)
+        let run = RunStore.NewRun(name: name, outputDir: outputDir, config: json, tags: tags, parameters: config.model.parameterCount,
+                                  flopsPerToken: config.model.modelFlopsPerToken(sequenceLength: config.training.seqLen), cores: cores)
+        runID = try store.begin(run, resumeFromStep: resumedFrom)
+        if !tags.isEmpty, let id = runID { try store.addTags(run: id, tags) }
+    }
+
+    private func guarded(_ body: (Int64) throws -> Void) {
+        guard let id = runID else { return }
+        do { try body(id) } catch {
+            if !warned { warned = true; warn("warning: run store \(store.path): \(error) (training goes on)") }
+        }
+    }
+
+    public func handle(_ event: TrainEvent) {
+        switch event {
+        case .info: return
+        case .step(let m):
+            tokens = m.tokens
+            guarded { try store.record(run: $0, step: m.step, tokens: m.tokens,
+                                       metrics: [("loss", m.loss), ("grad_norm", m.gradNorm), ("lr", m.lr),
+                                                 ("tokens_per_s", m.tokensPerSecond), ("mfu", m.mfu)]) }
+        case .eval(let e):
+            guarded { id in
+                try store.record(run: id, step: e.step, tokens: e.tokens, metrics: [("val_loss", e.valLoss)])
+                for (key, v) in (e.tasks ?? [:]).sorted(by: { $0.key < $1.key }) where !key.hasSuffix("_stderr") {
+                    guard let slash = key.firstIndex(of: "/") else { continue }
+                    try store.recordEval(run: id, step: e.step, tokens: e.tokens, task: String(key[..<slash]),
+                                         metric: String(key[key.index(after: slash)...]), value: v, stderr: e.tasks?[key + "_stderr"])
+                }
+            }
+        case .checkpoint(let step, let path):
+            guarded { try store.recordEvent(run: $0, step: step, tokens: tokens, kind: "checkpoint", message: path) }
+        }
+    }
+
+    /// "finished" or "failed", with core-hours = wall time × cores.
+    public func finish(status: String) {
+        let hours = Date().timeIntervalSince(started) * Double(cores) / 3600
+        guarded { try store.finish(run: $0, status: status, coreHours: hours) }
+    }
+}
