@@ -207,3 +207,101 @@ def test_store_commands_fail_cleanly(smol, config, tmp_path):
     (tmp_path / "junk.sqlite").write_bytes(b"not a database at all" * 100)
     r = smol("runs", "list", "--store", tmp_path / "junk.sqlite", check=False)
     assert r.returncode == 1 and "junk.sqlite" in r.stderr
+
+
+def long_config(config, steps, extra=""):
+    text = config.read_text().replace("  steps: 24\n", f"  steps: {steps}\n").replace("  checkpoint_every: 5\n", "  checkpoint_every: 10\n")
+    return text.replace("  eval_every: 8\n", "  eval_every: 10\n").replace("  eval_batches: 2\n", "  eval_batches: 8\n") + extra
+
+
+def olmo_flags(losses, norms, window, min_samples, sigmas):
+    """OLMo's rule written again: mean + k·σ of the last `window` healthy steps, after `min_samples`."""
+    hl, hn, flags = [], [], []
+    for i, (l, g) in enumerate(zip(losses, norms)):
+        fire = False
+        if len(hl) >= min_samples:
+            fire = l > np.mean(hl) + sigmas * np.std(hl) or g > np.mean(hn) + sigmas * np.std(hn)
+        if fire:
+            flags.append(i + 1)
+        else:
+            hl.append(l); hn.append(g)
+            hl, hn = hl[-window:], hn[-window:]
+    return flags
+
+
+def test_loss_spike_detected_skipped_and_rolled_back(smol, config, tmp_path):
+    """A fire drill corrupts step 40's batch (every token 0, like a zeroed shard region)."""
+    store = tmp_path / "runs.sqlite"
+    runs = {}
+    for name, extra in (("clean", ""),
+                        ("log", "stability: {rule: olmo, window: 16, min_samples: 8, policy: log, corrupt_batch_at: [40]}\n"),
+                        ("skip", "stability: {rule: olmo, window: 16, min_samples: 8, policy: skip, corrupt_batch_at: [40]}\n"),
+                        ("rollback", "stability: {rule: olmo, window: 16, min_samples: 8, policy: rollback, skip_batches: 2, corrupt_batch_at: [40]}\n")):
+        (tmp_path / f"{name}.yaml").write_text(long_config(config, 60, extra))
+        smol("train", tmp_path / f"{name}.yaml", "--out", tmp_path / name, "--store", store, "--no-samples")
+        runs[name] = jsonl(tmp_path / name / "metrics.jsonl")
+    train = {k: [r for r in v if r["kind"] == "train"] for k, v in runs.items()}
+    events = {k: [r for r in v if r["kind"] == "event"] for k, v in runs.items()}
+    # Detection: exactly step 40, as the rule computed here from the logged series says.
+    log = train["log"]
+    assert olmo_flags([r["loss"] for r in log], [r["grad_norm"] for r in log], 16, 8, 6) == [40]
+    assert [(e["event"], e["step"], e["action"]) for e in events["log"]] == [("spike", 40, "logged")]
+    assert log[39]["loss"] > 1.5 * log[38]["loss"]
+    # Skip: step 40's update is not applied; the run goes on and ends where the clean run ends.
+    assert [(e["event"], e["step"], e["action"]) for e in events["skip"]] == [("spike", 40, "skipped")]
+    assert [r["step"] for r in train["skip"]] == [s for s in range(1, 61) if s != 40]
+    assert [r["loss"] for r in train["skip"][:39]] == [r["loss"] for r in train["clean"][:39]]
+    late = lambda rows: np.mean([r["loss"] for r in rows if r["step"] > 50])
+    assert abs(late(train["skip"]) - late(train["clean"])) < 0.02 * late(train["clean"])
+    # Rollback: back to the step-30 checkpoint, the data up to the spike and 2 more micro-batches skipped.
+    ev = events["rollback"]
+    assert [e["event"] for e in ev] == ["spike", "rollback"] and (ev[1]["to_step"], ev[1]["skipped_batches"]) == (30, 10 * 2 + 2)
+    steps = [r["step"] for r in train["rollback"]]
+    assert steps == list(range(1, 61)) and max(r["loss"] for r in train["rollback"][30:]) < ev[0]["spike"]["loss"]
+    kinds = rows(store, "SELECT e.kind, e.step FROM event e JOIN run r ON r.id = e.run_id WHERE r.output_dir = ? AND e.kind != 'checkpoint' ORDER BY e.rowid",
+                 str(tmp_path / "rollback"))
+    assert kinds == [("spike", 40), ("rollback", 40)]
+    assert [s for (s,) in rows(store, "SELECT m.step FROM metric m JOIN run r ON r.id = m.run_id WHERE r.output_dir = ? AND m.name = 'loss' ORDER BY m.step",
+                               str(tmp_path / "rollback"))] == list(range(1, 61))
+
+
+def test_baseline_guard_fires_on_a_broken_run_and_passes_a_sound_one(smol, config, tmp_path):
+    """The broken run has the playbook's tensor-parallel seed bug (shards of every matrix initialised
+    alike, as on 2 ranks sharing a seed): its loss still falls, but it trails the baseline at equal
+    tokens. The sound run changes only the micro-batch split (same tokens per step)."""
+    store = tmp_path / "runs.sqlite"
+    (tmp_path / "base.yaml").write_text(long_config(config, 100))
+    smol("train", tmp_path / "base.yaml", "--out", tmp_path / "base", "--store", store, "--no-samples")
+    guard = "baseline: {run: base, metric: val_loss, tolerance: 0.01, patience: 3, stop: true}\n"
+    (tmp_path / "sound.yaml").write_text(long_config(config, 100, guard).replace("  micro_batch: 4\n", "  micro_batch: 2\n"))
+    (tmp_path / "broken.yaml").write_text(long_config(config, 100, guard + "stability: {rule: none, shared_seed_tp_ranks: 2}\n"))
+    for name in ("sound", "broken"):
+        smol("train", tmp_path / f"{name}.yaml", "--out", tmp_path / name, "--store", store, "--no-samples")
+    base = [r for r in jsonl(tmp_path / "base/metrics.jsonl") if r["kind"] == "eval"]
+    for name in ("sound", "broken"):
+        rows_ = jsonl(tmp_path / name / "metrics.jsonl")
+        checks = [r["baseline"] for r in rows_ if r["kind"] == "event"]
+        evals = [r for r in rows_ if r["kind"] == "eval"]
+        bx, by = [r["tokens"] for r in base], [r["val_loss"] for r in base]
+        streak = 0
+        for c, e in zip(checks, evals):
+            b = np.interp(e["tokens"], bx, by)
+            assert c["baseline"] == pytest.approx(b, rel=1e-12) and c["value"] == e["val_loss"]
+            worse = e["val_loss"] > b * 1.01
+            streak = streak + 1 if worse else 0
+            assert (c["worse"], c["streak"], c["alert"]) == (worse, streak, streak >= 3)
+        if name == "sound":
+            assert len(checks) == 10 and not any(c["alert"] for c in checks)
+        else:
+            assert checks[-1]["alert"] and sum(c["alert"] for c in checks) == 1
+            assert evals[-1]["step"] == checks[-1]["step"] < 100            # stopped at the alert
+            assert evals[-1]["val_loss"] < evals[0]["val_loss"] - 0.3          # its own loss looked fine
+    alerts = rows(store, "SELECT r.name, e.step FROM event e JOIN run r ON r.id = e.run_id WHERE e.kind = 'alert'")
+    assert alerts == [("broken", checks[-1]["step"])]
+    # The same guard from a curve file (the baseline's metrics.jsonl) agrees.
+    (tmp_path / "curve.yaml").write_text(long_config(config, 100, f"baseline: {{curve: {tmp_path / 'base/metrics.jsonl'}, tolerance: 0.01, patience: 3, stop: true}}\n"
+                                                     "stability: {rule: none, shared_seed_tp_ranks: 2}\n"))
+    smol("train", tmp_path / "curve.yaml", "--out", tmp_path / "curve", "--no-store", "--no-samples")
+    from_curve = [r["baseline"] for r in jsonl(tmp_path / "curve/metrics.jsonl") if r["kind"] == "event"]
+    assert [(c["step"], c["worse"], c["alert"]) for c in from_curve] == [(c["step"], c["worse"], c["alert"]) for c in checks]
+    assert [c["baseline"] for c in from_curve] == pytest.approx([c["baseline"] for c in checks], rel=1e-12)

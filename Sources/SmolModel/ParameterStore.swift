@@ -68,4 +68,25 @@ public final class ParameterStore {
             }
         }
     }
+
+    /// Fire drill: the playbook's tensor-parallel seed bug. As if every matrix had been initialised
+    /// on `ranks` tensor-parallel ranks that shared one seed, the ranks' shards are copies of the
+    /// first: column-parallel matrices (q, k, v, gate, up, embeddings) repeat their first
+    /// rows/ranks rows, row-parallel ones (o_proj, down_proj) their first cols/ranks columns. The
+    /// copied units start identical and, with identical outgoing weights too, stay identical.
+    public func duplicateTensorParallelShards(ranks: Int) {
+        guard ranks > 1 else { return }
+        for s in slots where s.shape.count == 2 {
+            let rows = s.shape[0], cols = s.shape[1], p = values.pointer + s.offset
+            if s.name.hasSuffix("o_proj.weight") || s.name.hasSuffix("down_proj.weight") {
+                guard cols % ranks == 0 else { continue }
+                let w = cols / ranks
+                for r in 0..<rows { for k in 1..<ranks { (p + r * cols + k * w).update(from: p + r * cols, count: w) } }
+            } else {
+                guard rows % ranks == 0 else { continue }
+                let h = rows / ranks
+                for k in 1..<ranks { (p + k * h * cols).update(from: p, count: h * cols) }
+            }
+        }
+    }
 }

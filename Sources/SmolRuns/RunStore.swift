@@ -205,6 +205,15 @@ public final class RunStore {
         }
     }
 
+    /// Drops a run's metric and evaluation rows past `step` (a rollback re-runs them); events stay.
+    public func truncate(run: Int64, afterStep step: Int) throws {
+        try db.write { db in
+            for table in ["metric", "eval_result"] {
+                try db.execute(sql: "DELETE FROM \(table) WHERE run_id = ? AND step > ?", arguments: [run, step])
+            }
+        }
+    }
+
     public func addTags(run: Int64, _ tags: [String]) throws {
         var current = try self.run(run).tags
         for t in tags where !current.contains(t) { current.append(t) }

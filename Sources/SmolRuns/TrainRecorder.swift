@@ -22,7 +22,8 @@ public final class TrainRecorder {
         enc.outputFormatting = [.sortedKeys]
         let json = String(decoding: try enc.encode(config), as: UTF8.self)
         let run = RunStore.NewRun(name: name, outputDir: outputDir, config: json, tags: tags, parameters: config.model.parameterCount,
-                                  flopsPerToken: config.model.modelFlopsPerToken(sequenceLength: config.training.seqLen), cores: cores)
+                                  flopsPerToken: config.model.modelFlopsPerToken(sequenceLength: config.training.seqLen), cores: cores,
+                                  baseline: config.baseline?.run ?? config.baseline?.curve)
         runID = try store.begin(run, resumeFromStep: resumedFrom)
         if !tags.isEmpty, let id = runID { try store.addTags(run: id, tags) }
     }
@@ -53,6 +54,26 @@ public final class TrainRecorder {
             }
         case .checkpoint(let step, let path):
             guarded { try store.recordEvent(run: $0, step: step, tokens: tokens, kind: "checkpoint", message: path) }
+        case .spike(let s, let action):
+            guarded { try store.recordEvent(run: $0, step: s.step, tokens: tokens, kind: "spike",
+                                            message: String(format: "%@ (%@ rule): loss %.4g, grad norm %.4g, threshold %.4g; %@",
+                                                            s.signal, s.rule, s.loss, s.gradNorm, s.threshold, action)) }
+        case .rollback(let from, let to, let t, let skipped):
+            guarded { id in
+                try store.truncate(run: id, afterStep: to)
+                try store.recordEvent(run: id, step: from, tokens: t, kind: "rollback",
+                                      message: "restored step \(to) after a spike at step \(from); skipped \(skipped) micro-batches")
+            }
+            tokens = t
+        case .baseline(let c):
+            guarded { id in
+                try store.record(run: id, step: c.step, tokens: c.tokens, metrics: [("baseline_relative", c.relative)])
+                if c.alert {
+                    try store.recordEvent(run: id, step: c.step, tokens: c.tokens, kind: "alert",
+                                          message: String(format: "behind the baseline for %d eval points: %.4g vs %.4g (%+.2f%%)",
+                                                          c.streak, c.value, c.baseline, c.relative * 100))
+                }
+            }
         }
     }
 

@@ -193,10 +193,13 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public var schedule = ScheduleConfig()
     public var data = DataConfig()
     public var training = TrainingConfig()
+    public var stability = StabilityConfig()
+    /// Compare with a baseline run at matched tokens (nil: no guard).
+    public var baseline: BaselineConfig?
     /// Directory the config file lives in; data paths are resolved against it.
     public var baseDirectory = "."
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case model, optimizer, schedule, data, training }
+    enum CodingKeys: String, CodingKey, CaseIterable { case model, optimizer, schedule, data, training, stability, baseline }
 
     public init(model: LlamaConfig) { self.model = model }
 
@@ -208,17 +211,24 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         schedule = try c.decodeIfPresent(ScheduleConfig.self, forKey: .schedule) ?? ScheduleConfig()
         data = try c.decodeIfPresent(DataConfig.self, forKey: .data) ?? DataConfig()
         training = try c.decodeIfPresent(TrainingConfig.self, forKey: .training) ?? TrainingConfig()
+        stability = try c.decodeIfPresent(StabilityConfig.self, forKey: .stability) ?? StabilityConfig()
+        baseline = try c.decodeIfPresent(BaselineConfig.self, forKey: .baseline)
     }
 
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(model, forKey: .model); try c.encode(optimizer, forKey: .optimizer)
         try c.encode(schedule, forKey: .schedule); try c.encode(data, forKey: .data); try c.encode(training, forKey: .training)
+        try c.encode(stability, forKey: .stability); try c.encodeIfPresent(baseline, forKey: .baseline)
     }
 
     public func validate() throws {
         try model.validate(); try optimizer.validate(); try schedule.validate()
         try training.validate(maxPositions: model.maxPositionEmbeddings)
+        try stability.validate(); try baseline?.validate()
+        if stability.policy == .rollback && training.checkpointEvery == 0 {
+            throw ConfigError.invalidValue(key: "stability.policy", reason: "rollback needs checkpoints (training.checkpoint_every > 0)")
+        }
         if !(data.validationFraction >= 0 && data.validationFraction < 1) {
             throw ConfigError.invalidValue(key: "data.validation_fraction", reason: "must be in [0, 1), got \(data.validationFraction)")
         }

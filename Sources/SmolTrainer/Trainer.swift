@@ -42,6 +42,12 @@ public enum TrainEvent {
     case step(StepMetrics)
     case eval(EvalMetrics)
     case checkpoint(step: Int, path: String)
+    /// A loss spike and what was done: "logged", "skipped" (update not applied) or "rolled back".
+    case spike(Spike, action: String)
+    /// Restored the checkpoint of `toStep` after a spike at `fromStep`, skipping `skippedBatches` micro-batches of data.
+    case rollback(fromStep: Int, toStep: Int, tokens: Int, skippedBatches: Int)
+    /// A comparison with the baseline at an eval point (alert when it fell behind `patience` times in a row).
+    case baseline(BaselineCheck)
 }
 
 public struct TrainSummary: Codable, Sendable {
@@ -82,6 +88,11 @@ public final class Trainer {
     /// Runs the configured evaluation tasks on the live model (set by the caller, who owns the
     /// evaluation code); returns "task/metric" → value.
     public var taskEvaluator: ((LlamaModel) throws -> [String: Double])?
+    /// The baseline's curve of `baseline.metric` by tokens: read from `baseline.curve`, or set by
+    /// the caller from the run store for `baseline.run`.
+    public var baselineCurve: [(tokens: Double, value: Double)]?
+    /// Why the run stopped early (the baseline guard), nil when it ran to the end.
+    public private(set) var stoppedEarly: String?
 
     public var checkpointRoot: String { (outputDirectory as NSString).appendingPathComponent("checkpoints") }
     public var metricsPath: String { (outputDirectory as NSString).appendingPathComponent("metrics.jsonl") }
@@ -142,6 +153,7 @@ public final class Trainer {
             resumedFrom = s.step
         } else {
             model.parameters.initialize(seed: config.training.seed, std: Float(config.model.initializerRange))
+            model.parameters.duplicateTensorParallelShards(ranks: config.stability.sharedSeedTPRanks)
         }
         if let r = resumed { state.step = r.step; state.tokensSeen = r.tokensSeen; state.data = r.data; state.elapsedSeconds = r.elapsedSeconds }
         guard state.data.sources.count == trainSets.count else {
@@ -150,6 +162,9 @@ public final class Trainer {
         trainLoader = MixtureLoader(sources: trainSets, names: sourceConfigs.map(\.name), stages: stages,
                                     microBatch: config.training.microBatch, seed: config.training.seed, position: state.data)
         try Trainer.trimMetrics(path: metricsPath, afterStep: resume ? state.step : 0)
+        if let b = config.baseline, let curve = b.curve {
+            baselineCurve = try BaselineConfig.readCurve(path: try config.resolve([curve])[0], metric: b.metric)
+        }
     }
 
     /// Keeps only the metrics lines up to `step` (a resumed run rewrites what follows).
@@ -201,6 +216,12 @@ public final class Trainer {
         var lastCheckpoint: String?
         var recent: [Double] = []          // recent step durations for tokens/s and ETA
         var warnedEpochs = Set<String>()
+        var detector = SpikeDetector(config: config.stability)
+        var rollbacks = 0, drilled = Set<Int>()
+        if config.baseline?.run != nil && baselineCurve == nil {
+            throw ConfigError.invalidValue(key: "baseline.run", reason: "the baseline run's curve was not loaded (it comes from the run store)")
+        }
+        var guardian = config.baseline.flatMap { b in baselineCurve.map { BaselineGuard(config: b, curve: $0) } }
         let lossScale = 1 / Float(t.batchTokens)
         model.prepare(batch: t.microBatch, seqLen: t.seqLen, training: true)
 
@@ -208,11 +229,50 @@ public final class Trainer {
             let stepStart = Date()
             model.gradients.zero()
             var lossSum = 0.0, counted = 0
+            // The drill corrupts the data of a step once: after a rollback skips it, it is gone.
+            let drill = config.stability.corruptBatchAt.contains(state.step + 1) && drilled.insert(state.step + 1).inserted
             for _ in 0..<t.accumulationSteps {
-                let r = try model.forward(trainLoader.next(), lossScale: lossScale, computeGradients: true)
+                var batch = trainLoader.next()
+                if drill {   // fire drill: a zeroed stretch of data
+                    batch.tokens = [Int32](repeating: 0, count: batch.tokens.count)
+                    batch.targets = [Int32](repeating: 0, count: batch.targets.count)
+                }
+                let r = try model.forward(batch, lossScale: lossScale, computeGradients: true)
                 lossSum += r.loss; counted += r.count
             }
             let lr = config.schedule.learningRate(step: state.step, totalSteps: total, peak: config.optimizer.lr)
+            if config.stability.rule != .off {
+                let loss = lossSum / Double(max(counted, 1))
+                let preNorm = AdamW.gradientNorm(model.gradients)
+                if let spike = detector.check(step: state.step + 1, loss: loss, gradNorm: preNorm) {
+                    switch config.stability.policy {
+                    case .log:
+                        try metrics.appendEvent(spike: spike, action: "logged")
+                        report(.spike(spike, action: "logged"))
+                    case .skip:
+                        try metrics.appendEvent(spike: spike, action: "skipped")
+                        report(.spike(spike, action: "skipped"))
+                        state.step += 1; state.tokensSeen += t.batchTokens; state.data = trainLoader.position
+                        continue
+                    case .rollback:
+                        guard rollbacks < config.stability.maxRollbacks, let last = Checkpoint.list(root: checkpointRoot).last else {
+                            throw ConfigError.invalidValue(key: "stability.max_rollbacks",
+                                                           reason: "loss spike at step \(spike.step) (\(spike.signal) \(spike.loss)) after \(rollbacks) rollback(s), or no checkpoint to roll back to: stopping")
+                        }
+                        rollbacks += 1
+                        let restored = try Checkpoint.load(path: last.path, model: model, optimizer: optimizer)
+                        for _ in 0..<(config.stability.skipBatches) { _ = trainLoader.next() }
+                        let skipped = (spike.step - restored.step) * t.accumulationSteps + config.stability.skipBatches
+                        state.step = restored.step; state.tokensSeen = restored.tokensSeen; state.data = trainLoader.position
+                        try metrics.trim(afterStep: restored.step)
+                        try metrics.appendEvent(spike: spike, action: "rolled back")
+                        try metrics.appendRollback(fromStep: spike.step, toStep: restored.step, skippedBatches: skipped)
+                        report(.spike(spike, action: "rolled back"))
+                        report(.rollback(fromStep: spike.step, toStep: restored.step, tokens: restored.tokensSeen, skippedBatches: skipped))
+                        continue
+                    }
+                }
+            }
             let norm = optimizer.update(parameters: model.parameters.values, gradients: model.gradients, lr: lr)
             state.step += 1
             state.tokensSeen += t.batchTokens
@@ -249,6 +309,18 @@ public final class Trainer {
                 }
                 try metrics.append(e)
                 report(.eval(e))
+                if let b = config.baseline, var g = guardian {
+                    let value = b.metric == "val_loss" ? v : e.tasks?[b.metric]
+                    if let value, let check = g.check(step: state.step, tokens: state.tokensSeen, value: value) {
+                        try metrics.appendBaseline(check)
+                        report(.baseline(check))
+                        if check.alert && b.stop {
+                            stoppedEarly = String(format: "behind the baseline on %@ for %d eval points (%.2f%% at step %d)",
+                                                  b.metric, check.streak, check.relative * 100, check.step)
+                        }
+                    }
+                    guardian = g
+                }
             }
             if t.checkpointEvery > 0 && (state.step % t.checkpointEvery == 0 || state.step == total) {
                 state.elapsedSeconds = elapsedBefore + Date().timeIntervalSince(runStart)
@@ -257,6 +329,7 @@ public final class Trainer {
                 Checkpoint.prune(root: checkpointRoot, keep: t.keepCheckpoints)
                 report(.checkpoint(step: state.step, path: lastCheckpoint!))
             }
+            if let why = stoppedEarly { report(.info("stopping early: \(why) (baseline.stop)")); break }
         }
         let seconds = Date().timeIntervalSince(runStart)
         let stepsRun = state.step - (resumedFrom ?? 0)
@@ -271,13 +344,40 @@ public final class Trainer {
 
 /// Appends one JSON object per line, flushed per line so a killed run keeps what it logged.
 final class MetricsLog {
-    let handle: FileHandle
+    let path: String
+    var handle: FileHandle
     init(path: String) throws {
+        self.path = path
+        handle = try MetricsLog.open(path)
+    }
+    static func open(_ path: String) throws -> FileHandle {
         if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
         guard let h = FileHandle(forWritingAtPath: path) else { throw ConfigError.invalidFile(path: path, reason: "cannot open metrics log") }
         h.seekToEndOfFile()
-        handle = h
+        return h
     }
+    /// Drops the lines after `step` (a rollback rewrites them) and goes on appending to the new file.
+    func trim(afterStep step: Int) throws {
+        try? handle.close()
+        try Trainer.trimMetrics(path: path, afterStep: step)
+        handle = try MetricsLog.open(path)
+    }
+    struct EventRow: Encodable {
+        var kind = "event"
+        var event: String
+        var step: Int
+        var spike: Spike?
+        var action: String?
+        var toStep: Int?
+        var skippedBatches: Int?
+        var baseline: BaselineCheck?
+        enum CodingKeys: String, CodingKey { case kind, event, step, spike, action, baseline, toStep = "to_step", skippedBatches = "skipped_batches" }
+    }
+    func appendEvent(spike: Spike, action: String) throws { try append(EventRow(event: "spike", step: spike.step, spike: spike, action: action)) }
+    func appendRollback(fromStep: Int, toStep: Int, skippedBatches: Int) throws {
+        try append(EventRow(event: "rollback", step: fromStep, toStep: toStep, skippedBatches: skippedBatches))
+    }
+    func appendBaseline(_ c: BaselineCheck) throws { try append(EventRow(event: c.alert ? "alert" : "baseline", step: c.step, baseline: c)) }
     func append<T: Encodable>(_ value: T) throws {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]

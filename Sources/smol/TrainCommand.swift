@@ -97,6 +97,19 @@ struct TrainCommand: ParsableCommand {
                     if json { return }
                     if live { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
                     print("checkpoint step \(step) -> \(path)")
+                case .spike(let sp, let action):
+                    if json { return }
+                    if live { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+                    print(String(format: "spike step %d | %@ %.4g above %.4g (%@ rule) | %@", sp.step, sp.signal,
+                                 sp.signal == "grad_norm" ? sp.gradNorm : sp.loss, sp.threshold, sp.rule, action))
+                case .rollback(let from, let to, _, let skipped):
+                    if json { return }
+                    print("rollback: spike at step \(from) -> restored step \(to), skipped \(skipped) micro-batches of data")
+                case .baseline(let c):
+                    if json || !(c.worse) { return }
+                    if live { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+                    print(String(format: "%@ step %d | %.4f vs baseline %.4f (%+.2f%%), %d in a row", c.alert ? "ALERT" : "behind",
+                                 c.step, c.value, c.baseline, c.relative * 100, c.streak))
                 }
                 fflush(stdout)
             }
@@ -114,6 +127,13 @@ struct TrainCommand: ParsableCommand {
                     }
                     return out
                 }
+            }
+            if let b = cfg.baseline, let key = b.run {
+                guard let store = recorder?.store else { throw CLIError(message: "baseline.run needs the run store (drop --no-store)") }
+                let base = try store.find(key)
+                let points = try store.series(run: base.id, metric: b.metric)
+                guard !points.isEmpty else { throw CLIError(message: "baseline.run: run \(base.id) (\(base.name)) has no '\(b.metric)' values") }
+                trainer.baselineCurve = points.map { (Double($0.tokens), $0.value) }
             }
             try recorder?.begin(name: name, outputDir: dir, config: cfg, tags: tag, resumedFrom: trainer.resumedFrom)
             let summary: TrainSummary
