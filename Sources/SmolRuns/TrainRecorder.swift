@@ -45,7 +45,8 @@ public final class TrainRecorder {
                                                  ("tokens_per_s", m.tokensPerSecond), ("mfu", m.mfu)]) }
         case .eval(let e):
             guarded { id in
-                try store.record(run: id, step: e.step, tokens: e.tokens, metrics: [("val_loss", e.valLoss)])
+                try store.record(run: id, step: e.step, tokens: e.tokens,
+                                 metrics: [("val_loss", e.valLoss)] + (e.sourceValLoss ?? [:]).sorted { $0.key < $1.key }.map { ("val_loss/\($0.key)", $0.value) })
                 for (key, v) in (e.tasks ?? [:]).sorted(by: { $0.key < $1.key }) where !key.hasSuffix("_stderr") {
                     guard let slash = key.firstIndex(of: "/") else { continue }
                     try store.recordEval(run: id, step: e.step, tokens: e.tokens, task: String(key[..<slash]),

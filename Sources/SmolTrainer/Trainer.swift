@@ -33,7 +33,12 @@ public struct EvalMetrics: Codable, Sendable {
     public var sourceEpochs: [String: Double] = [:]
     /// Evaluation-task metrics as "task/metric" (and "task/metric_stderr"), when tasks are configured.
     public var tasks: [String: Double]?
-    enum CodingKeys: String, CodingKey { case kind, step, tokens, valLoss = "val_loss", sourceTokens = "source_tokens", sourceEpochs = "source_epochs", tasks }
+    /// Held-out loss per data source (with several sources).
+    public var sourceValLoss: [String: Double]?
+    enum CodingKeys: String, CodingKey {
+        case kind, step, tokens, valLoss = "val_loss", sourceTokens = "source_tokens", sourceEpochs = "source_epochs", tasks
+        case sourceValLoss = "source_val_loss"
+    }
 }
 
 /// What the trainer tells its caller as it goes.
@@ -80,6 +85,8 @@ public final class Trainer {
     public let optimizer: AdamW
     let trainLoader: MixtureLoader
     let validation: WindowDataset
+    /// Each source's held-out windows (when the validation split comes from the sources).
+    let sourceValidation: [(name: String, windows: WindowDataset)]
     var state: TrainerState
     let report: (TrainEvent) -> Void
     public private(set) var resumedFrom: Int?
@@ -125,6 +132,8 @@ public final class Trainer {
             }
             trainSets.append(train); heldOut.append(held)
         }
+        sourceValidation = config.data.validation.isEmpty && sourceConfigs.count > 1
+            ? zip(sourceConfigs, heldOut).map { ($0.name, $1) } : []
         if config.data.validation.isEmpty {
             validation = WindowDataset(concatenating: heldOut)
         } else {
@@ -181,7 +190,16 @@ public final class Trainer {
     }
 
     /// Mean loss over the first `eval_batches` micro-batches of the validation windows.
-    public func evaluate() throws -> Double? {
+    public func evaluate() throws -> Double? { try evaluate(validation) }
+
+    /// Held-out loss of each data source (the ablation question "what did this do to code?").
+    public func evaluateSources() throws -> [String: Double] {
+        var out: [String: Double] = [:]
+        for (name, windows) in sourceValidation { if let v = try evaluate(windows) { out[name] = v } }
+        return out
+    }
+
+    func evaluate(_ validation: WindowDataset) throws -> Double? {
         let mb = config.training.microBatch
         let windows = Array(0..<min(validation.count, config.training.evalBatches * mb))
         if windows.isEmpty { return nil }
@@ -295,6 +313,7 @@ public final class Trainer {
             if t.evalEvery > 0 && (state.step % t.evalEvery == 0 || state.step == total), let v = try evaluate() {
                 lastVal = v
                 var e = EvalMetrics(step: state.step, tokens: state.tokensSeen, valLoss: v)
+                if !sourceValidation.isEmpty { e.sourceValLoss = try evaluateSources() }
                 for a in trainLoader.accounting {
                     e.sourceTokens[a.name] = a.tokens
                     e.sourceEpochs[a.name] = (a.epochs * 1000).rounded() / 1000

@@ -11,7 +11,7 @@ struct Smol: ParsableCommand {
           smol data prepare data/corpus/*.txt --out data/shards/demo.bin
           smol train configs/demo.yaml
         """,
-        subcommands: [TrainCommand.self, SampleCommand.self, DataCommand.self, ParamsCommand.self, PlanCommand.self, PreflightCommand.self, TokenizerCommand.self, GenerateCommand.self, ChatCommand.self, ExportCommand.self, TemplateCommand.self, EvalCommand.self, LeaderboardCommand.self, ServeCommand.self, JudgeCommand.self, RunsCommand.self, CompareCommand.self,
+        subcommands: [TrainCommand.self, SampleCommand.self, DataCommand.self, ParamsCommand.self, PlanCommand.self, PreflightCommand.self, TokenizerCommand.self, GenerateCommand.self, ChatCommand.self, ExportCommand.self, TemplateCommand.self, EvalCommand.self, LeaderboardCommand.self, ServeCommand.self, JudgeCommand.self, RunsCommand.self, CompareCommand.self, AblateCommand.self, DashboardCommand.self,
                       BenchCommand.self, DevCommand.self])
 }
 

@@ -1,0 +1,100 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import SmolRuns
+
+/// `smol dashboard`: one page over the run store, served by Hummingbird. The page reads a small
+/// JSON API and polls it, so curves grow while trainings run.
+///
+///     GET /                                  the page
+///     GET /api/runs                          every run
+///     GET /api/runs/ID                       one run: record, metric names, events, evaluations
+///     GET /api/runs/ID/series?metric=NAME    one metric's points (step, tokens, value)
+///     GET /api/ablations                     ablation reports (report.json) found under the report roots
+public struct DashboardServer: Sendable {
+    public let storePath: String
+    public let reportRoots: [String]
+
+    public init(storePath: String, reportRoots: [String]) {
+        self.storePath = storePath; self.reportRoots = reportRoots
+    }
+
+    public func run(host: String, port: Int, onReady: @escaping @Sendable (Int) -> Void) async throws {
+        let app = Application(router: try makeRouter(), configuration: .init(address: .hostname(host, port: port), serverName: "smol-dashboard"),
+                              onServerRunning: { channel in onReady(channel.localAddress?.port ?? port) },
+                              logger: { var l = Logger(label: "smol.dashboard"); l.logLevel = .warning; return l }())
+        try await app.runService()
+    }
+
+    struct Failure: HTTPResponseError {
+        var status: HTTPResponse.Status
+        var message: String
+        func response(from request: Request, context: some RequestContext) throws -> Response {
+            try json(["error": message], status: status)
+        }
+    }
+
+    /// Every error, the router's 404 included, as {"error": "..."} with a 4xx/5xx status.
+    struct JSONErrors<Context: RequestContext>: RouterMiddleware {
+        func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+            do { return try await next(request, context) }
+            catch let e as Failure { throw e }
+            catch let e as HTTPError { throw Failure(status: e.status, message: e.body ?? "no route \(request.method) \(request.uri.path)") }
+            catch { throw Failure(status: .internalServerError, message: "\(error)") }
+        }
+    }
+
+    public func makeRouter() throws -> Router<BasicRequestContext> {
+        let store = try RunStore(path: storePath)
+        let roots = reportRoots
+        let router = Router()
+        router.add(middleware: JSONErrors())
+        router.get("/") { _, _ -> Response in
+            Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: DashboardPage.html)))
+        }
+        router.get("/api/runs") { _, _ -> Response in try json(try store.runs()) }
+        router.get("/api/runs/:id") { _, context -> Response in
+            let run = try DashboardServer.run(store, context)
+            struct Out: Encodable { var run: RunRecord; var metrics: [String]; var events: [RunEvent]; var evals: [RunStore.EvalRow] }
+            return try json(Out(run: run, metrics: try store.metricNames(run: run.id), events: try store.events(run: run.id),
+                                evals: try store.evalResults(run: run.id)))
+        }
+        router.get("/api/runs/:id/series") { request, context -> Response in
+            let run = try DashboardServer.run(store, context)
+            guard let metric = request.uri.queryParameters.get("metric"), !metric.isEmpty else {
+                throw Failure(status: .badRequest, message: "give ?metric=NAME")
+            }
+            let points = try store.series(run: run.id, metric: metric)
+            guard !points.isEmpty else { throw Failure(status: .notFound, message: "run \(run.id) has no metric '\(metric)'") }
+            return try json(points)
+        }
+        router.get("/api/ablations") { _, _ -> Response in
+            var reports: [[String: String]] = []
+            for root in roots {
+                let dirs = ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).sorted()
+                for d in dirs {
+                    let dir = (root as NSString).appendingPathComponent(d)
+                    let json = (dir as NSString).appendingPathComponent("report.json"), md = (dir as NSString).appendingPathComponent("report.md")
+                    if let j = try? String(contentsOfFile: json, encoding: .utf8) {
+                        reports.append(["name": d, "json": j, "markdown": (try? String(contentsOfFile: md, encoding: .utf8)) ?? ""])
+                    }
+                }
+            }
+            return try json(reports)
+        }
+        return router
+    }
+
+    static func run(_ store: RunStore, _ context: BasicRequestContext) throws -> RunRecord {
+        guard let raw = context.parameters.get("id"), let id = Int64(raw) else { throw Failure(status: .badRequest, message: "run id must be an integer") }
+        do { return try store.run(id) } catch { throw Failure(status: .notFound, message: "no run \(id)") }
+    }
+}
+
+func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
+    let e = JSONEncoder()
+    e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "Infinity", negativeInfinity: "-Infinity", nan: "NaN")
+    return Response(status: status, headers: [.contentType: "application/json", .cacheControl: "no-store"], body: .init(byteBuffer: ByteBuffer(bytes: try e.encode(value))))
+}

@@ -1,0 +1,135 @@
+"""`smol dashboard` in a real browser: headless Chromium (Debian's package) loads the page, runs its
+JavaScript against the live API and the DOM it leaves is checked against the store read with
+Python's sqlite3: the plotted points, the baseline band, events, and curves growing while a
+training runs. Bad requests get JSON 4xx."""
+import json
+import shutil
+import sqlite3
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+
+from conftest import smol_binary
+from test_runs import config, long_config, shards  # noqa: F401  (fixtures)
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def dump_dom(url):
+    assert CHROMIUM, "chromium is missing: scripts/install.sh installs Debian's chromium"
+    r = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=8000", "--dump-dom", url],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout
+
+
+class Elements(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.found = []
+
+    def handle_starttag(self, tag, attrs):
+        self.found.append((tag, dict(attrs)))
+
+    def handle_startendtag(self, tag, attrs):
+        self.found.append((tag, dict(attrs)))
+
+
+def elements(html, tag, **match):
+    p = Elements()
+    p.feed(html)
+    return [a for t, a in p.found if t == tag and all(a.get(k.replace("_", "-")) == v for k, v in match.items())]
+
+
+@pytest.fixture
+def dashboard(tmp_path):
+    procs = []
+
+    def start(store):
+        p = subprocess.Popen([smol_binary(), "dashboard", "--store", store, "--port", "0", "--reports", tmp_path / "reports"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        procs.append(p)
+        line = p.stdout.readline()
+        assert "http://127.0.0.1:" in line, line + p.stderr.read()
+        return line.split(" on ")[1].split(" ")[0].rstrip("/")
+    yield start
+    for p in procs:
+        p.terminate()
+        p.wait(timeout=30)
+
+
+def values(store, run, metric):
+    con = sqlite3.connect(store)
+    try:
+        return con.execute("SELECT tokens, value FROM metric WHERE run_id = ? AND name = ? ORDER BY step", (run, metric)).fetchall()
+    finally:
+        con.close()
+
+
+def plotted(html, run, cls="raw"):
+    svg = elements(html, "svg", id="plot")[0]
+    a = {k: float(svg["data-" + k]) for k in ("x-min", "x-max", "y-min", "y-max", "left", "top", "width", "height")}
+    line = elements(html, "polyline", data_run=str(run), **{"class": cls})[0]
+    p = np.array([[float(c) for c in q.split(",")] for q in line["points"].split()])
+    x = a["x-min"] + (p[:, 0] - a["left"]) / a["width"] * (a["x-max"] - a["x-min"])
+    y = a["y-max"] - (p[:, 1] - a["top"]) / a["height"] * (a["y-max"] - a["y-min"])
+    return x, y, a
+
+
+def test_page_plots_the_runs_points_and_baseline_band(smol, config, tmp_path, dashboard):  # noqa: F811
+    store = tmp_path / "runs.sqlite"
+    (tmp_path / "base.yaml").write_text(long_config(config, 40))
+    smol("train", tmp_path / "base.yaml", "--out", tmp_path / "base", "--store", store, "--no-samples")
+    (tmp_path / "guarded.yaml").write_text(long_config(config, 40, "baseline: {run: base, tolerance: 0.05, patience: 2}\n")
+                                           .replace("  seed: 11\n", "  seed: 12\n"))
+    smol("train", tmp_path / "guarded.yaml", "--out", tmp_path / "guarded", "--store", store, "--no-samples")
+    url = dashboard(store)
+    html = dump_dom(url + "/?runs=1,2&metric=val_loss")
+    for run in (1, 2):
+        x, y, a = plotted(html, run)
+        expected = np.array(values(store, run, "val_loss"), dtype=float)
+        assert len(x) == len(expected)
+        assert x == pytest.approx(expected[:, 0], abs=(a["x-max"] - a["x-min"]) / a["width"] * 0.01)
+        assert y == pytest.approx(expected[:, 1], abs=(a["y-max"] - a["y-min"]) / a["height"] * 0.01)
+    band = elements(html, "polygon", **{"class": "baseline-band", "data_run": "2", "data_baseline": "1"})
+    assert len(band) == 1 and len(band[0]["points"].split()) == 2 * len(values(store, 1, "val_loss"))
+    assert "checkpoint" in html and "guarded" in html and "finished" in html
+
+
+def test_page_reads_the_store_while_a_training_runs(smol, config, tmp_path, dashboard):  # noqa: F811
+    store = tmp_path / "runs.sqlite"
+    (tmp_path / "long.yaml").write_text(long_config(config, 3000).replace("  checkpoint_every: 10\n", "  checkpoint_every: 0\n"))
+    p = subprocess.Popen([smol_binary(), "train", tmp_path / "long.yaml", "--out", tmp_path / "long", "--store", store, "--no-samples"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not (store.exists() and values(store, 1, "loss")):
+            time.sleep(0.2)
+        url = dashboard(store)
+        first = len(plotted(dump_dom(url + "/?runs=1&metric=loss"), 1)[0])
+        time.sleep(2)
+        html = dump_dom(url + "/?runs=1&metric=loss")
+        second = len(plotted(html, 1)[0])
+        assert 0 < first < second and "running" in html
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_bad_requests_get_json_4xx(smol, config, tmp_path, dashboard):  # noqa: F811
+    store = tmp_path / "runs.sqlite"
+    smol("train", config, "--out", tmp_path / "a", "--store", store, "--no-samples", "--set", "training.steps=3")
+    url = dashboard(store)
+    for path, status in (("/api/runs/99", 404), ("/api/runs/abc", 400), ("/api/runs/1/series", 400),
+                         ("/api/runs/1/series?metric=nope", 404), ("/nothing", 404)):
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(url + path, timeout=30)
+        assert e.value.code == status, path
+        assert json.loads(e.value.read())["error"]
+    with urllib.request.urlopen(url + "/api/runs/1/series?metric=loss", timeout=30) as r:
+        assert [p["step"] for p in json.loads(r.read())] == [1, 2, 3]
