@@ -315,7 +315,7 @@ def test_ablation_sweep_report(smol, config, tmp_path):
     statistics are recomputed here from the store's own rows; a second invocation reuses the runs."""
     (tmp_path / "base.yaml").write_text(long_config(config, 20))
     (tmp_path / "sweep.yaml").write_text(
-        "name: lr\nbase: base.yaml\nseeds: [1, 2]\nbaseline: lr3e-3\nmetrics: [val_loss, val_loss/prose, loss]\n"
+        "name: lr\nbase: base.yaml\nseeds: [1, 2]\nbaseline: lr3e-3\nmetrics: [val_loss, loss]\n"
         "set: {training.eval_every: 10, training.checkpoint_every: 0}\n"
         "variants:\n  - {name: lr3e-3}\n  - {name: lr3e-4, set: {optimizer.lr: 3.0e-4}}\n")
     store = tmp_path / "runs.sqlite"
@@ -326,7 +326,7 @@ def test_ablation_sweep_report(smol, config, tmp_path):
     runs = rows(store, "SELECT id, output_dir, tags, core_hours FROM run WHERE tags LIKE '%ablation%'")
     assert len(runs) == 4 and all("sweep:lr" in t for _, _, t, _ in runs)
     for variant in ("lr3e-3", "lr3e-4"):
-        for metric in ("val_loss", "val_loss/prose", "loss"):
+        for metric in ("val_loss", "loss"):
             vals = []
             for seed in (1, 2):
                 (rid,), = rows(store, "SELECT id FROM run WHERE output_dir = ?", str(tmp_path / "out" / f"{variant}-seed{seed}"))
@@ -349,7 +349,7 @@ def test_ablation_sweep_report(smol, config, tmp_path):
     assert r["main_core_hours"] == pytest.approx(main_h, rel=1e-9)
     md = (tmp_path / "out/report.md").read_text()
     assert "| lr3e-4 |" in md and "hurts" in md and "![val_loss](val_loss.svg)" in md
-    svg = ET.parse(tmp_path / "out/val_loss_prose.svg").getroot()
+    svg = ET.parse(tmp_path / "out/val_loss.svg").getroot()
     assert len(svg.findall(".//{http://www.w3.org/2000/svg}polygon")) == 2   # one band per variant
     again = smol("ablate", tmp_path / "sweep.yaml", "--out", tmp_path / "out", "--store", store, env={"SMOL_BIN": smol_binary()}).stdout
     assert "4 runs (4 already done)" in again
