@@ -30,3 +30,50 @@ def smol():
             raise AssertionError(f"smol {' '.join(map(str, args))} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
         return r
     return run
+
+
+# A small model on the bundled corpus, shared by the training, run-store and dashboard tests.
+SMALL = """
+model:
+  vocab_size: 264
+  hidden_size: 64
+  num_hidden_layers: 2
+  num_attention_heads: 4
+  num_key_value_heads: 2
+  intermediate_size: 128
+  max_position_embeddings: 64
+  no_rope_layer_interval: 2
+  intra_document_masking: true
+optimizer: {lr: 3.0e-3, weight_decay: 0.1, grad_clip: 1.0}
+schedule: {type: wsd, warmup_steps: 3, decay_fraction: 0.25}
+data:
+  train: [SHARDS/prose.bin, SHARDS/code.bin]
+  validation_fraction: 0.02
+training:
+  seq_len: 64
+  micro_batch: 4
+  tokens_per_batch: 512
+  steps: 24
+  eval_every: 8
+  eval_batches: 2
+  checkpoint_every: 5
+  keep_checkpoints: 2
+  seed: 11
+  peak_gflops: 100
+  sample_tokens: 0
+"""
+
+
+@pytest.fixture(scope="module")
+def shards(smol, tmp_path_factory):
+    d = tmp_path_factory.mktemp("shards")
+    smol("data", "prepare", ROOT / "data/corpus/prose.txt", "--out", d / "prose.bin")
+    smol("data", "prepare", ROOT / "data/corpus/code.txt", "--delimiter", "<|endoftext|>", "--out", d / "code.bin")
+    return d
+
+
+@pytest.fixture
+def config(shards, tmp_path):
+    p = tmp_path / "small.yaml"
+    p.write_text(SMALL.replace("SHARDS", str(shards)))
+    return p

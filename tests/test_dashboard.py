@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import smol_binary
-from test_runs import config, long_config, shards  # noqa: F401  (fixtures)
+from test_runs import long_config
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

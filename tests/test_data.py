@@ -2,8 +2,6 @@
 with NumPy from the documented format, ids from Hugging Face `tokenizers`, hand-written bad records
 with their expected reasons and line numbers, and n-gram overlap computed here in Python."""
 import json
-import os
-import re
 import signal
 import subprocess
 import time

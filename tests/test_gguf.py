@@ -6,7 +6,6 @@ import json
 import struct
 import subprocess
 
-import numpy as np
 import pytest
 
 from conftest import ROOT, smol_binary

@@ -2,7 +2,6 @@
 package's writer and decoded by ours, against the `gguf` package's own dequantize (an independent
 implementation in NumPy). Also the real SmolLM2 file's Q8_0 / Q4_1 / F32 tensors."""
 import numpy as np
-import pytest
 
 from conftest import ROOT
 from safetensors_np import load as read_safetensors

@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 
-from conftest import ROOT
 from smollm2 import GGUF, numpy_reference, ref_logits
 
 PROMPTS = ["The capital of France is", "def fibonacci(n):\n    ", "Hello",

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, smol_binary
+from conftest import smol_binary
 
 MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1", "OMPI_MCA_rmaps_base_oversubscribe": "1"}
 FACTORS = {  # shared/reference/infrastructure.md

@@ -4,10 +4,8 @@ on loopback with the official `openai` Python client and with `smol judge`; retr
 aggregates against a judge endpoint that replays recorded replies; Cohen's κ by hand."""
 import json
 import math
-import socket
 import subprocess
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np

@@ -13,23 +13,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from conftest import ROOT, smol_binary
-from test_training import SMALL
-
-
-@pytest.fixture(scope="module")
-def shards(smol, tmp_path_factory):
-    d = tmp_path_factory.mktemp("shards")
-    smol("data", "prepare", ROOT / "data/corpus/prose.txt", "--out", d / "prose.bin")
-    smol("data", "prepare", ROOT / "data/corpus/code.txt", "--delimiter", "<|endoftext|>", "--out", d / "code.bin")
-    return d
-
-
-@pytest.fixture
-def config(shards, tmp_path):
-    p = tmp_path / "small.yaml"
-    p.write_text(SMALL.replace("SHARDS", str(shards)))
-    return p
+from conftest import smol_binary
 
 
 def rows(store, sql, *args):

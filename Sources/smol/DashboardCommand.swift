@@ -26,20 +26,13 @@ struct DashboardCommand: ParsableCommand {
             let store = try options.open()
             let server = DashboardServer(storePath: store.path, reportRoots: reports)
             _ = try server.makeRouter()   // fail here, not in the event loop, on a bad store
-            let done = DispatchSemaphore(value: 0)
-            let failure = Box()
-            let host = self.host, port = self.port
-            Task.detached {
-                do {
-                    try await server.run(host: host, port: port) { bound in
-                        print("smol dashboard on http://\(host):\(bound)/ (store \(store.path))")
-                        fflush(stdout)
-                    }
-                } catch { failure.error = error }
-                done.signal()
+            let host = self.host, port = self.port, path = store.path
+            try serveUntilStopped(host: host, port: port) {
+                try await server.run(host: host, port: port) { bound in
+                    print("smol dashboard on http://\(host):\(bound)/ (store \(path))")
+                    fflush(stdout)
+                }
             }
-            done.wait()
-            if let e = failure.error { throw CLIError(message: "cannot serve on \(host):\(port): \(e)") }
         }
     }
 }

@@ -28,22 +28,13 @@ struct ServeCommand: ParsableCommand {
             guard (0...65535).contains(port) else { throw CLIError(message: "--port must be in 0...65535") }
             let pretrained = try PretrainedModel.load(model)
             let server = ModelServer(model: pretrained, modelID: modelId, contextLength: contextLength)
-            let done = DispatchSemaphore(value: 0)
-            let failure = Box()
             let host = self.host, port = self.port
-            Task.detached {
-                do {
-                    try await server.run(host: host, port: port) { bound in
-                        print("smol serve: \(server.modelID) on http://\(host):\(bound)/v1")
-                        fflush(stdout)
-                    }
-                } catch { failure.error = error }
-                done.signal()
+            try serveUntilStopped(host: host, port: port) {
+                try await server.run(host: host, port: port) { bound in
+                    print("smol serve: \(server.modelID) on http://\(host):\(bound)/v1")
+                    fflush(stdout)
+                }
             }
-            done.wait()
-            if let e = failure.error { throw CLIError(message: "cannot serve on \(host):\(port): \(e)") }
         }
     }
 }
-
-final class Box: @unchecked Sendable { var error: Error? }

@@ -57,3 +57,17 @@ func peakResidentBytes() -> Int {
     }
     return 0
 }
+
+/// Runs an async server from a synchronous command until it stops; its start-up error becomes a
+/// CLI error naming the address.
+func serveUntilStopped(host: String, port: Int, _ body: @escaping @Sendable () async throws -> Void) throws {
+    final class Failure: @unchecked Sendable { var error: Error? }
+    let done = DispatchSemaphore(value: 0)
+    let failure = Failure()
+    Task.detached {
+        do { try await body() } catch { failure.error = error }
+        done.signal()
+    }
+    done.wait()
+    if let e = failure.error { throw CLIError(message: "cannot serve on \(host):\(port): \(e)") }
+}
