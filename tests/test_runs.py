@@ -119,11 +119,13 @@ def test_killed_run_is_crashed_then_resumed_cleanly(smol, config, tmp_path):
     p.wait()
     listed = json.loads(smol("runs", "list", "--store", store, "--json").stdout)
     assert [r["status"] for r in listed] == ["crashed"] and listed[0]["core_hours"] > 0
-    smol("train", config, "--out", out, "--store", store, "--no-samples", "--set", "training.steps=30",
+    last = max(int(p.name.split("_")[1]) for p in (out / "checkpoints").iterdir() if p.name.startswith("step_"))
+    end = last + 10
+    smol("train", config, "--out", out, "--store", store, "--no-samples", "--set", f"training.steps={end}",
          "--set", "training.checkpoint_every=10", "--resume")
     assert rows(store, "SELECT COUNT(*), status FROM run") == [(1, "finished")]
     steps = [s for (s,) in rows(store, "SELECT step FROM metric WHERE name = 'loss' ORDER BY rowid")]
-    assert steps == list(range(1, 31))   # rows past the checkpoint resumed from were dropped, none twice
+    assert steps == list(range(1, end + 1))   # rows past the checkpoint resumed from were dropped, none twice
     assert rows(store, "SELECT COUNT(*) FROM event WHERE kind = 'resume'") == [(1,)]
 
 
