@@ -254,15 +254,19 @@ def test_loss_spike_detected_skipped_and_rolled_back(smol, config, tmp_path):
 def test_baseline_guard_fires_on_a_broken_run_and_passes_a_sound_one(smol, config, tmp_path):
     """The broken run has the playbook's tensor-parallel seed bug (shards of every matrix initialised
     alike, as on 2 ranks sharing a seed): its loss still falls, but it trails the baseline at equal
-    tokens. The sound run changes only the micro-batch split (same tokens per step)."""
+    tokens by 1–3%. The sound run is the same config on one thread instead of two: its numbers differ
+    from the baseline's only by floating-point rounding. (Another seed moves this toy model's held-out
+    loss by 2–3%, more than the bug: the guard is for a run against a baseline of the same settings,
+    as in the playbook, with a tolerance above that pair's run-to-run noise.)"""
     store = tmp_path / "runs.sqlite"
     (tmp_path / "base.yaml").write_text(long_config(config, 100))
     smol("train", tmp_path / "base.yaml", "--out", tmp_path / "base", "--store", store, "--no-samples")
     guard = "baseline: {run: base, metric: val_loss, tolerance: 0.01, patience: 3, stop: true}\n"
-    (tmp_path / "sound.yaml").write_text(long_config(config, 100, guard).replace("  micro_batch: 4\n", "  micro_batch: 2\n"))
+    (tmp_path / "sound.yaml").write_text(long_config(config, 100, guard))
     (tmp_path / "broken.yaml").write_text(long_config(config, 100, guard + "stability: {rule: none, shared_seed_tp_ranks: 2}\n"))
-    for name in ("sound", "broken"):
-        smol("train", tmp_path / f"{name}.yaml", "--out", tmp_path / name, "--store", store, "--no-samples")
+    smol("train", tmp_path / "sound.yaml", "--out", tmp_path / "sound", "--store", store, "--no-samples",
+         env={"SMOL_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
+    smol("train", tmp_path / "broken.yaml", "--out", tmp_path / "broken", "--store", store, "--no-samples")
     base = [r for r in jsonl(tmp_path / "base/metrics.jsonl") if r["kind"] == "eval"]
     for name in ("sound", "broken"):
         rows_ = jsonl(tmp_path / name / "metrics.jsonl")
@@ -277,7 +281,8 @@ def test_baseline_guard_fires_on_a_broken_run_and_passes_a_sound_one(smol, confi
             streak = streak + 1 if worse else 0
             assert (c["worse"], c["streak"], c["alert"]) == (worse, streak, streak >= 3)
         if name == "sound":
-            assert len(checks) == 10 and not any(c["alert"] for c in checks)
+            assert len(checks) == 10 and not any(c["worse"] for c in checks)
+            assert max(abs(c["relative"]) for c in checks) < 1e-4
         else:
             assert checks[-1]["alert"] and sum(c["alert"] for c in checks) == 1
             assert evals[-1]["step"] == checks[-1]["step"] < 100            # stopped at the alert

@@ -92,7 +92,7 @@ public struct RunComparison {
     }
 
     public func svg(smoothing: Double = 0.6, maxPoints: Int = 400, width: Double = 800, height: Double = 450, title: String? = nil) -> String {
-        let left = 70.0, right = 20.0, top = 40.0, bottom = 50.0
+        let left = 70.0, right = 40.0, top = 40.0, bottom = 50.0
         let pw = width - left - right, ph = height - top - bottom
         let xs = lines.flatMap(\.x), ys = (lines.flatMap(\.y) + lines.flatMap { ($0.lower ?? []) + ($0.upper ?? []) }).filter(\.isFinite)
         let xMin = xs.min() ?? 0, xMax = max(xs.max() ?? 1, (xs.min() ?? 0) + 1e-12)

@@ -189,7 +189,7 @@ public final class Trainer {
         _ = rename(tmp, path)
     }
 
-    /// Mean loss over the first `eval_batches` micro-batches of the validation windows.
+    /// Mean loss over `eval_batches` micro-batches of validation windows, spread over the set.
     public func evaluate() throws -> Double? { try evaluate(validation) }
 
     /// Held-out loss of each data source (the ablation question "what did this do to code?").
@@ -201,7 +201,10 @@ public final class Trainer {
 
     func evaluate(_ validation: WindowDataset) throws -> Double? {
         let mb = config.training.microBatch
-        let windows = Array(0..<min(validation.count, config.training.evalBatches * mb))
+        // Windows spread evenly over the held-out set, so with several sources every one is in it
+        // (the first eval_batches × micro_batch windows would all come from the first source).
+        let n = min(validation.count, config.training.evalBatches * mb)
+        let windows = (0..<n).map { $0 * validation.count / max(n, 1) }
         if windows.isEmpty { return nil }
         var total = 0.0, count = 0
         var i = 0
