@@ -7,9 +7,12 @@ struct Smol: ParsableCommand {
         commandName: "smol",
         abstract: "SmolTrain: train small language models end to end, following the Smol Training Playbook.",
         discussion: """
-        Start with the bundled demo:
-          smol data prepare data/corpus/*.txt --out data/shards/demo.bin
+        Start with the bundled demo (scripts/demo.sh runs these):
+          smol tokenizer train data/corpus/*.txt --vocab-size 2048 --special '<|endoftext|>' --out data/shards/tokenizer.json
+          smol data prepare data/corpus/prose.txt --tokenizer data/shards/tokenizer.json --out data/shards --name prose
+          smol data prepare data/corpus/code.txt --delimiter '<|endoftext|>' --tokenizer data/shards/tokenizer.json --out data/shards --name code
           smol train configs/demo.yaml
+        Then look at it: smol runs list, smol dashboard, smol eval runs/demo --tasks tasks/.
         """,
         subcommands: [TrainCommand.self, SampleCommand.self, DataCommand.self, ParamsCommand.self, PlanCommand.self, PreflightCommand.self, TokenizerCommand.self, GenerateCommand.self, ChatCommand.self, ExportCommand.self, TemplateCommand.self, EvalCommand.self, LeaderboardCommand.self, ServeCommand.self, JudgeCommand.self, RunsCommand.self, CompareCommand.self, AblateCommand.self, DashboardCommand.self,
                       BenchCommand.self, DevCommand.self])
