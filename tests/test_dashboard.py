@@ -133,3 +133,26 @@ def test_bad_requests_get_json_4xx(smol, config, tmp_path, dashboard):  # noqa: 
         assert json.loads(e.value.read())["error"]
     with urllib.request.urlopen(url + "/api/runs/1/series?metric=loss", timeout=30) as r:
         assert [p["step"] for p in json.loads(r.read())] == [1, 2, 3]
+
+
+def test_ablation_reports_and_their_plots(smol, config, tmp_path, dashboard):  # noqa: F811
+    store = tmp_path / "runs.sqlite"
+    smol("train", config, "--out", tmp_path / "a", "--store", store, "--no-samples", "--set", "training.steps=3")
+    rep = tmp_path / "reports" / "sweep1"
+    rep.mkdir(parents=True)
+    (rep / "report.json").write_text("{}")
+    (rep / "report.md").write_text("# Ablation: sweep1\n| code25 | neutral |\n")
+    svg = '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="5" height="5"/></svg>'
+    (rep / "val_loss.svg").write_text(svg)
+    url = dashboard(store)
+    html = dump_dom(url + "/")
+    assert "Ablation: sweep1" in html
+    imgs = elements(html, "img", **{"class": "ablation-plot"})
+    assert [i["src"] for i in imgs] == ["/api/ablations/sweep1/val_loss.svg"]
+    with urllib.request.urlopen(url + imgs[0]["src"], timeout=30) as r:
+        assert r.read().decode() == svg and r.headers["Content-Type"] == "image/svg+xml"
+    for path, status in (("/api/ablations/sweep1/report.md", 400), ("/api/ablations/sweep1/nope.svg", 404),
+                         ("/api/ablations/..%2F..%2Fetc/passwd.svg", 400)):
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(url + path, timeout=30)
+        assert e.value.code in (status, 404), path

@@ -134,7 +134,9 @@ async function refresh() {
 }
 async function loadAblations() {
   const reports = await get("/api/ablations");
-  document.getElementById("ablations").innerHTML = reports.length ? reports.map(r => `<h3>${esc(r.name)}</h3><pre>${esc(r.markdown)}</pre>`).join("") : "<p>No ablation reports.</p>";
+  document.getElementById("ablations").innerHTML = reports.length ? reports.map(r => `<h3>${esc(r.name)}</h3>` +
+    (r.plots ? r.plots.split("\n").map(p => `<img class="ablation-plot" alt="${esc(p)}" src="/api/ablations/${encodeURIComponent(r.name)}/${encodeURIComponent(p)}">`).join("") : "") +
+    `<pre>${esc(r.markdown)}</pre>`).join("") : "<p>No ablation reports.</p>";
 }
 document.getElementById("metric").onchange = e => { metric = e.target.value; refresh(); };
 document.getElementById("xaxis").onchange = renderPlot;

@@ -77,11 +77,27 @@ public struct DashboardServer: Sendable {
                     let dir = (root as NSString).appendingPathComponent(d)
                     let json = (dir as NSString).appendingPathComponent("report.json"), md = (dir as NSString).appendingPathComponent("report.md")
                     if let j = try? String(contentsOfFile: json, encoding: .utf8) {
-                        reports.append(["name": d, "json": j, "markdown": (try? String(contentsOfFile: md, encoding: .utf8)) ?? ""])
+                        let plots = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".svg") }.sorted()
+                        reports.append(["name": d, "json": j, "markdown": (try? String(contentsOfFile: md, encoding: .utf8)) ?? "",
+                                        "plots": plots.joined(separator: "\n")])
                     }
                 }
             }
             return try json(reports)
+        }
+        router.get("/api/ablations/:name/:file") { _, context -> Response in
+            // Plain names only: no way out of the report roots.
+            guard let name = context.parameters.get("name"), let file = context.parameters.get("file"),
+                  !name.contains(".."), !file.contains(".."), file.hasSuffix(".svg") else {
+                throw Failure(status: .badRequest, message: "ask for REPORT/PLOT.svg")
+            }
+            for root in roots {
+                let path = ((root as NSString).appendingPathComponent(name) as NSString).appendingPathComponent(file)
+                if let data = FileManager.default.contents(atPath: path) {
+                    return Response(status: .ok, headers: [.contentType: "image/svg+xml"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+                }
+            }
+            throw Failure(status: .notFound, message: "no plot \(name)/\(file)")
         }
         return router
     }
