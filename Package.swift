@@ -61,7 +61,7 @@ let package = Package(
                 dependencies: ["SmolHub", "SmolAPI", .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Logging", package: "swift-log")],
                 swiftSettings: checked),
         .target(name: "SmolEval",
-                dependencies: ["SmolHub", "SmolModel", "SmolJinja", "SmolTensor", "SmolAPI", "Yams", .product(name: "Crypto", package: "swift-crypto")],
+                dependencies: ["SmolHub", "SmolModel", "SmolTrainer", "SmolJinja", "SmolTensor", "SmolAPI", "Yams", .product(name: "Crypto", package: "swift-crypto")],
                 swiftSettings: checked),
         .executableTarget(name: "smol",
                           dependencies: ["SmolTrainer", "SmolInfra", "SmolTokenizer", "SmolHub", "SmolJinja", "SmolEval", "SmolServe", "SmolRuns", "SmolDashboard", .product(name: "ArgumentParser", package: "swift-argument-parser")],

@@ -72,7 +72,17 @@ public struct EvalResults: Codable, Sendable {
             defer { try? handle.close() }
             while let chunk = try handle.read(upToCount: 1 << 24), !chunk.isEmpty { h.update(data: chunk) }
         }
-        return h.finalize().map { String(format: "%02x", $0) }.joined()
+        return hexString(h.finalize())
+    }
+
+    /// One compact JSON object per line (details, judgements, answers).
+    public static func jsonLines<T: Encodable>(_ rows: [T]) throws -> Data {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        var data = Data()
+        for r in rows { data.append(try e.encode(r)); data.append(0x0A) }
+        return data
     }
 
     public static func encoder() -> JSONEncoder {
@@ -88,13 +98,8 @@ public struct EvalResults: Codable, Sendable {
         let fm = FileManager.default
         let detailDir = (dir as NSString).appendingPathComponent("details")
         try fm.createDirectory(atPath: detailDir, withIntermediateDirectories: true)
-        let lineEncoder = JSONEncoder()
-        lineEncoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        lineEncoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         for (task, rows) in details {
-            var data = Data()
-            for r in rows { data.append(try lineEncoder.encode(r)); data.append(0x0A) }
-            try atomicWrite(data, to: (detailDir as NSString).appendingPathComponent(task + ".jsonl"))
+            try atomicWrite(try EvalResults.jsonLines(rows), to: (detailDir as NSString).appendingPathComponent(task + ".jsonl"))
         }
         try atomicWrite(try EvalResults.encoder().encode(self), to: (dir as NSString).appendingPathComponent("results.json"))
     }

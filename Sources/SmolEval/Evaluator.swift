@@ -101,7 +101,7 @@ public final class Evaluator {
         }
         let metrics = aggregate(spec, details)
         let result = TaskResult(task: spec.name, version: spec.version, kind: spec.kind, items: count, itemsHash: task.itemsHash,
-                                promptsHash: promptHasher.finalize().map { String(format: "%02x", $0) }.joined(),
+                                promptsHash: hexString(promptHasher.finalize()),
                                 metrics: metrics, seconds: Date().timeIntervalSince(t0), spec: spec)
         return (result, details)
     }
@@ -225,4 +225,9 @@ func argmax(_ x: [Double]) -> Int {
     return best
 }
 
-func sha256Hex(_ data: Data) -> String { SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined() }
+func sha256Hex(_ data: Data) -> String { hexString(SHA256.hash(data: data)) }
+
+/// Lower-case hex of a digest's bytes.
+func hexString<Bytes: Sequence>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
+    bytes.map { String(format: "%02x", $0) }.joined()
+}

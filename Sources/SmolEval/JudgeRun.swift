@@ -104,7 +104,7 @@ public final class JudgeCache {
         h.update(data: Data(judge.utf8)); h.update(data: Data([0]))
         for m in messages { h.update(data: Data(m.role.utf8)); h.update(data: Data([0])); h.update(data: Data(m.content.utf8)); h.update(data: Data([0])) }
         h.update(data: Data(String(repeatIndex).utf8))
-        return h.finalize().map { String(format: "%02x", $0) }.joined()
+        return hexString(h.finalize())
     }
 
     func lookup(_ key: String) -> String? {

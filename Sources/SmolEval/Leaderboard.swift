@@ -1,4 +1,5 @@
 import Foundation
+import SmolTrainer
 
 /// Models × tasks with 95% confidence intervals, and per task whether each model's difference
 /// from the task's best model is significant (paired permutation test on the shared items).
@@ -37,8 +38,6 @@ public struct Leaderboard: Codable, Sendable {
         return preferred.first(where: available.contains) ?? available.sorted().first ?? ""
     }
 
-    static let lowerIsBetter: Set<String> = ["word_perplexity", "byte_perplexity", "bits_per_byte"]
-
     public init(files: [String], metric: String? = nil, alpha: Double = 0.05) throws {
         self.alpha = alpha
         var loaded: [(name: String, results: EvalResults, file: String)] = []
@@ -62,7 +61,7 @@ public struct Leaderboard: Codable, Sendable {
             let m = metric ?? Leaderboard.primaryMetric(kind, available: Array(holders[0].results.tasks[task]!.metrics.keys))
             let withMetric = holders.filter { $0.results.tasks[task]!.metrics[m] != nil }
             guard !withMetric.isEmpty else { continue }
-            let higher = !Leaderboard.lowerIsBetter.contains(m)
+            let higher = !metricLowerIsBetter(m)
             let best = withMetric.max { a, b in
                 let va = a.results.tasks[task]!.metrics[m]!.value, vb = b.results.tasks[task]!.metrics[m]!.value
                 return higher ? va < vb : va > vb
@@ -93,7 +92,7 @@ public struct Leaderboard: Codable, Sendable {
     /// bits per byte.
     static func itemScore(_ d: ItemDetail, metric: String) -> Double? {
         if let v = d.metrics[metric] { return v }
-        if Leaderboard.lowerIsBetter.contains(metric), let ll = d.logLikelihoods?.first, let bytes = d.bytes, bytes > 0 {
+        if metricLowerIsBetter(metric), let ll = d.logLikelihoods?.first, let bytes = d.bytes, bytes > 0 {
             return -ll / (Double(bytes) * log(2))
         }
         return nil

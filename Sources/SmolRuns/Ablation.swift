@@ -119,10 +119,6 @@ public struct AblationReport: Codable, Sendable {
     static let t95: [Double] = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
                                 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
 
-    static func lowerIsBetter(_ metric: String) -> Bool {
-        metric.hasPrefix("val_loss") || metric == "loss" || metric.contains("perplexity") || metric.hasSuffix("bits_per_byte")
-    }
-
     public init(sweep: AblationSweep, jobs: [AblationSweep.Job], store: RunStore) throws {
         self.sweep = sweep.name; baseline = sweep.baseline; seeds = sweep.seeds; metrics = sweep.metrics
         variants = sweep.variants.map(\.name)
@@ -141,23 +137,25 @@ public struct AblationReport: Codable, Sendable {
         ablationCoreHours = hours
         mainCoreHours = try store.runs(tag: "main").reduce(0) { $0 + $1.coreHours }
         runs = jobs.count
+        // Each variant's spread over seeds first; the differences from the baseline come from those.
+        func summary(_ x: [Double]) -> Cell {
+            let n = Double(x.count), mean = x.reduce(0, +) / n
+            let std = x.count > 1 ? (x.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / (n - 1)).squareRoot() : 0
+            let t = x.count > 1 ? AblationReport.t95[min(x.count - 2, AblationReport.t95.count - 1)] : 0
+            return Cell(values: x, mean: mean, std: std, ci95: t * std / n.squareRoot())
+        }
         cells = [:]
         for v in variants {
             for m in sweep.metrics {
-                let x = values[v]![m]!, n = Double(x.count)
-                let mean = x.reduce(0, +) / n
-                let std = x.count > 1 ? (x.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / (n - 1)).squareRoot() : 0
-                let t = x.count > 1 ? AblationReport.t95[min(x.count - 2, AblationReport.t95.count - 1)] : 0
-                var cell = Cell(values: x, mean: mean, std: std, ci95: t * std / n.squareRoot())
+                var cell = summary(values[v]![m]!)
                 if v != sweep.baseline {
-                    let b = values[sweep.baseline]![m]!, nb = Double(b.count)
-                    let bm = b.reduce(0, +) / nb
-                    let bs = b.count > 1 ? (b.reduce(0) { $0 + ($1 - bm) * ($1 - bm) } / (nb - 1)).squareRoot() : 0
-                    let d = mean - bm, se = (std * std / n + bs * bs / nb).squareRoot()
+                    let b = summary(values[sweep.baseline]![m]!)
+                    let d = cell.mean - b.mean
+                    let se = (cell.std * cell.std / Double(cell.values.count) + b.std * b.std / Double(b.values.count)).squareRoot()
                     cell.difference = d; cell.differenceStderr = se
-                    let good = AblationReport.lowerIsBetter(m) ? d < 0 : d > 0
+                    let good = metricLowerIsBetter(m) ? d < 0 : d > 0
+                    // With one seed each there is no noise estimate (se = 0): no verdict but neutral.
                     cell.verdict = abs(d) > 2 * se && se > 0 ? (good ? "helps" : "hurts") : "neutral"
-                    if se == 0 && d != 0 { cell.verdict = "neutral" }   // one seed each: no noise estimate, no verdict
                 }
                 cells[v, default: [:]][m] = cell
             }
@@ -171,7 +169,7 @@ public struct AblationReport: Codable, Sendable {
         s += "A variant helps or hurts when its difference from the baseline exceeds twice the standard error of the difference "
         s += "(the seed noise of both); otherwise it is neutral.\n\n"
         for m in metrics {
-            s += "## \(m) (\(AblationReport.lowerIsBetter(m) ? "lower" : "higher") is better)\n\n"
+            s += "## \(m) (\(metricLowerIsBetter(m) ? "lower" : "higher") is better)\n\n"
             s += "| variant | mean ± CI | per seed | vs baseline | verdict |\n|---|---|---|---|---|\n"
             for v in variants {
                 let c = cells[v]![m]!

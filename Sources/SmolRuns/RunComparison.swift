@@ -1,4 +1,5 @@
 import Foundation
+import SmolTrainer
 
 /// What a comparison puts on its x axis.
 public enum XAxis: String, Sendable, CaseIterable {
@@ -48,16 +49,8 @@ public struct RunComparison {
 
     public init(metric: String, axis: XAxis, lines: [Line]) { self.metric = metric; self.axis = axis; self.lines = lines }
 
-    /// y at x by linear interpolation between the neighbouring points; nil outside the run's range.
-    public static func interpolate(_ line: Line, at x: Double) -> Double? {
-        guard let first = line.x.first, let last = line.x.last, x >= first, x <= last else { return nil }
-        var hi = line.x.firstIndex { $0 >= x }!
-        if line.x[hi] == x { return line.y[hi] }
-        hi = max(hi, 1)
-        let lo = hi - 1
-        let t = (x - line.x[lo]) / (line.x[hi] - line.x[lo])
-        return line.y[lo] + t * (line.y[hi] - line.y[lo])
-    }
+    /// The line's y at x (nil outside its range).
+    public static func interpolate(_ line: Line, at x: Double) -> Double? { SmolTrainer.interpolate(xs: line.x, ys: line.y, at: x) }
 
     /// `count` x values evenly spaced over the range all runs cover.
     public func matchedX(count: Int) -> [Double] {

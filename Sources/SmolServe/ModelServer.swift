@@ -159,25 +159,11 @@ public struct ModelServer {
         let id = "chatcmpl-" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
         let created = Int(Date().timeIntervalSince1970)
         if body.stream == true {
-            let (stream, feed) = AsyncStream<String>.makeStream()
-            let opts = o
             let model = modelID
-            let served = self.served
-            return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: ResponseBody { writer in
-                func send(_ chunk: ChatCompletionChunk) async throws {
-                    try await writer.write(ByteBuffer(string: "data: " + String(decoding: try JSONEncoder().encode(chunk), as: UTF8.self) + "\n\n"))
-                }
-                try await send(ChatCompletionChunk(id: id, created: created, model: model, choices: [.init(index: 0, delta: .init(role: "assistant", content: ""), finishReason: nil)]))
-                let task = Task { try await served.generate(promptIds: ids, options: opts) { feed.yield($0) } }
-                Task { _ = try? await task.value; feed.finish() }
-                for await piece in stream where !piece.isEmpty {
-                    try await send(ChatCompletionChunk(id: id, created: created, model: model, choices: [.init(index: 0, delta: .init(content: piece), finishReason: nil)]))
-                }
-                let result = try await task.value
-                try await send(ChatCompletionChunk(id: id, created: created, model: model, choices: [.init(index: 0, delta: .init(), finishReason: result.finishReason)]))
-                try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
-                try await writer.finish(nil)
-            })
+            return streamEvents(promptIds: ids, options: o,
+                                opening: [ChatCompletionChunk(id: id, created: created, model: model, choices: [.init(index: 0, delta: .init(role: "assistant", content: ""), finishReason: nil)])],
+                                piece: { ChatCompletionChunk(id: id, created: created, model: model, choices: [.init(index: 0, delta: .init(content: $0), finishReason: nil)]) },
+                                closing: { ChatCompletionChunk(id: id, created: created, model: model, choices: [.init(index: 0, delta: .init(), finishReason: $0)]) })
         }
         let r = try await served.generate(promptIds: ids, options: o)
         return try json(ChatCompletionResponse(id: id, created: created, model: modelID,
@@ -193,22 +179,10 @@ public struct ModelServer {
         let id = "cmpl-" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
         let created = Int(Date().timeIntervalSince1970)
         if body.stream == true {
-            let (stream, feed) = AsyncStream<String>.makeStream()
-            let opts = o, model = modelID, served = self.served
-            return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: ResponseBody { writer in
-                func send(_ chunk: CompletionResponse) async throws {
-                    try await writer.write(ByteBuffer(string: "data: " + String(decoding: try JSONEncoder().encode(chunk), as: UTF8.self) + "\n\n"))
-                }
-                let task = Task { try await served.generate(promptIds: ids, options: opts) { feed.yield($0) } }
-                Task { _ = try? await task.value; feed.finish() }
-                for await piece in stream where !piece.isEmpty {
-                    try await send(CompletionResponse(id: id, created: created, model: model, choices: [.init(index: 0, text: piece, finishReason: nil)]))
-                }
-                let result = try await task.value
-                try await send(CompletionResponse(id: id, created: created, model: model, choices: [.init(index: 0, text: "", finishReason: result.finishReason)]))
-                try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
-                try await writer.finish(nil)
-            })
+            let model = modelID
+            return streamEvents(promptIds: ids, options: o, opening: [CompletionResponse](),
+                                piece: { CompletionResponse(id: id, created: created, model: model, choices: [.init(index: 0, text: $0, finishReason: nil)]) },
+                                closing: { CompletionResponse(id: id, created: created, model: model, choices: [.init(index: 0, text: "", finishReason: $0)]) })
         }
         let r = try await served.generate(promptIds: ids, options: o)
         return try json(CompletionResponse(id: id, created: created, model: modelID, choices: [.init(index: 0, text: r.text, finishReason: r.finishReason)],
@@ -220,4 +194,27 @@ func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws ->
     let e = JSONEncoder()
     e.outputFormatting = [.withoutEscapingSlashes]
     return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: try e.encode(value))))
+}
+
+extension ModelServer {
+    /// Server-sent events for a streamed generation: the `opening` chunks, one chunk per piece of
+    /// text as it is generated, a closing chunk with the finish reason, then `data: [DONE]`.
+    func streamEvents<Chunk: Encodable & Sendable>(promptIds ids: [Int32], options: GenerationOptions, opening: [Chunk],
+                                                   piece: @escaping @Sendable (String) -> Chunk,
+                                                   closing: @escaping @Sendable (String) -> Chunk) -> Response {
+        let (stream, feed) = AsyncStream<String>.makeStream()
+        let served = self.served
+        return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: ResponseBody { writer in
+            func send(_ chunk: Chunk) async throws {
+                try await writer.write(ByteBuffer(string: "data: " + String(decoding: try JSONEncoder().encode(chunk), as: UTF8.self) + "\n\n"))
+            }
+            for chunk in opening { try await send(chunk) }
+            let task = Task { try await served.generate(promptIds: ids, options: options) { feed.yield($0) } }
+            Task { _ = try? await task.value; feed.finish() }
+            for await text in stream where !text.isEmpty { try await send(piece(text)) }
+            try await send(closing(try await task.value.finishReason))
+            try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+            try await writer.finish(nil)
+        })
+    }
 }

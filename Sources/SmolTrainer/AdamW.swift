@@ -68,10 +68,11 @@ public final class AdamW {
     }
 
     /// Clips the gradient to `grad_clip` (PyTorch: scale by clip/(norm + 1e-6) when norm > clip),
-    /// then applies one AdamW update at learning rate `lr`. Returns the norm before clipping.
+    /// then applies one AdamW update at learning rate `lr`. Returns the norm before clipping
+    /// (`gradientNorm` when the caller has already computed it).
     @discardableResult
-    public func update(parameters: FloatBuffer, gradients: FloatBuffer, lr: Double) -> Double {
-        let norm = AdamW.gradientNorm(gradients)
+    public func update(parameters: FloatBuffer, gradients: FloatBuffer, lr: Double, gradientNorm: Double? = nil) -> Double {
+        let norm = gradientNorm ?? AdamW.gradientNorm(gradients)
         var gradScale: Float = 1
         if config.gradClip > 0 && norm > config.gradClip { gradScale = Float(config.gradClip / (norm + 1e-6)) }
         step += 1

@@ -38,7 +38,7 @@ public struct BaselineConfig: Codable, Equatable, Sendable {
         if patience < 1 { throw bad("patience", "must be ≥ 1, got \(patience)") }
     }
 
-    public var lowerIsBetter: Bool { metric.hasSuffix("loss") || metric.contains("perplexity") || metric.hasSuffix("bits_per_byte") }
+    public var lowerIsBetter: Bool { metricLowerIsBetter(metric) }
 
     /// Reads a curve file: rows with "tokens" and "value", or metrics.jsonl eval rows with the metric.
     public static func readCurve(path: String, metric: String) throws -> [(tokens: Double, value: Double)] {
@@ -84,11 +84,7 @@ public struct BaselineGuard: Sendable {
 
     /// The baseline at `tokens`, linearly interpolated; nil outside the baseline's range.
     public func baseline(at tokens: Double) -> Double? {
-        guard let first = curve.first, let last = curve.last, tokens >= first.tokens, tokens <= last.tokens else { return nil }
-        guard let hi = curve.firstIndex(where: { $0.tokens >= tokens }) else { return nil }
-        if curve[hi].tokens == tokens || hi == 0 { return curve[hi].value }
-        let a = curve[hi - 1], b = curve[hi]
-        return a.value + (tokens - a.tokens) / (b.tokens - a.tokens) * (b.value - a.value)
+        interpolate(xs: curve.map(\.tokens), ys: curve.map(\.value), at: tokens)
     }
 
     public mutating func check(step: Int, tokens: Int, value: Double) -> BaselineCheck? {

@@ -262,10 +262,13 @@ public final class Trainer {
                 lossSum += r.loss; counted += r.count
             }
             let lr = config.schedule.learningRate(step: state.step, totalSteps: total, peak: config.optimizer.lr)
+            // The spike check needs the norm before the update; the update then reuses it.
+            var preNorm: Double? = nil
             if config.stability.rule != .off {
                 let loss = lossSum / Double(max(counted, 1))
-                let preNorm = AdamW.gradientNorm(model.gradients)
-                if let spike = detector.check(step: state.step + 1, loss: loss, gradNorm: preNorm) {
+                let norm = AdamW.gradientNorm(model.gradients)
+                preNorm = norm
+                if let spike = detector.check(step: state.step + 1, loss: loss, gradNorm: norm) {
                     switch config.stability.policy {
                     case .log:
                         try metrics.appendEvent(spike: spike, action: "logged")
@@ -294,7 +297,7 @@ public final class Trainer {
                     }
                 }
             }
-            let norm = optimizer.update(parameters: model.parameters.values, gradients: model.gradients, lr: lr)
+            let norm = optimizer.update(parameters: model.parameters.values, gradients: model.gradients, lr: lr, gradientNorm: preNorm)
             state.step += 1
             state.tokensSeen += t.batchTokens
             state.data = trainLoader.position
@@ -331,9 +334,9 @@ public final class Trainer {
                 }
                 try metrics.append(e)
                 report(.eval(e))
-                if let b = config.baseline, var g = guardian {
+                if let b = config.baseline {
                     let value = b.metric == "val_loss" ? v : e.tasks?[b.metric]
-                    if let value, let check = g.check(step: state.step, tokens: state.tokensSeen, value: value) {
+                    if let value, let check = guardian?.check(step: state.step, tokens: state.tokensSeen, value: value) {
                         try metrics.appendBaseline(check)
                         report(.baseline(check))
                         if check.alert && b.stop {
@@ -341,7 +344,6 @@ public final class Trainer {
                                                   b.metric, check.streak, check.relative * 100, check.step)
                         }
                     }
-                    guardian = g
                 }
             }
             if t.checkpointEvery > 0 && (state.step % t.checkpointEvery == 0 || state.step == total) {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SmolRuns
+import SmolTrainer
 
 struct AblateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -74,8 +75,7 @@ struct AblateCommand: ParsableCommand {
                 for v in spec.variants {
                     let curves = try jobs.filter { $0.variant == v.name }.map { job -> [MetricPoint] in try store.series(run: try store.find(job.outputDir).id, metric: m) }
                     guard let grid = curves.first?.map({ Double($0.tokens) }), !grid.isEmpty else { continue }
-                    let lineSet = curves.map { c in RunComparison.Line(name: "", x: c.map { Double($0.tokens) }, y: c.map(\.value)) }
-                    let at = grid.map { x in lineSet.compactMap { RunComparison.interpolate($0, at: x) } }
+                    let at = grid.map { x in curves.compactMap { c in interpolate(xs: c.map { Double($0.tokens) }, ys: c.map(\.value), at: x) } }
                     lines.append(RunComparison.Line(name: v.name + (v.name == spec.baseline ? " (baseline)" : ""), x: grid,
                                                     y: at.map { $0.reduce(0, +) / Double(max($0.count, 1)) },
                                                     lower: at.map { $0.min() ?? .nan }, upper: at.map { $0.max() ?? .nan }))

@@ -60,12 +60,11 @@ struct EvalCommand: ParsableCommand {
                 print(String(decoding: try EvalResults.encoder().encode(out), as: UTF8.self))
                 return
             }
-            func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
-            print(pad("task", 22) + pad("metric", 18) + "     value    stderr      n")
+            print(padRight("task", 22) + padRight("metric", 18) + "     value    stderr      n")
             for r in results {
                 for m in r.spec.resolvedMetrics {
                     let v = r.metrics[m]!
-                    print(pad(r.task, 22) + pad(m, 18) + String(format: "%10.4f %9.4f %6d", v.value, v.stderr, r.items))
+                    print(padRight(r.task, 22) + padRight(m, 18) + String(format: "%10.4f %9.4f %6d", v.value, v.stderr, r.items))
                 }
             }
             print("wrote \(dir)/results.json and \(dir)/details/")

@@ -67,14 +67,8 @@ struct JudgeScore: ParsableCommand {
             if terminal { FileHandle.standardError.write(Data("\n".utf8)) }
             try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
             let enc = EvalResults.encoder()
-            let lines = JSONEncoder()
-            lines.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            var data = Data()
-            for j in judgements { data.append(try lines.encode(j)); data.append(0x0A) }
-            try data.write(to: URL(fileURLWithPath: (output as NSString).appendingPathComponent("judgements.jsonl")), options: .atomic)
-            var answers = Data()
-            for it in list { answers.append(try lines.encode(it)); answers.append(0x0A) }
-            try answers.write(to: URL(fileURLWithPath: (output as NSString).appendingPathComponent("answers.jsonl")), options: .atomic)
+            try EvalResults.jsonLines(judgements).write(to: URL(fileURLWithPath: (output as NSString).appendingPathComponent("judgements.jsonl")), options: .atomic)
+            try EvalResults.jsonLines(list).write(to: URL(fileURLWithPath: (output as NSString).appendingPathComponent("answers.jsonl")), options: .atomic)
             let summaryData = try enc.encode(summary)
             try summaryData.write(to: URL(fileURLWithPath: (output as NSString).appendingPathComponent("judge_results.json")), options: .atomic)
             if json { print(String(decoding: summaryData, as: UTF8.self)); return }

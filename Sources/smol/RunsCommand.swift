@@ -37,12 +37,11 @@ struct RunsCommand: ParsableCommand {
             try runReportingErrors {
                 let runs = try options.open().runs(tag: tag)
                 if json { printJSON(runs); return }
-                func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
-                print(pad("id", 5) + pad("name", 22) + pad("status", 10) + pad("tags", 18) + pad("started", 21) + pad("core-h", 9) + "output")
+                print(padRight("id", 5) + padRight("name", 22) + padRight("status", 10) + padRight("tags", 18) + padRight("started", 21) + padRight("core-h", 9) + "output")
                 let df = ISO8601DateFormatter()
                 for r in runs {
-                    print(pad("\(r.id)", 5) + pad(r.name, 22) + pad(r.status, 10) + pad(r.tags.joined(separator: ","), 18)
-                          + pad(df.string(from: Date(timeIntervalSince1970: r.startedAt)), 21) + pad(String(format: "%.3f", r.coreHours), 9) + r.outputDir)
+                    print(padRight("\(r.id)", 5) + padRight(r.name, 22) + padRight(r.status, 10) + padRight(r.tags.joined(separator: ","), 18)
+                          + padRight(df.string(from: Date(timeIntervalSince1970: r.startedAt)), 21) + padRight(String(format: "%.3f", r.coreHours), 9) + r.outputDir)
                 }
             }
         }
@@ -148,10 +147,9 @@ struct CompareCommand: ParsableCommand {
                 printJSON(Out(metric: metric, axis: axis.rawValue, runs: cmp.lines.map(\.name), rows: table.map { Row(x: $0.x, values: $0.values) }))
                 return
             }
-            func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : String(repeating: " ", count: n - s.count) + s }
-            print(pad(axis.rawValue, 14) + cmp.lines.map { pad($0.name, 18) }.joined())
+            print(padLeft(axis.rawValue, 14) + cmp.lines.map { padLeft($0.name, 18) }.joined())
             for r in table {
-                print(pad(String(format: "%.6g", r.x), 14) + r.values.map { pad($0.map { String(format: "%.5f", $0) } ?? "–", 18) }.joined())
+                print(padLeft(String(format: "%.6g", r.x), 14) + r.values.map { padLeft($0.map { String(format: "%.5f", $0) } ?? "–", 18) }.joined())
             }
             if let path = svg { print("wrote \(path)") }
         }

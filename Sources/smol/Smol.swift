@@ -74,3 +74,7 @@ func serveUntilStopped(host: String, port: Int, _ body: @escaping @Sendable () a
     done.wait()
     if let e = failure.error { throw CLIError(message: "cannot serve on \(host):\(port): \(e)") }
 }
+
+/// Table cells: `s` padded with spaces to `width` characters (text left-aligned, numbers right-aligned).
+func padRight(_ s: String, _ width: Int) -> String { s.count >= width ? s : s + String(repeating: " ", count: width - s.count) }
+func padLeft(_ s: String, _ width: Int) -> String { s.count >= width ? s : String(repeating: " ", count: width - s.count) + s }
