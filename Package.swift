@@ -64,7 +64,7 @@ let package = Package(
                 dependencies: ["SmolHub", "SmolModel", "SmolTrainer", "SmolJinja", "SmolTensor", "SmolAPI", "Yams", .product(name: "Crypto", package: "swift-crypto")],
                 swiftSettings: checked),
         .executableTarget(name: "smol",
-                          dependencies: ["SmolTrainer", "SmolInfra", "SmolTokenizer", "SmolHub", "SmolJinja", "SmolEval", "SmolServe", "SmolRuns", "SmolDashboard", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          dependencies: ["SmolTensor", "SmolTrainer", "SmolInfra", "SmolTokenizer", "SmolHub", "SmolJinja", "SmolEval", "SmolServe", "SmolRuns", "SmolDashboard", .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: fast),
         .testTarget(name: "SmolModelTests", dependencies: ["SmolModel", "SmolTensor"]),
         .testTarget(name: "SmolTrainTests", dependencies: ["SmolTrainer", "SmolData", "SmolFormats"]),

@@ -20,8 +20,8 @@ def smol():
     if not os.path.exists(path):
         raise RuntimeError(f"{path} not built: run `swift build -c release` first")
 
-    def run(*args, check=True, env=None, timeout=600, cwd=None):
-        e = dict(os.environ)
+    def run(*args, check=True, env=None, unset=(), timeout=600, cwd=None):
+        e = {k: v for k, v in os.environ.items() if k not in unset}
         if env:
             e.update(env)
         r = subprocess.run([path, *map(str, args)], capture_output=True, text=True, env=e, timeout=timeout,

@@ -4,6 +4,7 @@ import json
 import math
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -107,3 +108,35 @@ def test_bench_hw_peak_derivation(smol, tmp_path):
     blas = next(r for r in out["results"] if r["name"] == "sgemm OpenBLAS")
     assert blas["percent_of_theoretical"] == pytest.approx(100 * blas["value"] / peak["gflops"])
     assert all(r["value"] > 0 for r in out["results"])
+
+
+OPENBLAS_PROBE = """
+import ctypes
+lib = ctypes.CDLL("libopenblas.so.0")
+lib.openblas_get_corename.restype = ctypes.c_char_p
+print(lib.openblas_get_corename().decode())
+"""
+
+
+@pytest.mark.parametrize("pin", [None, "Haswell", "Prescott"])
+def test_bench_reports_the_openblas_kernels_and_warns_when_pinned_narrow(smol, tmp_path, pin):
+    """The kernel set smol reports is the one Debian's OpenBLAS loads in the same environment (asked
+    through ctypes), and the warning appears exactly when OPENBLAS_CORETYPE holds a non-AVX-512 set
+    on a CPU that lists AVX-512."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    if pin:
+        env["OPENBLAS_CORETYPE"] = pin
+    expected = subprocess.run([sys.executable, "-c", OPENBLAS_PROBE], env=env, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    out = json.loads(smol("bench", "hw", "--stream-mb", "8", "--gemm-n", "256", "--disk-mb", "8", "--disk-dir", tmp_path,
+                          "--json", env={"OPENBLAS_CORETYPE": pin} if pin else None,
+                          unset=() if pin else ("OPENBLAS_CORETYPE",)).stdout)
+    assert out["blas_core"] == expected
+    blas = next(r for r in out["results"] if r["name"] == "sgemm OpenBLAS")
+    assert blas["note"].endswith(f"{expected} kernels")
+    flags = set(next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split(":", 1)[1].split())
+    avx512_cpu = {"avx512f", "avx512dq", "avx512bw", "avx512vl"} <= flags
+    narrow = expected.lower() not in ("skylakex", "cooperlake", "sapphirerapids")
+    assert (out.get("blas_warning") is not None) == bool(pin and avx512_cpu and narrow)
+    if out.get("blas_warning"):
+        assert f"OPENBLAS_CORETYPE={pin}" in out["blas_warning"]

@@ -34,10 +34,12 @@ public enum TrainBenchmark {
         public var peakGflops: Double
         public var peakRssBytes: Int
         public var threads: Int
+        /// OpenBLAS's kernel set ("Haswell", "SkylakeX", ...): GEMM speed depends on it.
+        public var blasCore: String
         enum CodingKeys: String, CodingKey {
             case name, batch, seqLen = "seq_len", parameters, steps, secondsPerStep = "seconds_per_step"
             case tokensPerSecond = "tokens_per_s", modelGflops = "model_gflops", mfu, peakGflops = "peak_gflops"
-            case peakRssBytes = "peak_rss_bytes", threads
+            case peakRssBytes = "peak_rss_bytes", threads, blasCore = "blas_core"
         }
     }
 
@@ -65,6 +67,7 @@ public enum TrainBenchmark {
         let gflops = tps * shape.model.modelFlopsPerToken(sequenceLength: shape.seqLen) / 1e9
         return Result(name: shape.name, batch: shape.batch, seqLen: shape.seqLen, parameters: shape.model.parameterCount,
                       steps: steps, secondsPerStep: median, tokensPerSecond: tps, modelGflops: gflops,
-                      mfu: gflops / peakGflops, peakGflops: peakGflops, peakRssBytes: 0, threads: Parallel.threads)
+                      mfu: gflops / peakGflops, peakGflops: peakGflops, peakRssBytes: 0, threads: Parallel.threads,
+                      blasCore: BLAS.coreName)
     }
 }

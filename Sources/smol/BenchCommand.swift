@@ -14,7 +14,7 @@ struct BenchCommand: ParsableCommand {
             abstract: "Training throughput, MFU and peak memory for the tiny and SmolLM2-135M shapes.",
             discussion: """
             Each shape runs in its own process so that its peak RSS is its own. Compare with
-            PyTorch eager on the same machine: bench/train_bench.sh prints both.
+            PyTorch eager on the same machine: bench/train_bench.py prints both, interleaved.
 
             Examples:
               smol bench train
@@ -42,8 +42,9 @@ struct BenchCommand: ParsableCommand {
                     return
                 }
                 if !json {
-                    print(String(format: "threads %d, peak %.1f GFLOP/s (%@)", Parallel.threads, peak,
+                    print(String(format: "threads %d, OpenBLAS %@ kernels, peak %.1f GFLOP/s (%@)", Parallel.threads, BLAS.coreName, peak,
                                  peakGflops == nil ? "measured by a 2048³ sgemm probe" : "given"))
+                    if let w = BLAS.narrowKernelWarning() { print("note: \(w)") }
                     print("shape          batch×seq   params     tokens/s   model GFLOP/s   MFU     peak RSS")
                 }
                 for name in chosen {

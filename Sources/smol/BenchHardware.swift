@@ -40,7 +40,7 @@ extension BenchCommand {
                 }
                 let blas = PeakProbe.gemmGflops(n: gemmN, repeats: 3)
                 rows.append(HardwareResult(name: "sgemm OpenBLAS", value: blas, unit: "GFLOP/s", percentOfTheoretical: 100 * blas / peak.gflops,
-                                           note: "\(gemmN)³, best of 3"))
+                                           note: "\(gemmN)³, best of 3, \(BLAS.coreName) kernels"))
                 let oursN = min(gemmN, 1024)
                 let ours = PeakProbe.gemmGflops(n: oursN, repeats: 3, kernel: .swiftSIMD)
                 rows.append(HardwareResult(name: "sgemm Swift SIMD", value: ours, unit: "GFLOP/s", percentOfTheoretical: 100 * ours / peak.gflops,
@@ -49,10 +49,14 @@ extension BenchCommand {
                 rows.append(HardwareResult(name: "disk write+fsync", value: d.write, unit: "MB/s", percentOfTheoretical: pct(d.write, diskPeakMbps), note: "\(diskMb) MB in \(diskDir)"))
                 rows.append(HardwareResult(name: "disk read", value: d.read, unit: "MB/s", percentOfTheoretical: pct(d.read, diskPeakMbps), note: "after evicting the page cache"))
                 if json {
-                    struct Out: Encodable { let peak: CPUPeak; let results: [HardwareResult] }
-                    printJSON(Out(peak: peak, results: rows)); return
+                    struct Out: Encodable {
+                        let peak: CPUPeak; let results: [HardwareResult]; let blasCore: String; let blasWarning: String?
+                        enum CodingKeys: String, CodingKey { case peak, results, blasCore = "blas_core", blasWarning = "blas_warning" }
+                    }
+                    printJSON(Out(peak: peak, results: rows, blasCore: BLAS.coreName, blasWarning: BLAS.narrowKernelWarning())); return
                 }
                 print("peak: \(peak.derivation)")
+                if let w = BLAS.narrowKernelWarning() { print("note: \(w)") }
                 print("test                 value        unit      % of theoretical   note")
                 for r in rows {
                     let p = r.percentOfTheoretical.map { String(format: "%6.1f%%", $0) } ?? "   n/a "
