@@ -2,24 +2,20 @@
 
 Times, one by one and in isolation, every GEMM of one training step (the seven projections of
 each layer forward, their input and weight gradients, attention's seven GEMMs per query block,
-and the output head's three GEMMs per 2,048-row chunk) through Debian's OpenBLAS (ctypes, the library smol links, the same environment
-and thread count), and adds them up. A step that did nothing but those GEMMs, each at its
+and the output head's three GEMMs per 2,048-row chunk) through Debian's OpenBLAS (ctypes, the
+library smol links, the same environment and thread count), and adds them up. A step that did nothing but those GEMMs, each at its
 isolated best, would run at `ceiling` tokens/s; the real step also has the softmaxes, SwiGLU,
 norms, RoPE and AdamW. Then runs `smol bench train` and PyTorch on the same shape, so the three
 figures come from one run. Usage: python3 bench/gemm_ceiling.py [--repeats 10] [--steps 6]
 """
 import argparse
 import ctypes
-import json
 import os
-import subprocess
-import sys
 import time
-from pathlib import Path
-
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+from train_bench import smol_run, torch_run
+
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 
 # tiny: vocab 8192, hidden 256, 6 layers, 4 heads of 64, 2 KV heads, intermediate 688, 16 × 256 tokens
@@ -29,8 +25,8 @@ THREADS = int(os.environ.get("SMOL_THREADS", os.cpu_count()))
 
 
 def step_gemms():
-    """(name, transA, transB, m, n, k, beta, calls per step, BLAS threads) for one step, as LlamaModel,
-    Attention and CrossEntropyHead call them."""
+    """(name, transA, transB, m, n, k, beta, calls per step, BLAS threads per call) for one step, as
+    LlamaModel, Attention and CrossEntropyHead call them."""
     linears = [("q", C, Q), ("k", C, KV), ("v", C, KV), ("o", Q, C), ("gate", C, F), ("up", C, F), ("down", F, C)]
     out = []
     for name, fan_in, fan_out in linears:       # y = x Wᵀ, dx = dy W, dW += dyᵀ x
@@ -40,10 +36,10 @@ def step_gemms():
     # Attention (Attention.swift): per (sequence, KV head) task, per 64-row query block ending at t1,
     # the rep = 2 query heads packed into m = 128 rows against the t1 visible keys: QKᵀ and PV
     # forward; QKᵀ again, dV, dP, dQ and dK backward. Tasks run one per thread, each GEMM on one
-    # thread, so per-thread time is what adds to the step: tasks / threads of them.
+    # thread.
     m, d, tasks = 2 * 64, 64, 16 * 2   # batch 16 × 2 KV heads
     for t1 in range(64, 257, 64):
-        per = tasks * L / THREADS
+        per = tasks * L
         out.append((f"attn QKᵀ t1={t1}", False, True, m, t1, d, 0.0, 2 * per, 1))
         out.append((f"attn PV t1={t1}", False, False, m, d, t1, 0.0, per, 1))
         out.append((f"attn dV t1={t1}", True, False, t1, d, m, 1.0, per, 1))
@@ -62,14 +58,13 @@ def main():
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--steps", type=int, default=6)
     a = ap.parse_args()
-    threads = THREADS
     blas = ctypes.CDLL("libopenblas.so.0")
     blas.openblas_get_corename.restype = ctypes.c_char_p
     blas.cblas_sgemm.argtypes = [ctypes.c_int] * 6 + [ctypes.c_float, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
                                                       ctypes.c_int, ctypes.c_float, ctypes.c_void_p, ctypes.c_int]
     rng = np.random.default_rng(0)
     total, flops = 0.0, 0.0
-    print(f"OpenBLAS {blas.openblas_get_corename().decode()} kernels, {threads} threads, best of {a.repeats} per GEMM")
+    print(f"OpenBLAS {blas.openblas_get_corename().decode()} kernels, {THREADS} threads, best of {a.repeats} per GEMM")
     for name, ta, tb, m, n, k, beta, count, gemm_threads in step_gemms():
         blas.openblas_set_num_threads(gemm_threads)
         A = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
@@ -81,15 +76,14 @@ def main():
             blas.cblas_sgemm(ROW_MAJOR, TRANS if ta else NO_TRANS, TRANS if tb else NO_TRANS, m, n, k, 1.0,
                              A.ctypes.data, A.shape[1], B.ctypes.data, B.shape[1], beta, Cm.ctypes.data, n)
             best = min(best, time.perf_counter() - t0)
-        total += best * count
-        flops += 2.0 * m * n * k * count * (THREADS if gemm_threads == 1 else 1)  # per-thread counts × threads
+        # Single-threaded GEMMs run THREADS at a time, one per core; threaded ones one after another.
+        total += best * count / (THREADS // gemm_threads)
+        flops += 2.0 * m * n * k * count
         print(f"  {name:<16} {m:>5}×{n:<5}×{k:<5} ×{count:<4g} {gemm_threads} thr {2 * m * n * k / best / 1e9:6.1f} GFLOP/s")
     ceiling = N / total
     print(f"GEMMs of one step: {flops / 1e9:.1f} GFLOP in {total * 1e3:.0f} ms → ceiling {ceiling:,.0f} tokens/s")
-    smol = json.loads(subprocess.run([str(ROOT / ".build/release/smol"), "bench", "train", "--shape", "tiny", "--steps",
-                                      str(a.steps), "--json"], capture_output=True, text=True, check=True).stdout)
-    torch = json.loads(subprocess.run([sys.executable, str(ROOT / "bench/torch_train.py"), "--shape", "tiny", "--steps",
-                                       str(a.steps), "--threads", str(threads)], capture_output=True, text=True, check=True).stdout)
+    smol = smol_run("tiny", a.steps, dict(os.environ))
+    torch = torch_run("tiny", a.steps, THREADS)
     s, p = smol["tokens_per_s"], torch["tokens_per_s"]
     print(f"smol {s:,.0f} tokens/s ({100 * s / ceiling:.0f}% of the ceiling, OpenBLAS {smol['blas_core']}); "
           f"PyTorch {p:,.0f}; smol/PyTorch {s / p:.2f}×; ceiling/PyTorch {ceiling / p:.2f}×")

@@ -25,8 +25,8 @@ public struct CPUPeak: Encodable, Sendable {
     /// a measured GEMM above 100% of this figure means the core runs faster than reported.
     public static func detect(clockGHz: Double? = nil, fmaUnits: Int = 2) -> CPUPeak {
         let info = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
-        let flags = info.split(separator: "\n").first { $0.hasPrefix("flags") }.map(String.init) ?? ""
-        let lanes = flags.contains(" avx512f") ? 16 : (flags.contains(" avx2") && flags.contains(" fma") ? 8 : 4)
+        let flags = CPUFlags.current()
+        let lanes = flags.contains("avx512f") ? 16 : (flags.contains("avx2") && flags.contains("fma") ? 8 : 4)
         var mhz = 0.0
         for line in info.split(separator: "\n") where line.hasPrefix("cpu MHz") {
             if let v = line.split(separator: ":").last.flatMap({ Double($0.trimmingCharacters(in: .whitespaces)) }) { mhz = max(mhz, v) }

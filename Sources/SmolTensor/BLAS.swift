@@ -49,20 +49,12 @@ public enum BLAS {
     /// kernel) that run AVX-512, where OpenBLAS's own pick would be its AVX-512 kernels; nil
     /// otherwise. smol honours the variable; benchmarks print this so the figure is read right.
     public static func narrowKernelWarning(environment: [String: String] = ProcessInfo.processInfo.environment,
-                                           cpuFlags: Set<Substring> = cpuInfoFlags()) -> String? {
+                                           cpuFlags: Set<Substring> = CPUFlags.current()) -> String? {
         guard let pinned = environment["OPENBLAS_CORETYPE"] else { return nil }
         guard !["skylakex", "cooperlake", "sapphirerapids"].contains(coreName.lowercased()),
               ["avx512f", "avx512dq", "avx512bw", "avx512vl"].allSatisfy({ cpuFlags.contains(Substring($0)) }) else { return nil }
         return "OPENBLAS_CORETYPE=\(pinned) holds OpenBLAS to its \(coreName) kernels on a CPU with AVX-512; "
             + "unset it to let OpenBLAS pick its AVX-512 kernels (about 2× the sgemm rate, bench/RESULTS.md)"
-    }
-
-    /// The `flags` line of /proc/cpuinfo as a set (empty where there is none). The kernel lists
-    /// AVX-512 there only when it also enabled the registers' state.
-    public static func cpuInfoFlags() -> Set<Substring> {
-        guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-              let line = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return [] }
-        return Set(line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == ":" }))
     }
 
     /// Runs `body` with OpenBLAS single-threaded, restoring the previous count after.
