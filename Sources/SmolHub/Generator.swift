@@ -1,4 +1,5 @@
 import Foundation
+import SmolWeights
 import SmolModel
 
 public struct GenerationOptions: Sendable {

@@ -2,7 +2,13 @@ import Foundation
 
 /// Llama-family decoder configuration. Keys are Hugging Face config.json names, plus SmolLM3's
 /// NoPE options and `intra_document_masking` (a training-time choice that HF does not store).
+/// `model_type` picks the variant of the one block: "llama" (and SmolLM2), "smollm3" (NoPE
+/// layers), "qwen2" (q/k/v biases), "qwen3" (RMSNorm over each head of q and k, "QK-norm").
 public struct LlamaConfig: Codable, Equatable, Sendable {
+    /// The architectures the block implements, as Hugging Face `model_type` names.
+    public static let supportedModelTypes = ["llama", "smollm3", "qwen2", "qwen3"]
+
+    public var modelType: String
     public var vocabSize: Int
     public var hiddenSize: Int
     public var numHiddenLayers: Int
@@ -31,14 +37,19 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
         case tieWordEmbeddings = "tie_word_embeddings", maxPositionEmbeddings = "max_position_embeddings"
         case headDimOverride = "head_dim", noRopeLayerInterval = "no_rope_layer_interval"
         case noRopeLayers = "no_rope_layers", intraDocumentMasking = "intra_document_masking"
-        case initializerRange = "initializer_range", hiddenAct = "hidden_act"
+        case initializerRange = "initializer_range", hiddenAct = "hidden_act", modelType = "model_type"
     }
+
+    /// Keys a config's model section may hold beside the model's own: `init_from` is read by the
+    /// training config (the weights to start from), not by the model.
+    public static let sectionKeys = ["init_from"]
 
     public init(vocabSize: Int, hiddenSize: Int, numHiddenLayers: Int, numAttentionHeads: Int,
                 numKeyValueHeads: Int? = nil, intermediateSize: Int, rmsNormEps: Double = 1e-5,
                 ropeTheta: Double = 10_000, tieWordEmbeddings: Bool = true, maxPositionEmbeddings: Int = 2048,
                 headDim: Int? = nil, noRopeLayerInterval: Int? = nil, noRopeLayers: [Int]? = nil,
-                intraDocumentMasking: Bool = false, initializerRange: Double = 0.02) {
+                intraDocumentMasking: Bool = false, initializerRange: Double = 0.02, modelType: String = "llama") {
+        self.modelType = modelType
         self.vocabSize = vocabSize; self.hiddenSize = hiddenSize; self.numHiddenLayers = numHiddenLayers
         self.numAttentionHeads = numAttentionHeads; self.numKeyValueHeads = numKeyValueHeads ?? numAttentionHeads
         self.intermediateSize = intermediateSize; self.rmsNormEps = rmsNormEps; self.ropeTheta = ropeTheta
@@ -49,8 +60,9 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
     }
 
     public init(from decoder: Decoder) throws {
-        try rejectUnknownKeys(decoder, known: CodingKeys.allCases.map(\.rawValue), section: "model")
+        try rejectUnknownKeys(decoder, known: CodingKeys.allCases.map(\.rawValue) + LlamaConfig.sectionKeys, section: "model")
         let c = try decoder.container(keyedBy: CodingKeys.self)
+        modelType = try c.decodeIfPresent(String.self, forKey: .modelType) ?? "llama"
         vocabSize = try c.decode(Int.self, forKey: .vocabSize)
         hiddenSize = try c.decode(Int.self, forKey: .hiddenSize)
         numHiddenLayers = try c.decode(Int.self, forKey: .numHiddenLayers)
@@ -72,6 +84,10 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
     public var headDim: Int { headDimOverride ?? (numAttentionHeads > 0 ? hiddenSize / numAttentionHeads : 0) }
     public var qDim: Int { numAttentionHeads * headDim }
     public var kvDim: Int { numKeyValueHeads * headDim }
+    /// Qwen2 adds a bias to the q, k and v projections (not to o_proj).
+    public var qkvBias: Bool { modelType == "qwen2" }
+    /// Qwen3 normalises each head of q and k (RMSNorm with a [head_dim] weight) before RoPE.
+    public var qkNorm: Bool { modelType == "qwen3" }
 
     /// Whether layer `i` (from 0) applies RoPE.
     public func usesRope(layer i: Int) -> Bool {
@@ -103,6 +119,9 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
         if let list = noRopeLayers, list.count != numHiddenLayers || list.contains(where: { $0 != 0 && $0 != 1 }) {
             throw fail(.noRopeLayers, "needs \(numHiddenLayers) entries, each 0 or 1")
         }
+        if !LlamaConfig.supportedModelTypes.contains(modelType) {
+            throw fail(.modelType, "'\(modelType)' is not supported (supported: \(LlamaConfig.supportedModelTypes.joined(separator: ", ")))")
+        }
         if hiddenAct != "silu" { throw fail(.hiddenAct, "only \"silu\" (SwiGLU) is supported, got \"\(hiddenAct)\"") }
     }
 
@@ -110,6 +129,7 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
     public var parameterCount: Int {
         let c = hiddenSize, f = intermediateSize
         let perLayer = c * qDim + 2 * c * kvDim + qDim * c + 3 * c * f + 2 * c
+            + (qkvBias ? qDim + 2 * kvDim : 0) + (qkNorm ? 2 * headDim : 0)
         return vocabSize * c * (tieWordEmbeddings ? 1 : 2) + numHiddenLayers * perLayer + c
     }
 

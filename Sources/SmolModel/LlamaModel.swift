@@ -55,7 +55,8 @@ public final class LlamaModel {
         workspace = Workspace(config: config, batch: batch, seqLen: seqLen, training: training)
     }
 
-    private func p(_ name: String) -> UnsafeMutablePointer<Float> { parameters.pointer(name, in: parameters.values) }
+    func weight(_ name: String) -> UnsafeMutablePointer<Float> { parameters.pointer(name, in: parameters.values) }
+    private func p(_ name: String) -> UnsafeMutablePointer<Float> { weight(name) }
     private func g(_ name: String) -> UnsafeMutablePointer<Float> { parameters.pointer(name, in: gradients) }
     private var headName: String { config.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight" }
 
@@ -94,7 +95,11 @@ public final class LlamaModel {
         for l in 0..<L {
             let s = training ? l : 0
             let x = ws.residual[training ? l : l % 2], xNext = ws.residual[training ? l + 1 : (l + 1) % 2]
-            layerForward(l, ws: ws, slot: s, x: x.pointer, out: xNext.pointer, eps: eps)
+            let b = buffers(ws, slot: s)
+            blockForward(layer: l, n: n, x: x.pointer, out: xNext.pointer, buffers: b, positions: ws.positions,
+                         projections: FloatProjections(model: self)) {
+                ws.attention.forward(out: b.attnOut, lse: ws.lse[s].pointer, q: b.q, k: b.k, v: b.v, keyStart: ws.keyStart)
+            }
         }
         let last = ws.residual[training ? L : L % 2]
         Profiler.time("norm") {
@@ -107,57 +112,12 @@ public final class LlamaModel {
         return result
     }
 
-    private func layerForward(_ l: Int, ws: Workspace, slot s: Int, x: UnsafeMutablePointer<Float>,
-                              out: UnsafeMutablePointer<Float>, eps: Float) {
-        let n = ws.tokens, c = config.hiddenSize, f = config.intermediateSize
-        let pre = "model.layers.\(l)."
-        // Attention block: mid = x + o_proj(attn(rope(q_proj(h)), rope(k_proj(h)), v_proj(h))), h = norm(x)
-        Profiler.time("norm") {
-            RMSNorm.forward(y: ws.norm1[s].pointer, rstd: ws.rstd1[s].pointer, x: x, w: p(pre + "input_layernorm.weight"), n: n, c: c, eps: eps)
-        }
-        Profiler.time("matmul") {
-            Linear.forward(y: ws.q[s].pointer, x: ws.norm1[s].pointer, w: p(pre + "self_attn.q_proj.weight"), n: n, inDim: c, outDim: config.qDim)
-        }
-        Profiler.time("matmul") {
-            Linear.forward(y: ws.k[s].pointer, x: ws.norm1[s].pointer, w: p(pre + "self_attn.k_proj.weight"), n: n, inDim: c, outDim: config.kvDim)
-        }
-        Profiler.time("matmul") {
-            Linear.forward(y: ws.v[s].pointer, x: ws.norm1[s].pointer, w: p(pre + "self_attn.v_proj.weight"), n: n, inDim: c, outDim: config.kvDim)
-        }
-        if config.usesRope(layer: l) {
-            Profiler.time("rope") {
-                rope.apply(ws.q[s].pointer, positions: ws.positions, n: n, heads: config.numAttentionHeads, inverse: false)
-            }
-            Profiler.time("rope") {
-                rope.apply(ws.k[s].pointer, positions: ws.positions, n: n, heads: config.numKeyValueHeads, inverse: false)
-            }
-        }
-        Profiler.time("attention") {
-            ws.attention.forward(out: ws.attnOut[s].pointer, lse: ws.lse[s].pointer, q: ws.q[s].pointer, k: ws.k[s].pointer,
-                                 v: ws.v[s].pointer, keyStart: ws.keyStart)
-        }
-        let mid = ws.residualMid[s].pointer
-        mid.update(from: x, count: n * c)
-        Profiler.time("matmul") {
-            Linear.forward(y: mid, x: ws.attnOut[s].pointer, w: p(pre + "self_attn.o_proj.weight"), n: n, inDim: config.qDim, outDim: c, accumulate: true)
-        }
-        // MLP block: out = mid + down_proj(silu(gate_proj(h)) · up_proj(h)), h = norm(mid)
-        Profiler.time("norm") {
-            RMSNorm.forward(y: ws.norm2[s].pointer, rstd: ws.rstd2[s].pointer, x: mid, w: p(pre + "post_attention_layernorm.weight"), n: n, c: c, eps: eps)
-        }
-        Profiler.time("matmul") {
-            Linear.forward(y: ws.gate[s].pointer, x: ws.norm2[s].pointer, w: p(pre + "mlp.gate_proj.weight"), n: n, inDim: c, outDim: f)
-        }
-        Profiler.time("matmul") {
-            Linear.forward(y: ws.up[s].pointer, x: ws.norm2[s].pointer, w: p(pre + "mlp.up_proj.weight"), n: n, inDim: c, outDim: f)
-        }
-        Profiler.time("swiglu") {
-            SwiGLU.forward(h: ws.swiglu[s].pointer, gate: ws.gate[s].pointer, up: ws.up[s].pointer, count: n * f)
-        }
-        out.update(from: mid, count: n * c)
-        Profiler.time("matmul") {
-            Linear.forward(y: out, x: ws.swiglu[s].pointer, w: p(pre + "mlp.down_proj.weight"), n: n, inDim: f, outDim: c, accumulate: true)
-        }
+    /// Layer l's saved activations (training), or the one shared set (evaluation).
+    private func buffers(_ ws: Workspace, slot s: Int) -> BlockBuffers {
+        BlockBuffers(norm1: ws.norm1[s].pointer, rstd1: ws.rstd1[s].pointer, q: ws.q[s].pointer, k: ws.k[s].pointer, v: ws.v[s].pointer,
+                     qRaw: ws.qRaw[s]?.pointer, kRaw: ws.kRaw[s]?.pointer, qRstd: ws.qRstd[s]?.pointer, kRstd: ws.kRstd[s]?.pointer,
+                     attnOut: ws.attnOut[s].pointer, mid: ws.residualMid[s].pointer, norm2: ws.norm2[s].pointer,
+                     rstd2: ws.rstd2[s].pointer, gate: ws.gate[s].pointer, up: ws.up[s].pointer, swiglu: ws.swiglu[s].pointer)
     }
 
     /// Backward from dNorm = dL/d(final norm output), which the head wrote.
@@ -211,12 +171,33 @@ public final class LlamaModel {
                     rope.apply(ws.dk.pointer, positions: ws.positions, n: n, heads: config.numKeyValueHeads, inverse: true)
                 }
             }
+            // QK-norm: back through the per-head RMSNorm to the projections' outputs.
+            var dqLin = ws.dq.pointer, dkLin = ws.dk.pointer
+            if config.qkNorm, let dqRaw = ws.dqRaw?.pointer, let dkRaw = ws.dkRaw?.pointer {
+                let D = config.headDim
+                Profiler.time("norm.bwd") {
+                    dqRaw.update(repeating: 0, count: n * config.qDim)
+                    RMSNorm.backward(dx: dqRaw, dw: g(pre + "self_attn.q_norm.weight"), dy: ws.dq.pointer, x: ws.qRaw[l]!.pointer,
+                                     w: p(pre + "self_attn.q_norm.weight"), rstd: ws.qRstd[l]!.pointer, n: n * config.numAttentionHeads,
+                                     c: D, partials: ws.normPartials.pointer)
+                    dkRaw.update(repeating: 0, count: n * config.kvDim)
+                    RMSNorm.backward(dx: dkRaw, dw: g(pre + "self_attn.k_norm.weight"), dy: ws.dk.pointer, x: ws.kRaw[l]!.pointer,
+                                     w: p(pre + "self_attn.k_norm.weight"), rstd: ws.kRstd[l]!.pointer, n: n * config.numKeyValueHeads,
+                                     c: D, partials: ws.normPartials.pointer)
+                }
+                dqLin = dqRaw; dkLin = dkRaw
+            }
+            if config.qkvBias {
+                Bias.backward(db: g(pre + "self_attn.q_proj.bias"), dy: dqLin, n: n, outDim: config.qDim)
+                Bias.backward(db: g(pre + "self_attn.k_proj.bias"), dy: dkLin, n: n, outDim: config.kvDim)
+                Bias.backward(db: g(pre + "self_attn.v_proj.bias"), dy: ws.dv.pointer, n: n, outDim: config.kvDim)
+            }
             Profiler.time("matmul.bwd") {
-                Linear.backward(dx: ws.dNorm.pointer, dw: g(pre + "self_attn.q_proj.weight"), dy: ws.dq.pointer, x: ws.norm1[l].pointer,
+                Linear.backward(dx: ws.dNorm.pointer, dw: g(pre + "self_attn.q_proj.weight"), dy: dqLin, x: ws.norm1[l].pointer,
                                 w: p(pre + "self_attn.q_proj.weight"), n: n, inDim: c, outDim: config.qDim)
             }
             Profiler.time("matmul.bwd") {
-                Linear.backward(dx: ws.dNorm.pointer, dw: g(pre + "self_attn.k_proj.weight"), dy: ws.dk.pointer, x: ws.norm1[l].pointer,
+                Linear.backward(dx: ws.dNorm.pointer, dw: g(pre + "self_attn.k_proj.weight"), dy: dkLin, x: ws.norm1[l].pointer,
                                 w: p(pre + "self_attn.k_proj.weight"), n: n, inDim: c, outDim: config.kvDim, accumulateDx: true)
             }
             Profiler.time("matmul.bwd") {
@@ -232,19 +213,6 @@ public final class LlamaModel {
         Profiler.time("embedding.bwd") {
             Embedding.backward(dTable: g("model.embed_tokens.weight"), dOut: dRes, tokens: ws.tokenIds, n: n, c: c)
         }
-    }
-
-    /// Next-token logits [V] after the last position of `tokens` (a full forward, no KV cache).
-    public func nextTokenLogits(_ tokens: [Int32]) throws -> [Float] {
-        let context = Array(tokens.suffix(config.maxPositionEmbeddings))
-        let b = TokenBatch(batch: 1, seqLen: context.count, tokens: context, targets: [Int32](repeating: -1, count: context.count))
-        try forward(b, computeGradients: false)
-        let ws = workspace!
-        var out = [Float](repeating: 0, count: config.vocabSize)
-        out.withUnsafeMutableBufferPointer { o in
-            ws.head.logitsRow(x: ws.finalNorm.pointer + (context.count - 1) * config.hiddenSize, w: p(headName), out: o.baseAddress!)
-        }
-        return out
     }
 
     /// Logits [B·T, V] for every position of `batch` (for tests and evaluation of small inputs).

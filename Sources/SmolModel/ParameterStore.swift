@@ -32,6 +32,15 @@ public final class ParameterStore {
             add(p + "self_attn.q_proj.weight", [config.qDim, c])
             add(p + "self_attn.k_proj.weight", [config.kvDim, c])
             add(p + "self_attn.v_proj.weight", [config.kvDim, c])
+            if config.qkvBias {
+                add(p + "self_attn.q_proj.bias", [config.qDim])
+                add(p + "self_attn.k_proj.bias", [config.kvDim])
+                add(p + "self_attn.v_proj.bias", [config.kvDim])
+            }
+            if config.qkNorm {
+                add(p + "self_attn.q_norm.weight", [config.headDim])
+                add(p + "self_attn.k_norm.weight", [config.headDim])
+            }
             add(p + "self_attn.o_proj.weight", [c, config.qDim])
             add(p + "post_attention_layernorm.weight", [c])
             add(p + "mlp.gate_proj.weight", [f, c])
@@ -48,6 +57,7 @@ public final class ParameterStore {
     }
 
     public func slot(_ name: String) -> TensorSlot { slots[index[name]!] }
+    public func has(_ name: String) -> Bool { index[name] != nil }
     public func pointer(_ name: String, in buffer: FloatBuffer) -> UnsafeMutablePointer<Float> {
         buffer.pointer + slot(name).offset
     }
@@ -55,13 +65,13 @@ public final class ParameterStore {
     /// Sum of the element counts of all tensors (the padding between them excluded).
     public var parameterCount: Int { slots.reduce(0) { $0 + $1.count } }
 
-    /// Norm weights start at one; every matrix draws N(0, std²) from its own stream, keyed by
-    /// (seed, "init", tensor index, rank coordinates).
+    /// Norm weights start at one and biases at zero; every matrix draws N(0, std²) from its own
+    /// stream, keyed by (seed, "init", tensor index, rank coordinates).
     public func initialize(seed: UInt64, std: Float, rankCoordinates: [Int] = []) {
         for (i, s) in slots.enumerated() {
             let p = values.pointer + s.offset
             if s.shape.count == 1 {
-                p.update(repeating: 1, count: s.count)
+                p.update(repeating: s.name.hasSuffix(".bias") ? 0 : 1, count: s.count)
             } else {
                 var rng = RandomStream(seed: seed, purpose: "init", coordinates: [i] + rankCoordinates)
                 for j in 0..<s.count { p[j] = rng.nextNormal() * std }

@@ -63,18 +63,4 @@ public struct Sampler {
         for (i, p) in zip(order, probs) { u -= p; if u <= 0 { return Int32(i) } }
         return Int32(order.last!)
     }
-
-    /// Appends up to `maxTokens` sampled tokens to `prompt`, stopping at `stop`.
-    public mutating func generate(model: LlamaModel, prompt: [Int32], maxTokens: Int, stop: Int32? = nil,
-                                  onToken: (Int32) -> Void = { _ in }) throws -> [Int32] {
-        var tokens = prompt
-        var out: [Int32] = []
-        for _ in 0..<maxTokens {
-            let next = self.next(try model.nextTokenLogits(tokens))
-            if next == stop { break }
-            tokens.append(next); out.append(next)
-            onToken(next)
-        }
-        return out
-    }
 }

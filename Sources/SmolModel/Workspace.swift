@@ -15,6 +15,8 @@ final class Workspace {
     let rstd1: [FloatBuffer], rstd2: [FloatBuffer]   // L × [N]
     let q: [FloatBuffer], k: [FloatBuffer], v: [FloatBuffer]
     let attnOut: [FloatBuffer], lse: [FloatBuffer]
+    /// QK-norm (Qwen3): q and k before the per-head norm, and its rstd (nil without QK-norm).
+    let qRaw: [FloatBuffer?], kRaw: [FloatBuffer?], qRstd: [FloatBuffer?], kRstd: [FloatBuffer?]
     let gate: [FloatBuffer], up: [FloatBuffer], swiglu: [FloatBuffer]
     let finalNorm: FloatBuffer, finalRstd: FloatBuffer
 
@@ -22,6 +24,7 @@ final class Workspace {
     let dResidual: FloatBuffer, dNorm: FloatBuffer   // [N, C]
     let dq: FloatBuffer, dk: FloatBuffer, dv: FloatBuffer, dAttn: FloatBuffer
     let dGate: FloatBuffer, dUp: FloatBuffer, dSwiglu: FloatBuffer
+    let dqRaw: FloatBuffer?, dkRaw: FloatBuffer?
     let normPartials: FloatBuffer           // threads × C
 
     let tokenIds: UnsafeMutablePointer<Int32>, targets: UnsafeMutablePointer<Int32>
@@ -42,12 +45,17 @@ final class Workspace {
         q = bufs(kept, n * config.qDim); k = bufs(kept, n * config.kvDim); v = bufs(kept, n * config.kvDim)
         attnOut = bufs(kept, n * config.qDim); lse = bufs(kept, batch * config.numAttentionHeads * seqLen)
         gate = bufs(kept, n * f); up = bufs(kept, n * f); swiglu = bufs(kept, n * f)
+        func optional(_ size: Int) -> [FloatBuffer?] { (0..<kept).map { _ in config.qkNorm ? FloatBuffer(count: size) : nil } }
+        qRaw = optional(n * config.qDim); kRaw = optional(n * config.kvDim)
+        qRstd = optional(n * config.numAttentionHeads); kRstd = optional(n * config.numKeyValueHeads)
         finalNorm = FloatBuffer(count: n * c); finalRstd = FloatBuffer(count: n)
         let g = training ? n : 0
         dResidual = FloatBuffer(count: g * c); dNorm = FloatBuffer(count: g * c)
         dq = FloatBuffer(count: g * config.qDim); dk = FloatBuffer(count: g * config.kvDim)
         dv = FloatBuffer(count: g * config.kvDim); dAttn = FloatBuffer(count: g * config.qDim)
         dGate = FloatBuffer(count: g * f); dUp = FloatBuffer(count: g * f); dSwiglu = FloatBuffer(count: g * f)
+        dqRaw = config.qkNorm && training ? FloatBuffer(count: n * config.qDim) : nil
+        dkRaw = config.qkNorm && training ? FloatBuffer(count: n * config.kvDim) : nil
         normPartials = FloatBuffer(count: Parallel.threads * c)
         tokenIds = .allocate(capacity: n); targets = .allocate(capacity: n)
         positions = .allocate(capacity: n); keyStart = .allocate(capacity: n)

@@ -2,6 +2,7 @@ import Foundation
 import SmolData
 import SmolFormats
 import SmolModel
+import SmolWeights
 
 /// What a checkpoint holds besides tensors: enough to continue as if never stopped.
 public struct TrainerState: Codable, Equatable, Sendable {
@@ -12,31 +13,33 @@ public struct TrainerState: Codable, Equatable, Sendable {
     public var elapsedSeconds: Double
     /// The run's configuration as JSON, to detect a resume under a different config.
     public var config: String
+    /// AdamW's own step count (bias correction): behind `step` by the steps a spike skipped.
+    /// Absent in checkpoints written before it was recorded, where it equals `step`.
+    public var optimizerStep: Int?
 
     enum CodingKeys: String, CodingKey {
-        case step, tokensSeen = "tokens_seen", data, seed, elapsedSeconds = "elapsed_seconds", config
+        case step, tokensSeen = "tokens_seen", data, seed, elapsedSeconds = "elapsed_seconds", config, optimizerStep = "optimizer_step"
     }
 }
 
-/// Checkpoints live in OUT/checkpoints/step_NNNNNNNN/ with model.safetensors (Hugging Face
-/// tensor names), optimizer.safetensors (exp_avg.NAME, exp_avg_sq.NAME), config.json (HF) and
-/// state.json. A checkpoint is written into a ".tmp-" directory, every file fsynced, then the
+/// Checkpoints live in OUT/checkpoints/step_NNNNNNNN/: a Hugging Face directory written by
+/// `HFDirectoryWriter` (config.json, generation_config.json, model.safetensors and, when the run
+/// has a tokenizer, tokenizer.json and tokenizer_config.json), plus optimizer.safetensors
+/// (exp_avg.NAME, exp_avg_sq.NAME) and state.json. A checkpoint is written into a ".tmp-" directory, every file fsynced, then the
 /// directory renamed into place, so a kill mid-write never leaves a half checkpoint under a step name.
 public enum Checkpoint {
-    public static func directory(root: String, step: Int) -> String {
-        (root as NSString).appendingPathComponent(String(format: "step_%08d", step))
-    }
+    public static func directory(root: String, step: Int) -> String { CheckpointLayout.directory(root: root, step: step) }
 
-    /// `tokenizer`: the run's tokenizer.json, copied in (with a tokenizer_config.json naming the
-    /// end-of-text token) so the checkpoint loads as a Hugging Face-style directory.
-    public static func save(root: String, model: LlamaModel, optimizer: AdamW, state: TrainerState, tokenizer: String? = nil) throws -> String {
+    /// `assets`: the run's tokenizer, chat template and special tokens (nil for the byte-level
+    /// tokenizer), so the checkpoint loads as a Hugging Face directory anywhere a model is taken.
+    public static func save(root: String, model: LlamaModel, optimizer: AdamW, state: TrainerState, assets: ModelAssets?) throws -> String {
         let fm = FileManager.default
         try fm.createDirectory(atPath: root, withIntermediateDirectories: true)
         let final = directory(root: root, step: state.step)
         let tmp = (root as NSString).appendingPathComponent(".tmp-" + (final as NSString).lastPathComponent)
         try? fm.removeItem(atPath: tmp)
         try fm.createDirectory(atPath: tmp, withIntermediateDirectories: false)
-        try writeModel(model, to: (tmp as NSString).appendingPathComponent("model.safetensors"))
+        try HFDirectoryWriter.write(model: model, assets: assets, into: tmp)
         let params = model.parameters
         let moments = params.slots.flatMap { s in
             [SafetensorsWriter.Tensor(name: "exp_avg." + s.name, shape: s.shape, data: optimizer.m.pointer + s.offset),
@@ -44,12 +47,7 @@ public enum Checkpoint {
         }
         try SafetensorsWriter.write(moments, metadata: ["step": String(optimizer.step)],
                                     to: (tmp as NSString).appendingPathComponent("optimizer.safetensors"))
-        try writeJSON(HFConfig(model.config), to: (tmp as NSString).appendingPathComponent("config.json"))
         try writeJSON(state, to: (tmp as NSString).appendingPathComponent("state.json"))
-        if let tokenizer {
-            try fm.copyItem(atPath: tokenizer, toPath: (tmp as NSString).appendingPathComponent("tokenizer.json"))
-            try writeJSON(["eos_token": "<|endoftext|>"], to: (tmp as NSString).appendingPathComponent("tokenizer_config.json"))
-        }
         FileSink.syncDirectory(tmp)
         if fm.fileExists(atPath: final) { try fm.removeItem(atPath: final) }
         if rename(tmp, final) != 0 {
@@ -57,12 +55,6 @@ public enum Checkpoint {
         }
         FileSink.syncDirectory(root)
         return final
-    }
-
-    public static func writeModel(_ model: LlamaModel, to path: String) throws {
-        let params = model.parameters
-        let tensors = params.slots.map { SafetensorsWriter.Tensor(name: $0.name, shape: $0.shape, data: params.values.pointer + $0.offset) }
-        try SafetensorsWriter.write(tensors, metadata: ["format": "pt"], to: path)
     }
 
     static func writeJSON<T: Encodable>(_ value: T, to path: String) throws {
@@ -74,13 +66,7 @@ public enum Checkpoint {
     }
 
     /// Step directories under `root`, oldest first (half-written ".tmp-" directories are ignored).
-    public static func list(root: String) -> [(step: Int, path: String)] {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
-        return names.compactMap { name -> (Int, String)? in
-            guard name.hasPrefix("step_"), let s = Int(name.dropFirst(5)) else { return nil }
-            return (s, (root as NSString).appendingPathComponent(name))
-        }.sorted { $0.0 < $1.0 }
-    }
+    public static func list(root: String) -> [(step: Int, path: String)] { CheckpointLayout.list(root: root) }
 
     /// Deletes all but the newest `keep` checkpoints, and any leftover temporary directory.
     public static func prune(root: String, keep: Int) {
@@ -107,7 +93,7 @@ public enum Checkpoint {
                 try f.read("exp_avg." + s.name, shape: s.shape, into: optimizer.m.pointer + s.offset)
                 try f.read("exp_avg_sq." + s.name, shape: s.shape, into: optimizer.v.pointer + s.offset)
             }
-            optimizer.restore(step: state.step)
+            optimizer.restore(step: state.optimizerStep ?? state.step)
         }
         return state
     }
@@ -117,60 +103,5 @@ public enum Checkpoint {
         for s in model.parameters.slots {
             try f.read(s.name, shape: s.shape, into: model.parameters.values.pointer + s.offset)
         }
-    }
-
-    /// Reads the model config from a checkpoint directory (config.json) and builds the model.
-    public static func loadModel(path: String) throws -> LlamaModel {
-        let configPath = (path as NSString).appendingPathComponent("config.json")
-        guard let data = FileManager.default.contents(atPath: configPath) else {
-            throw ConfigError.invalidFile(path: configPath, reason: "missing config.json (is this a checkpoint directory?)")
-        }
-        let hf: HFConfig
-        do { hf = try JSONDecoder().decode(HFConfig.self, from: data) }
-        catch { throw ConfigError.invalidFile(path: configPath, reason: "cannot decode: \(error)") }
-        let model = try LlamaModel(config: hf.llama)
-        try loadWeights(from: (path as NSString).appendingPathComponent("model.safetensors"), into: model)
-        return model
-    }
-}
-
-/// config.json as Hugging Face transformers expects for LlamaForCausalLM.
-public struct HFConfig: Codable {
-    public var architectures = ["LlamaForCausalLM"]
-    public var modelType = "llama"
-    public var torchDtype = "float32"
-    public var attentionBias = false
-    public var mlpBias = false
-    public var llama: LlamaConfig
-
-    enum CodingKeys: String, CodingKey {
-        case architectures, modelType = "model_type", torchDtype = "torch_dtype"
-        case attentionBias = "attention_bias", mlpBias = "mlp_bias"
-    }
-
-    public init(_ llama: LlamaConfig) { self.llama = llama }
-
-    public init(from decoder: Decoder) throws {
-        // HF configs carry many keys we do not use; read only the ones the model needs.
-        let c = try decoder.container(keyedBy: LlamaConfig.CodingKeys.self)
-        func opt<T: Decodable>(_ k: LlamaConfig.CodingKeys) throws -> T? { try c.decodeIfPresent(T.self, forKey: k) }
-        llama = LlamaConfig(vocabSize: try c.decode(Int.self, forKey: .vocabSize), hiddenSize: try c.decode(Int.self, forKey: .hiddenSize),
-                            numHiddenLayers: try c.decode(Int.self, forKey: .numHiddenLayers),
-                            numAttentionHeads: try c.decode(Int.self, forKey: .numAttentionHeads),
-                            numKeyValueHeads: try opt(.numKeyValueHeads), intermediateSize: try c.decode(Int.self, forKey: .intermediateSize),
-                            rmsNormEps: try opt(.rmsNormEps) ?? 1e-6, ropeTheta: try opt(.ropeTheta) ?? 10_000,
-                            tieWordEmbeddings: try opt(.tieWordEmbeddings) ?? false,
-                            maxPositionEmbeddings: try opt(.maxPositionEmbeddings) ?? 2048, headDim: try opt(.headDimOverride),
-                            noRopeLayerInterval: try opt(.noRopeLayerInterval), noRopeLayers: try opt(.noRopeLayers),
-                            intraDocumentMasking: try opt(.intraDocumentMasking) ?? false,
-                            initializerRange: try opt(.initializerRange) ?? 0.02)
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        try llama.encode(to: encoder)
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(architectures, forKey: .architectures); try c.encode(modelType, forKey: .modelType)
-        try c.encode(torchDtype, forKey: .torchDtype); try c.encode(attentionBias, forKey: .attentionBias)
-        try c.encode(mlpBias, forKey: .mlpBias)
     }
 }

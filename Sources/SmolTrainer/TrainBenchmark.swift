@@ -47,7 +47,7 @@ public enum TrainBenchmark {
     public static func run(_ shape: Shape, steps: Int, warmup: Int = 1, peakGflops: Double) throws -> Result {
         let model = try LlamaModel(config: shape.model)
         model.parameters.initialize(seed: 1, std: 0.02)
-        let optimizer = AdamW(config: OptimizerConfig(), parameters: model.parameters)
+        let step = TrainStep(model: model, optimizer: AdamW(config: OptimizerConfig(), parameters: model.parameters))
         var rng = RandomStream(seed: 1, purpose: "bench-tokens")
         let n = shape.batch * shape.seqLen
         let tokens = (0..<(n + 1)).map { _ in Int32(rng.nextInt(below: shape.model.vocabSize)) }
@@ -55,9 +55,7 @@ public enum TrainBenchmark {
         var times: [Double] = []
         for i in 0..<(warmup + steps) {
             let t0 = DispatchTime.now().uptimeNanoseconds
-            Profiler.time("zero_grad") { model.gradients.zero() }
-            try model.forward(batch, lossScale: 1 / Float(n), computeGradients: true)
-            Profiler.time("adamw") { optimizer.update(parameters: model.parameters.values, gradients: model.gradients, lr: 1e-4) }
+            try step([batch], lr: 1e-4)
             let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
             if i >= warmup { times.append(dt) }
         }

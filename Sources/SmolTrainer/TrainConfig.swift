@@ -1,6 +1,7 @@
 import Foundation
 import SmolData
 import SmolModel
+import SmolWeights
 import Yams
 
 /// A named data source: its shards and its default mixture weight.
@@ -189,6 +190,10 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
 /// A whole training run's configuration: one YAML file with these sections.
 public struct TrainConfig: Codable, Equatable, Sendable {
     public var model: LlamaConfig
+    /// `model.init_from`: the weights to start from (a GGUF file, a Hugging Face directory, a
+    /// checkpoint or a run directory), resolved against the config's directory. The model's keys
+    /// then come from it; keys given beside it must agree.
+    public var initFrom: String?
     public var optimizer = OptimizerConfig()
     public var schedule = ScheduleConfig()
     public var data = DataConfig()
@@ -200,6 +205,9 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public var baseDirectory = "."
 
     enum CodingKeys: String, CodingKey, CaseIterable { case model, optimizer, schedule, data, training, stability, baseline }
+    enum ModelSectionKeys: String, CodingKey { case initFrom = "init_from" }
+    /// Model keys that are training-time choices, not part of the weights: `init_from` lets them differ from the source.
+    static let trainingModelKeys: Set<String> = ["intra_document_masking", "initializer_range"]
 
     public init(model: LlamaConfig) { self.model = model }
 
@@ -207,6 +215,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         try rejectUnknownKeys(decoder, known: CodingKeys.allCases.map(\.rawValue), section: "")
         let c = try decoder.container(keyedBy: CodingKeys.self)
         model = try c.decode(LlamaConfig.self, forKey: .model)
+        initFrom = try c.nestedContainer(keyedBy: ModelSectionKeys.self, forKey: .model).decodeIfPresent(String.self, forKey: .initFrom)
         optimizer = try c.decodeIfPresent(OptimizerConfig.self, forKey: .optimizer) ?? OptimizerConfig()
         schedule = try c.decodeIfPresent(ScheduleConfig.self, forKey: .schedule) ?? ScheduleConfig()
         data = try c.decodeIfPresent(DataConfig.self, forKey: .data) ?? DataConfig()
@@ -217,7 +226,13 @@ public struct TrainConfig: Codable, Equatable, Sendable {
 
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(model, forKey: .model); try c.encode(optimizer, forKey: .optimizer)
+        let modelSection = c.superEncoder(forKey: .model)
+        try model.encode(to: modelSection)
+        if let initFrom {
+            var m = modelSection.container(keyedBy: ModelSectionKeys.self)
+            try m.encode(initFrom, forKey: .initFrom)
+        }
+        try c.encode(optimizer, forKey: .optimizer)
         try c.encode(schedule, forKey: .schedule); try c.encode(data, forKey: .data); try c.encode(training, forKey: .training)
         try c.encode(stability, forKey: .stability); try c.encodeIfPresent(baseline, forKey: .baseline)
     }
@@ -262,10 +277,21 @@ public struct TrainConfig: Codable, Equatable, Sendable {
             let value: Any? = raw.isEmpty || raw == "null" || raw == "~" ? nil : (parsed.flatMap { $0 } ?? raw)
             root = try set(root, keys[...], value, full: String(o[..<eq]))
         }
+        var source: LlamaConfig?
+        if let section = root["model"] as? [String: Any], section["init_from"] != nil {
+            let resolved = try resolveInitFrom(section, configPath: path)
+            root["model"] = resolved.section
+            source = resolved.source
+        }
         tree = root
         let normalized = try Yams.dump(object: tree)
         do {
-            let config = try YAMLDecoder().decode(TrainConfig.self, from: normalized)
+            var config = try YAMLDecoder().decode(TrainConfig.self, from: normalized)
+            if var model = source {   // the source's values exactly (a YAML round trip may round a float)
+                model.intraDocumentMasking = config.model.intraDocumentMasking
+                model.initializerRange = config.model.initializerRange
+                config.model = model
+            }
             try config.validate()
             return config
         } catch let e as ConfigError {
@@ -278,6 +304,50 @@ public struct TrainConfig: Codable, Equatable, Sendable {
             }
             throw ConfigError.invalidFile(path: path, reason: describe(e))
         }
+    }
+
+    /// The model section of a config with `init_from`: the source's own configuration, with the
+    /// keys given beside it checked against it (any disagreement stops, naming the key) and the
+    /// training-time keys applied.
+    static func resolveInitFrom(_ section: [String: Any], configPath: String) throws -> (section: [String: Any], source: LlamaConfig) {
+        guard let given = section["init_from"] as? String, !given.isEmpty else {
+            throw ConfigError.invalidFile(path: configPath, reason: "invalid value for 'model.init_from': expected the path of a model")
+        }
+        let base = (configPath as NSString).deletingLastPathComponent
+        let source = given.hasPrefix("/") || base.isEmpty ? given : (base as NSString).appendingPathComponent(given)
+        let sourceConfig: LlamaConfig
+        do { sourceConfig = try PretrainedModel.readConfig(source) }
+        catch { throw ConfigError.invalidFile(path: configPath, reason: "model.init_from: \(error)") }
+        // The source's keys as YAML values, so both sides compare as the same kinds of value.
+        guard var merged = try Yams.load(yaml: try YAMLEncoder().encode(sourceConfig)) as? [String: Any] else {
+            throw ConfigError.invalidFile(path: source, reason: "cannot represent the model config")
+        }
+        var effective = merged
+        effective["head_dim"] = effective["head_dim"] ?? sourceConfig.headDim
+        effective["no_rope_layers"] = effective["no_rope_layers"]
+            ?? (0..<sourceConfig.numHiddenLayers).map { sourceConfig.usesRope(layer: $0) ? 1 : 0 }
+        for (key, value) in section.sorted(by: { $0.key < $1.key }) where key != "init_from" {
+            guard LlamaConfig.CodingKeys(rawValue: key) != nil else {
+                throw ConfigError.invalidFile(path: configPath, reason: ConfigError.unknownKey(
+                    key: "model." + key, known: LlamaConfig.CodingKeys.allCases.map(\.rawValue) + LlamaConfig.sectionKeys).description)
+            }
+            if trainingModelKeys.contains(key) { merged[key] = value; continue }
+            guard let theirs = effective[key], sameValue(value, theirs) else {
+                throw ConfigError.invalidFile(path: configPath, reason: "model.\(key) is \(value), but model.init_from (\(source)) has \(effective[key].map { "\($0)" } ?? "no such key"); leave it out or make it agree")
+            }
+        }
+        merged["init_from"] = source
+        return (merged, sourceConfig)
+    }
+
+    /// Whether two YAML values are equal (numbers by value, so 1 equals 1.0).
+    static func sameValue(_ a: Any, _ b: Any) -> Bool {
+        func number(_ x: Any) -> Double? { x is Bool ? nil : (x as? Int).map(Double.init) ?? (x as? Double) }
+        if let x = number(a), let y = number(b) { return x == y || abs(x - y) <= 1e-12 * max(abs(x), abs(y)) }
+        if let x = a as? Bool, let y = b as? Bool { return x == y }
+        if let x = a as? String, let y = b as? String { return x == y }
+        if let x = a as? [Any], let y = b as? [Any] { return x.count == y.count && zip(x, y).allSatisfy { sameValue($0, $1) } }
+        return false
     }
 
     private static func set(_ node: [String: Any], _ keys: ArraySlice<String>, _ value: Any?, full: String) throws -> [String: Any] {
@@ -303,20 +373,22 @@ public struct TrainConfig: Codable, Equatable, Sendable {
 
     /// Reads only a model: the `model` section of a YAML config, or a Hugging Face config.json.
     public static func loadModel(path: String) throws -> LlamaConfig {
+        if path.hasSuffix(".json") { return try HFConfig.read(path) }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigError.invalidFile(path: path, reason: "cannot read file")
         }
+        // A model taken from released weights: the source's config, as training would take it.
+        if let text = String(data: data, encoding: .utf8), let tree = try? Yams.load(yaml: text) as? [String: Any],
+           let section = tree["model"] as? [String: Any], section["init_from"] != nil {
+            return try resolveInitFrom(section, configPath: path).source
+        }
         let model: LlamaConfig
         do {
-            if path.hasSuffix(".json") {
-                model = try JSONDecoder().decode(HFConfig.self, from: data).llama
-            } else {
-                struct OnlyModel: Decodable {
-                    let model: LlamaConfig
-                    enum CodingKeys: String, CodingKey { case model }
-                }
-                model = try YAMLDecoder().decode(OnlyModel.self, from: data).model
+            struct OnlyModel: Decodable {
+                let model: LlamaConfig
+                enum CodingKeys: String, CodingKey { case model }
             }
+            model = try YAMLDecoder().decode(OnlyModel.self, from: data).model
         } catch let e as ConfigError {
             throw ConfigError.invalidFile(path: path, reason: e.description)
         } catch let e as DecodingError {

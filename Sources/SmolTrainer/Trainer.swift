@@ -3,6 +3,8 @@ import SmolData
 import SmolFormats
 import SmolModel
 import SmolTensor
+import SmolTokenizer
+import SmolWeights
 
 /// One optimizer step's figures (also one line of metrics.jsonl).
 public struct StepMetrics: Codable, Sendable {
@@ -83,6 +85,8 @@ public final class Trainer {
     public let outputDirectory: String
     public let model: LlamaModel
     public let optimizer: AdamW
+    /// The one training step (gradients over the micro-batches, clip, AdamW).
+    public let step: TrainStep
     let trainLoader: MixtureLoader
     let validation: WindowDataset
     /// Each source's held-out windows (when the validation split comes from the sources).
@@ -92,6 +96,9 @@ public final class Trainer {
     public private(set) var resumedFrom: Int?
     /// The run's tokenizer.json (data.tokenizer resolved against the config), nil for byte-level.
     public let tokenizerPath: String?
+    /// The tokenizer, chat template and special tokens saved with every checkpoint: those of
+    /// `model.init_from`, else of `data.tokenizer`; nil for a byte-level run.
+    public let assets: ModelAssets?
     /// Runs the configured evaluation tasks on the live model (set by the caller, who owns the
     /// evaluation code); returns "task/metric" → value.
     public var taskEvaluator: ((LlamaModel) throws -> [String: Double])?
@@ -110,8 +117,28 @@ public final class Trainer {
         self.report = report
         model = try LlamaModel(config: config.model)
         optimizer = AdamW(config: config.optimizer, parameters: model.parameters)
+        step = TrainStep(model: model, optimizer: optimizer)
 
         tokenizerPath = try config.data.tokenizer.map { try config.resolve([$0])[0] }
+        // The weights to start from; read before anything is written, so a bad source leaves no trace.
+        var source: PretrainedModel?
+        if let from = config.initFrom, !resume {
+            source = try Trainer.loadSource(from, config: config.model)
+        }
+        let dataTokenizer = try tokenizerPath.map { path -> BPETokenizer in
+            do { return try BPETokenizer(path: path) } catch { throw ConfigError.invalidValue(key: "data.tokenizer", reason: "\(error)") }
+        }
+        if let from = config.initFrom {
+            let assetsSource = try source ?? PretrainedModel.load(from, decodeWeights: false)
+            assets = assetsSource.assets
+            if let t = dataTokenizer, try DataManifest.tokenizerHash(of: t) != DataManifest.tokenizerHash(of: assetsSource.tokenizer) {
+                throw ConfigError.invalidValue(key: "data.tokenizer", reason: "\(tokenizerPath!) is not the tokenizer of model.init_from (\(from))")
+            }
+        } else {
+            assets = dataTokenizer.map { ModelAssets(tokenizer: $0) }
+        }
+        let modelTokenizerHashes = try Trainer.tokenizerHashes(assets: assets, files: [tokenizerPath, config.initFrom.map {
+            ($0 as NSString).appendingPathComponent("tokenizer.json") }].compactMap { $0 })
         let T = config.training.seqLen
         let stages = try config.data.mixtureStages()
         let sourceConfigs = config.data.resolvedSources
@@ -123,6 +150,12 @@ public final class Trainer {
             let shards = try paths.map { try TokenShard(path: $0) }
             for s in shards where s.vocabSize > config.model.vocabSize {
                 throw ConfigError.invalidValue(key: "model.vocab_size", reason: "\(config.model.vocabSize) is smaller than the vocabulary \(s.vocabSize) of shard \(s.path)")
+            }
+            // Data tokenised with another tokenizer than the model's trains on the wrong ids.
+            for path in paths {
+                guard let (manifestPath, m) = DataManifest.find(forShard: path), !modelTokenizerHashes.contains(m.tokenizerHash) else { continue }
+                let mine = config.initFrom.map { "model.init_from (\($0))" } ?? tokenizerPath.map { "data.tokenizer (\($0))" } ?? "the byte-level tokenizer"
+                throw ConfigError.invalidValue(key: key, reason: "\(path) was tokenised with \(m.tokenizer) (hash \(m.tokenizerHash), \(manifestPath)), not with \(mine)")
             }
             let (train, held) = config.data.validation.isEmpty
                 ? WindowDataset.split(shards: shards, seqLen: T, validationFraction: config.data.validationFraction)
@@ -160,6 +193,9 @@ public final class Trainer {
             }
             resumed = s
             resumedFrom = s.step
+        } else if let source {
+            model.parameters.values.pointer.update(from: source.model.parameters.values.pointer, count: model.parameters.count)
+            report(.info("initialised from \(source.source) (\(source.format.rawValue), \(config.model.modelType))"))
         } else {
             model.parameters.initialize(seed: config.training.seed, std: Float(config.model.initializerRange))
             model.parameters.duplicateTensorParallelShards(ranks: config.stability.sharedSeedTPRanks)
@@ -174,6 +210,29 @@ public final class Trainer {
         if let b = config.baseline, let curve = b.curve {
             baselineCurve = try BaselineConfig.readCurve(path: try config.resolve([curve])[0], metric: b.metric)
         }
+    }
+
+    /// The model of `model.init_from`, with float32 weights only. Its configuration is the run's
+    /// (TrainConfig took it from the source), training-time keys aside.
+    static func loadSource(_ path: String, config: LlamaConfig) throws -> PretrainedModel {
+        let source: PretrainedModel
+        do { source = try PretrainedModel.load(path, decodeWeights: false) }
+        catch { throw ConfigError.invalidValue(key: "model.init_from", reason: "\(error)") }
+        var theirs = source.config
+        theirs.intraDocumentMasking = config.intraDocumentMasking; theirs.initializerRange = config.initializerRange
+        guard theirs == config else {
+            throw ConfigError.invalidValue(key: "model.init_from", reason: "\(path) changed since the config was read")
+        }
+        return source
+    }
+
+    /// The manifest hashes that mean "made with the run's tokenizer": its canonical fingerprint, and
+    /// the FNV-1a of the bytes of its tokenizer.json files (manifests written before the fingerprint).
+    static func tokenizerHashes(assets: ModelAssets?, files: [String]) throws -> Set<String> {
+        guard let a = assets else { return ["byte-level"] }
+        var hashes: Set<String> = [try DataManifest.tokenizerHash(of: a.tokenizer)]
+        for file in files { if let bytes = FileManager.default.contents(atPath: file) { hashes.insert(DataManifest.fnv1a64(bytes)) } }
+        return hashes
     }
 
     /// Keeps only the metrics lines up to `step` (a resumed run rewrites what follows).
@@ -243,29 +302,27 @@ public final class Trainer {
             throw ConfigError.invalidValue(key: "baseline.run", reason: "the baseline run's curve was not loaded (it comes from the run store)")
         }
         var guardian = config.baseline.flatMap { b in baselineCurve.map { BaselineGuard(config: b, curve: $0) } }
-        let lossScale = 1 / Float(t.batchTokens)
         model.prepare(batch: t.microBatch, seqLen: t.seqLen, training: true)
 
         while state.step < total {
             let stepStart = Date()
-            model.gradients.zero()
-            var lossSum = 0.0, counted = 0
             // The drill corrupts the data of a step once: after a rollback skips it, it is gone.
             let drill = config.stability.corruptBatchAt.contains(state.step + 1) && drilled.insert(state.step + 1).inserted
+            var batches: [TokenBatch] = []
             for _ in 0..<t.accumulationSteps {
                 var batch = trainLoader.next()
                 if drill {   // fire drill: a zeroed stretch of data
                     batch.tokens = [Int32](repeating: 0, count: batch.tokens.count)
                     batch.targets = [Int32](repeating: 0, count: batch.targets.count)
                 }
-                let r = try model.forward(batch, lossScale: lossScale, computeGradients: true)
-                lossSum += r.loss; counted += r.count
+                batches.append(batch)
             }
+            let (loss, _) = try step.computeGradients(batches)
             let lr = config.schedule.learningRate(step: state.step, totalSteps: total, peak: config.optimizer.lr)
             // The spike check needs the norm before the update; the update then reuses it.
             var preNorm: Double? = nil
+            var skipped = false
             if config.stability.rule != .off {
-                let loss = lossSum / Double(max(counted, 1))
                 let norm = AdamW.gradientNorm(model.gradients)
                 preNorm = norm
                 if let spike = detector.check(step: state.step + 1, loss: loss, gradNorm: norm) {
@@ -274,10 +331,10 @@ public final class Trainer {
                         try metrics.appendEvent(spike: spike, action: "logged")
                         report(.spike(spike, action: "logged"))
                     case .skip:
+                        // The update is not applied; the step still counts, and its eval and checkpoint still run.
                         try metrics.appendEvent(spike: spike, action: "skipped")
                         report(.spike(spike, action: "skipped"))
-                        state.step += 1; state.tokensSeen += t.batchTokens; state.data = trainLoader.position
-                        continue
+                        skipped = true
                     case .rollback:
                         guard rollbacks < config.stability.maxRollbacks, let last = Checkpoint.list(root: checkpointRoot).last else {
                             throw ConfigError.invalidValue(key: "stability.max_rollbacks",
@@ -297,24 +354,26 @@ public final class Trainer {
                     }
                 }
             }
-            let norm = optimizer.update(parameters: model.parameters.values, gradients: model.gradients, lr: lr, gradientNorm: preNorm)
+            // A skipped step consumes its data and counts, but its update is not applied.
+            let norm = skipped ? nil : step.update(lr: lr, gradientNorm: preNorm)
             state.step += 1
             state.tokensSeen += t.batchTokens
             state.data = trainLoader.position
-            let dt = Date().timeIntervalSince(stepStart)
-            recent.append(dt); if recent.count > 20 { recent.removeFirst() }
-            let avg = recent.reduce(0, +) / Double(recent.count)
-            let loss = lossSum / Double(max(counted, 1))
-            if firstLoss == nil { firstLoss = loss }
-            lastLoss = loss
-            if !loss.isFinite { report(.info("warning: loss is \(loss) at step \(state.step)")) }
-            let tps = Double(t.batchTokens) / avg
-            let m = StepMetrics(step: state.step, tokens: state.tokensSeen, loss: loss, gradNorm: norm, lr: lr,
-                                tokensPerSecond: tps, mfu: tps * flopsPerToken / (peak * 1e9),
-                                etaSeconds: avg * Double(total - state.step),
-                                elapsedSeconds: elapsedBefore + Date().timeIntervalSince(runStart))
-            try metrics.append(m)
-            report(.step(m))
+            if let norm {
+                let dt = Date().timeIntervalSince(stepStart)
+                recent.append(dt); if recent.count > 20 { recent.removeFirst() }
+                let avg = recent.reduce(0, +) / Double(recent.count)
+                if firstLoss == nil { firstLoss = loss }
+                lastLoss = loss
+                if !loss.isFinite { report(.info("warning: loss is \(loss) at step \(state.step)")) }
+                let tps = Double(t.batchTokens) / avg
+                let m = StepMetrics(step: state.step, tokens: state.tokensSeen, loss: loss, gradNorm: norm, lr: lr,
+                                    tokensPerSecond: tps, mfu: tps * flopsPerToken / (peak * 1e9),
+                                    etaSeconds: avg * Double(total - state.step),
+                                    elapsedSeconds: elapsedBefore + Date().timeIntervalSince(runStart))
+                try metrics.append(m)
+                report(.step(m))
+            }
 
             if t.evalEvery > 0 && (state.step % t.evalEvery == 0 || state.step == total), let v = try evaluate() {
                 lastVal = v
@@ -348,8 +407,9 @@ public final class Trainer {
             }
             if t.checkpointEvery > 0 && (state.step % t.checkpointEvery == 0 || state.step == total) {
                 state.elapsedSeconds = elapsedBefore + Date().timeIntervalSince(runStart)
+                state.optimizerStep = optimizer.step
                 lastCheckpoint = try Checkpoint.save(root: checkpointRoot, model: model, optimizer: optimizer, state: state,
-                                                     tokenizer: tokenizerPath)
+                                                     assets: assets)
                 Checkpoint.prune(root: checkpointRoot, keep: t.keepCheckpoints)
                 report(.checkpoint(step: state.step, path: lastCheckpoint!))
             }

@@ -31,7 +31,7 @@ struct DataCommand: ParsableCommand {
         @Argument(help: "Input files, directories or glob patterns.") var inputs: [String]
         @Option(help: "Output directory, or a single shard path ending in .bin.") var out: String
         @Option(help: "Source name for shard and manifest names (default: the first input's name).") var name: String?
-        @Option(help: "tokenizer.json or .gguf (default: the byte-level tokenizer).") var tokenizer: String?
+        @Option(help: "tokenizer.json, or a model's (GGUF, Hugging Face directory, run); default: the byte-level tokenizer.") var tokenizer: String?
         @Option(help: "JSONL field holding the document text.") var textField = "text"
         @Flag(help: "One document per .txt file instead of one per blank-line-separated block.") var perFile = false
         @Option(help: "Split .txt documents at this text instead of at blank lines, e.g. '<|endoftext|>'.") var delimiter: String?
@@ -76,8 +76,8 @@ struct DataCommand: ParsableCommand {
                     }
                     if !noEos { prep.eos = try find(eosToken, ["<|endoftext|>", "<|end_of_text|>", "</s>"], "eos") }
                     if bos { prep.bos = try find(bosToken, ["<|begin_of_text|>", "<s>", "<|im_start|>"], "bos") }
-                    let bytes = FileManager.default.contents(atPath: tokenizer) ?? Data()
-                    manifest = DataManifest(source: sourceName, inputs: files, tokenizer: tokenizer, tokenizerHash: DataManifest.fnv1a64(bytes), vocabSize: t.vocabSize)
+                    manifest = DataManifest(source: sourceName, inputs: files, tokenizer: tokenizer,
+                                            tokenizerHash: try DataManifest.tokenizerHash(of: t), vocabSize: t.vocabSize)
                 } else {
                     let t = ByteTokenizer()
                     prep = DataPreparation(vocabSize: t.vocabSize) { { t.encode($0) } }

@@ -3,6 +3,7 @@ import SmolHub
 import SmolModel
 import SmolTensor
 import Foundation
+import SmolWeights
 import SmolFormats
 import SmolModel
 import SmolTrainer
@@ -60,7 +61,12 @@ struct DevCommand: ParsableCommand {
         @Option var out: String
 
         struct Spec: Decodable {
-            let model: LlamaConfig
+            /// The model to build and initialise from `seed`, or `init_from`: weights to load.
+            let model: LlamaConfig?
+            let init_from: String?
+            /// Split `batch` into this many micro-batches of one step (default 1).
+            let micro_batches: Int?
+            let skip_logits: Bool?
             let seed: UInt64
             let batch: Int
             let seq_len: Int
@@ -76,29 +82,44 @@ struct DevCommand: ParsableCommand {
                 guard let data = FileManager.default.contents(atPath: spec) else { throw CLIError(message: "\(spec): cannot read") }
                 let s = try JSONDecoder().decode(Spec.self, from: data)
                 try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-                let model = try LlamaModel(config: s.model)
-                model.parameters.initialize(seed: s.seed, std: Float(s.model.initializerRange))
-                try Checkpoint.writeModel(model, to: out + "/params.safetensors")
-                let batch = TokenBatch(batch: s.batch, seqLen: s.seq_len, tokens: s.tokens, targets: s.targets, documentStart: s.document_start)
-                var logits = try model.logits(batch)
-                let counted = s.targets.filter { $0 >= 0 }.count
-                let optimizer = AdamW(config: s.optimizer, parameters: model.parameters)
+                let model: LlamaModel
+                if let from = s.init_from {
+                    // Released weights (GGUF, HF directory, run), float32 only.
+                    model = try PretrainedModel.load(from, decodeWeights: false).model
+                } else {
+                    guard let config = s.model else { throw CLIError(message: "\(spec): give model or init_from") }
+                    model = try LlamaModel(config: config)
+                    model.parameters.initialize(seed: s.seed, std: Float(config.initializerRange))
+                }
+                try HFDirectoryWriter.writeWeights(model, to: out + "/params.safetensors")
+                // The micro-batches of one step: `batch` rows each, accumulated as the trainer does.
+                let perStep = s.micro_batches ?? 1
+                let rows = s.batch / perStep, n = rows * s.seq_len
+                guard rows * perStep == s.batch else { throw CLIError(message: "\(spec): batch \(s.batch) is not a multiple of micro_batches \(perStep)") }
+                let microBatches = (0..<perStep).map { k in
+                    TokenBatch(batch: rows, seqLen: s.seq_len, tokens: Array(s.tokens[k * n ..< (k + 1) * n]),
+                               targets: Array(s.targets[k * n ..< (k + 1) * n]), documentStart: s.document_start.map { Array($0[k * n ..< (k + 1) * n]) })
+                }
+                var logits = s.skip_logits == true ? [] : try model.logits(TokenBatch(batch: s.batch, seqLen: s.seq_len, tokens: s.tokens,
+                                                                                     targets: s.targets, documentStart: s.document_start))
+                let step = TrainStep(model: model, optimizer: AdamW(config: s.optimizer, parameters: model.parameters))
                 var losses: [Double] = [], norms: [Double] = []
                 for (i, lr) in s.lrs.enumerated() {
-                    model.gradients.zero()
-                    let r = try model.forward(batch, lossScale: 1 / Float(counted), computeGradients: true)
-                    losses.append(r.loss / Double(r.count))
+                    let (loss, _) = try step.computeGradients(microBatches)
+                    losses.append(loss)
                     if i == 0 {
                         let tensors = model.parameters.slots.map {
                             SafetensorsWriter.Tensor(name: $0.name, shape: $0.shape, data: model.gradients.pointer + $0.offset)
                         }
                         try SafetensorsWriter.write(tensors, to: out + "/grads.safetensors")
                     }
-                    norms.append(optimizer.update(parameters: model.parameters.values, gradients: model.gradients, lr: lr))
+                    norms.append(step.update(lr: lr))
                 }
-                try logits.withUnsafeMutableBufferPointer { p in
-                    try SafetensorsWriter.write([.init(name: "logits", shape: [s.batch * s.seq_len, s.model.vocabSize], data: p.baseAddress!)],
-                                                to: out + "/logits.safetensors")
+                if !logits.isEmpty {
+                    try logits.withUnsafeMutableBufferPointer { p in
+                        try SafetensorsWriter.write([.init(name: "logits", shape: [s.batch * s.seq_len, model.config.vocabSize], data: p.baseAddress!)],
+                                                    to: out + "/logits.safetensors")
+                    }
                 }
                 struct Result: Encodable { let losses: [Double]; let grad_norms: [Double] }
                 let enc = JSONEncoder()
@@ -110,14 +131,21 @@ struct DevCommand: ParsableCommand {
     /// Last-position logits of a prompt through the KV-cache session, for parity tests.
     struct Logits: ParsableCommand {
         @Argument var model: String
-        @Option var prompt: String
+        @Option var prompt: String?
+        @Option(help: "Token ids instead of a prompt, comma-separated.") var ids: String?
+        @Option(help: "Feed the last N tokens one at a time (the single-token decode path).") var decode: Int = 0
         func run() throws {
             try runReportingErrors {
                 let pretrained = try PretrainedModel.load(model)
-                let ids = pretrained.tokenizer.encode(prompt)
-                let logits = try InferenceSession(model: pretrained.model, capacity: ids.count).feed(ids)
+                let tokens: [Int32]
+                if let ids { tokens = try ids.split(separator: ",").map { guard let v = Int32($0) else { throw CLIError(message: "--ids: '\($0)' is not an id") }; return v } }
+                else { tokens = pretrained.tokenizer.encode(prompt ?? "") }
+                guard !tokens.isEmpty, decode >= 0, decode < tokens.count else { throw CLIError(message: "need a non-empty prompt longer than --decode") }
+                let session = InferenceSession(model: pretrained.model, capacity: tokens.count)
+                var logits = try session.feed(Array(tokens.dropLast(decode)))
+                for t in tokens.suffix(decode) { logits = try session.feed([t]) }
                 struct Out: Encodable { let ids: [Int32]; let logits: [Float] }
-                printJSON(Out(ids: ids, logits: logits))
+                printJSON(Out(ids: tokens, logits: logits))
             }
         }
     }

@@ -1,16 +1,18 @@
 import ArgumentParser
 import Foundation
-import SmolData
-import SmolModel
-import SmolTrainer
+import SmolWeights
+import SmolHub
 
+/// `smol generate` for a run: the same loader and generator, so the run's own tokenizer (its
+/// tokenizer.json, or the byte-level one of a byte-level run) encodes the prompt and decodes the text.
 struct SampleCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sample",
         abstract: "Sample a continuation from a trained checkpoint.",
         discussion: """
         CHECKPOINT is a checkpoint directory (runs/NAME/checkpoints/step_NNNNNNNN) or a run
-        directory, whose newest checkpoint is used. Temperature 0 is greedy.
+        directory, whose newest checkpoint is used. Temperature 0 is greedy. The prompt is
+        encoded and the text decoded with the run's tokenizer.
 
         Example:
           smol sample runs/demo --prompt "The " --max-tokens 200 --temperature 0.8 --seed 7
@@ -25,35 +27,29 @@ struct SampleCommand: ParsableCommand {
     @Option(help: "Seed of the sampling stream.") var seed: UInt64 = 0
     @Flag(help: "Print prompt ids, generated ids and text as JSON.") var json = false
 
+    func validate() throws {
+        guard maxTokens >= 0 else { throw ValidationError("--max-tokens must be ≥ 0") }
+        guard temperature >= 0, temperature.isFinite else { throw ValidationError("--temperature must be ≥ 0") }
+        guard topK >= 0 else { throw ValidationError("--top-k must be ≥ 0") }
+    }
+
     func run() throws {
         try runReportingErrors {
-            guard maxTokens >= 0 else { throw CLIError(message: "--max-tokens must be ≥ 0") }
-            guard temperature >= 0, temperature.isFinite else { throw CLIError(message: "--temperature must be ≥ 0") }
-            var path = checkpoint
-            if !FileManager.default.fileExists(atPath: (path as NSString).appendingPathComponent("config.json")),
-               let newest = Checkpoint.list(root: (path as NSString).appendingPathComponent("checkpoints")).last {
-                path = newest.path
-            }
-            let model = try Checkpoint.loadModel(path: path)
-            let tokenizer = ByteTokenizer()
-            let promptIds = tokenizer.encode(prompt)
-            var sampler = Sampler(temperature: temperature, topK: topK, seed: seed)
+            let pretrained = try PretrainedModel.load(checkpoint)
+            let generator = Generator(pretrained)
+            // A byte-level run has no BOS; the ids of an empty prompt start at end-of-text.
+            var promptIds = pretrained.tokenizer.encode(prompt)
+            if promptIds.isEmpty, let eos = pretrained.eosToken.flatMap({ pretrained.tokenizer.id(of: $0) }) { promptIds = [eos] }
+            var options = GenerationOptions()
+            options.maxTokens = maxTokens; options.temperature = temperature; options.topK = topK; options.seed = seed
             if !json { print(prompt, terminator: ""); fflush(stdout) }
-            // Stream text as it becomes valid UTF-8.
-            var pending: [Int32] = []
-            let ids = try sampler.generate(model: model, prompt: promptIds, maxTokens: maxTokens, stop: tokenizer.endOfText) { id in
-                guard !json else { return }
-                pending.append(id)
-                let bytes = pending.map { UInt8(truncatingIfNeeded: $0) }
-                if String(validating: bytes, as: UTF8.self) != nil || pending.count >= 4 {
-                    print(tokenizer.decode(pending), terminator: ""); fflush(stdout); pending.removeAll()
-                }
+            let result = try generator.generate(promptIds: promptIds, options: options) { text in
+                if !json { print(text, terminator: ""); fflush(stdout) }
             }
             if json {
                 struct Out: Encodable { let checkpoint: String; let prompt_ids: [Int32]; let generated_ids: [Int32]; let text: String }
-                printJSON(Out(checkpoint: path, prompt_ids: promptIds, generated_ids: ids, text: tokenizer.decode(ids)))
+                printJSON(Out(checkpoint: pretrained.source, prompt_ids: promptIds, generated_ids: result.ids, text: result.text))
             } else {
-                if !pending.isEmpty { print(tokenizer.decode(pending), terminator: "") }
                 print("")
             }
         }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SmolWeights
 import SmolHub
 import SmolJinja
 import SmolTokenizer

@@ -1,12 +1,11 @@
 import ArgumentParser
 import Foundation
+import SmolWeights
 import SmolFormats
 import SmolTokenizer
 
 /// A tokenizer.json, or a GGUF file's embedded tokenizer.
-func loadTokenizer(_ path: String) throws -> BPETokenizer {
-    path.hasSuffix(".gguf") ? try BPETokenizer(gguf: GGUFFile(path: path)) : try BPETokenizer(path: path)
-}
+func loadTokenizer(_ path: String) throws -> BPETokenizer { try PretrainedModel.loadTokenizer(path) }
 
 struct TokenizerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

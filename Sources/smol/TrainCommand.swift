@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SmolWeights
 import SmolEval
 import SmolRuns
 import SmolTensor
@@ -8,22 +9,6 @@ import SmolData
 import SmolModel
 import SmolTrainer
 import SmolTokenizer
-
-/// The run's tokenizer for sampled continuations: its tokenizer.json, or the byte-level one.
-struct SampleTokenizer {
-    let bpe: BPETokenizer?
-    let endOfText: Int32
-    init(path: String?) throws {
-        if let path {
-            let t = try BPETokenizer(path: path)
-            bpe = t
-            guard let eos = t.id(of: "<|endoftext|>") else { throw CLIError(message: "\(path): no <|endoftext|> token to stop samples at") }
-            endOfText = eos
-        } else { bpe = nil; endOfText = ByteTokenizer().endOfText }
-    }
-    func encode(_ s: String) -> [Int32] { bpe?.encode(s) ?? ByteTokenizer().encode(s) }
-    func decode(_ ids: [Int32]) -> String { bpe?.decode(ids) ?? ByteTokenizer().decode(ids) }
-}
 
 struct TrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -117,9 +102,9 @@ struct TrainCommand: ParsableCommand {
                 let tasks = try cfg.training.evalTasks.map { try EvalTask.load(cfg.resolve([$0])[0]) }
                 var options = EvalOptions()
                 options.limit = cfg.training.evalTasksLimit
-                let tokenizerPath = trainer.tokenizerPath
+                let assets = trainer.assets
                 trainer.taskEvaluator = { model in
-                    let evaluator = Evaluator(model: try PretrainedModel.live(model: model, tokenizerPath: tokenizerPath, source: dir), options: options)
+                    let evaluator = Evaluator(model: try PretrainedModel.live(model: model, assets: assets, source: dir), options: options)
                     var out: [String: Double] = [:]
                     for task in tasks {
                         let (r, _) = try evaluator.run(task)
@@ -142,13 +127,16 @@ struct TrainCommand: ParsableCommand {
             if live { FileHandle.standardError.write(Data("\n".utf8)) }
             var samples: [[String: String]] = []
             if !noSamples && cfg.training.sampleTokens > 0 {
-                let tokenizer = try SampleTokenizer(path: trainer.tokenizerPath)
                 trainer.model.releaseWorkspace()
+                let live = try PretrainedModel.live(model: trainer.model, assets: trainer.assets, source: dir)
                 for (i, prompt) in cfg.training.samplePrompts.enumerated() {
-                    var sampler = Sampler(temperature: 0.8, topK: 40, seed: cfg.training.seed &+ UInt64(i))
-                    let ids = try sampler.generate(model: trainer.model, prompt: tokenizer.encode(prompt),
-                                                   maxTokens: cfg.training.sampleTokens, stop: tokenizer.endOfText)
-                    samples.append(["prompt": prompt, "continuation": tokenizer.decode(ids)])
+                    var ids = live.tokenizer.encode(prompt)
+                    if ids.isEmpty, let eos = live.eosToken.flatMap({ live.tokenizer.id(of: $0) }) { ids = [eos] }
+                    let generator = Generator(live, contextLength: min(cfg.model.maxPositionEmbeddings, ids.count + cfg.training.sampleTokens))
+                    var options = GenerationOptions()
+                    options.temperature = 0.8; options.topK = 40; options.seed = cfg.training.seed &+ UInt64(i)
+                    options.maxTokens = cfg.training.sampleTokens
+                    samples.append(["prompt": prompt, "continuation": try generator.generate(promptIds: ids, options: options).text])
                 }
             }
             if json {

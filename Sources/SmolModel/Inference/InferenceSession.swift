@@ -21,6 +21,7 @@ public final class InferenceSession {
     var decodeWeights: DecodeWeights? { rowInvariant ? nil : model.decodeWeights }
     private let x: FloatBuffer, h: FloatBuffer, rstd: FloatBuffer, q: FloatBuffer, k: FloatBuffer, v: FloatBuffer
     private let attn: FloatBuffer, gate: FloatBuffer, up: FloatBuffer, scores: FloatBuffer
+    private let qRstd: FloatBuffer, kRstd: FloatBuffer
     private var positions: [Int32]
     private var tokenIds: [Int32]
 
@@ -36,6 +37,7 @@ public final class InferenceSession {
         rstd = FloatBuffer(count: chunk)
         q = FloatBuffer(count: chunk * c.qDim); k = FloatBuffer(count: chunk * c.kvDim); v = FloatBuffer(count: chunk * c.kvDim)
         attn = FloatBuffer(count: chunk * c.qDim)
+        qRstd = FloatBuffer(count: chunk * c.numAttentionHeads); kRstd = FloatBuffer(count: chunk * c.numKeyValueHeads)
         gate = FloatBuffer(count: chunk * c.intermediateSize); up = FloatBuffer(count: chunk * c.intermediateSize)
         scores = FloatBuffer(count: c.numAttentionHeads * chunk * cap)
         positions = [Int32](repeating: 0, count: chunk); tokenIds = positions
@@ -117,67 +119,38 @@ public final class InferenceSession {
                    c: logits, ldc: c.vocabSize)
     }
 
-    /// y [n, out] = x [n, in] · Wᵀ (through the decode weights for one token when present)
-    private func linear(_ name: String, layer: Int, y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int,
-                        inDim: Int, outDim: Int, accumulate: Bool = false) {
-        if n == 1, let dw = decodeWeights, let m = dw.layers[layer][name] {
-            m.multiply(x, into: y, accumulate: accumulate)
-            return
-        }
-        Linear.forward(y: y, x: x, w: weight("model.layers.\(layer)." + name), n: n, inDim: inDim, outDim: outDim, accumulate: accumulate)
-    }
-
     /// One forward pass over tokenIds[0..<n]. Without `branches` the rows follow the cache in
     /// order; with them each span is a separate continuation of the cache.
     private func forwardChunk(n: Int, branches: [(offset: Int, count: Int)]? = nil) {
-        let cfg = model.config, C = cfg.hiddenSize, F = cfg.intermediateSize
-        let eps = Float(cfg.rmsNormEps)
+        let cfg = model.config, C = cfg.hiddenSize
         tokenIds.withUnsafeBufferPointer { ids in
             Embedding.forward(out: x.pointer, tokens: ids.baseAddress!, table: weight("model.embed_tokens.weight"), n: n, c: C)
         }
-        for l in 0..<cfg.numHiddenLayers {
-            let pre = "model.layers.\(l)."
-            // Attention block: x += o_proj(attention(rope(q), rope(k), v)), q,k,v from norm(x)
-            RMSNorm.forward(y: h.pointer, rstd: rstd.pointer, x: x.pointer, w: weight(pre + "input_layernorm.weight"), n: n, c: C, eps: eps)
-            if n == 1, let m = decodeWeights?.layers[l], let wq = m["self_attn.q_proj.weight"], let wk = m["self_attn.k_proj.weight"],
-               let wv = m["self_attn.v_proj.weight"] {
-                BlockMatrix.multiply([(wq, q.pointer), (wk, k.pointer), (wv, v.pointer)], x: h.pointer)
-            } else {
-                linear("self_attn.q_proj.weight", layer: l, y: q.pointer, x: h.pointer, n: n, inDim: C, outDim: cfg.qDim)
-                linear("self_attn.k_proj.weight", layer: l, y: k.pointer, x: h.pointer, n: n, inDim: C, outDim: cfg.kvDim)
-                linear("self_attn.v_proj.weight", layer: l, y: v.pointer, x: h.pointer, n: n, inDim: C, outDim: cfg.kvDim)
-            }
-            if cfg.usesRope(layer: l) {
-                positions.withUnsafeBufferPointer { pos in
-                    model.rope.apply(q.pointer, positions: pos.baseAddress!, n: n, heads: cfg.numAttentionHeads, inverse: false)
-                    model.rope.apply(k.pointer, positions: pos.baseAddress!, n: n, heads: cfg.numKeyValueHeads, inverse: false)
+        // The residual stream x is updated in place; h serves both norms, gate holds the SwiGLU product.
+        let b = BlockBuffers(norm1: h.pointer, rstd1: rstd.pointer, q: q.pointer, k: k.pointer, v: v.pointer,
+                             qRaw: nil, kRaw: nil, qRstd: qRstd.pointer, kRstd: kRstd.pointer, attnOut: attn.pointer,
+                             mid: x.pointer, norm2: h.pointer, rstd2: rstd.pointer, gate: gate.pointer, up: up.pointer, swiglu: gate.pointer)
+        let projections = DecodeProjections(model: model, decode: n == 1 ? decodeWeights : nil)
+        positions.withUnsafeBufferPointer { pos in
+            for l in 0..<cfg.numHiddenLayers {
+                model.blockForward(layer: l, n: n, x: x.pointer, out: x.pointer, buffers: b, positions: pos.baseAddress!,
+                                   projections: projections) {
+                    if let branches {
+                        for span in branches {
+                            // The branch's keys and values go right after the prefix, as if fed alone.
+                            (keys[l].pointer + length * cfg.kvDim).update(from: k.pointer + span.offset * cfg.kvDim, count: span.count * cfg.kvDim)
+                            (values[l].pointer + length * cfg.kvDim).update(from: v.pointer + span.offset * cfg.kvDim, count: span.count * cfg.kvDim)
+                            attention(layer: l, n: span.count, rowOffset: span.offset)
+                        }
+                    } else {
+                        (keys[l].pointer + length * cfg.kvDim).update(from: k.pointer, count: n * cfg.kvDim)
+                        (values[l].pointer + length * cfg.kvDim).update(from: v.pointer, count: n * cfg.kvDim)
+                        attention(layer: l, n: n)
+                    }
                 }
             }
-            if let branches {
-                for span in branches {
-                    // The branch's keys and values go right after the prefix, as if fed alone.
-                    (keys[l].pointer + length * cfg.kvDim).update(from: k.pointer + span.offset * cfg.kvDim, count: span.count * cfg.kvDim)
-                    (values[l].pointer + length * cfg.kvDim).update(from: v.pointer + span.offset * cfg.kvDim, count: span.count * cfg.kvDim)
-                    attention(layer: l, n: span.count, rowOffset: span.offset)
-                }
-            } else {
-                (keys[l].pointer + length * cfg.kvDim).update(from: k.pointer, count: n * cfg.kvDim)
-                (values[l].pointer + length * cfg.kvDim).update(from: v.pointer, count: n * cfg.kvDim)
-                attention(layer: l, n: n)
-            }
-            linear("self_attn.o_proj.weight", layer: l, y: x.pointer, x: attn.pointer, n: n, inDim: cfg.qDim, outDim: C, accumulate: true)
-            // MLP block: x += down(silu(gate(h)) · up(h)), h = norm(x)
-            RMSNorm.forward(y: h.pointer, rstd: rstd.pointer, x: x.pointer, w: weight(pre + "post_attention_layernorm.weight"), n: n, c: C, eps: eps)
-            if n == 1, let m = decodeWeights?.layers[l], let wg = m["mlp.gate_proj.weight"], let wu = m["mlp.up_proj.weight"] {
-                BlockMatrix.multiply([(wg, gate.pointer), (wu, up.pointer)], x: h.pointer)
-            } else {
-                linear("mlp.gate_proj.weight", layer: l, y: gate.pointer, x: h.pointer, n: n, inDim: C, outDim: F)
-                linear("mlp.up_proj.weight", layer: l, y: up.pointer, x: h.pointer, n: n, inDim: C, outDim: F)
-            }
-            SwiGLU.forward(h: gate.pointer, gate: gate.pointer, up: up.pointer, count: n * F)
-            linear("mlp.down_proj.weight", layer: l, y: x.pointer, x: gate.pointer, n: n, inDim: F, outDim: C, accumulate: true)
         }
-        RMSNorm.forward(y: x.pointer, rstd: rstd.pointer, x: x.pointer, w: weight("model.norm.weight"), n: n, c: C, eps: eps)
+        RMSNorm.forward(y: x.pointer, rstd: rstd.pointer, x: x.pointer, w: weight("model.norm.weight"), n: n, c: C, eps: Float(cfg.rmsNormEps))
     }
 
     /// attn [n, H, D] for the n new queries q [n, H, D] (rows rowOffset ..< rowOffset + n of the
@@ -234,5 +207,30 @@ public final class InferenceSession {
                 BLAS.sgemm(m: n, n: D, k: total, a: s, lda: total, b: vc + g * D, ldb: KV * D, c: attn.pointer + rowOffset * H * D + head * D, ldc: H * D)
             }
         }
+    }
+}
+
+/// Single-token decoding through the GGUF's quantised blocks where the model has them (q/k/v and
+/// gate/up each one parallel step); everything else through the float32 weights.
+struct DecodeProjections: BlockProjections {
+    let model: LlamaModel
+    let decode: DecodeWeights?
+
+    func project(_ name: String, layer: Int, y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int,
+                 inDim: Int, outDim: Int, accumulate: Bool) {
+        if n == 1, let m = decode?.layers[layer][name] {
+            m.multiply(x, into: y, accumulate: accumulate)
+            return
+        }
+        FloatProjections(model: model).project(name, layer: layer, y: y, x: x, n: n, inDim: inDim, outDim: outDim, accumulate: accumulate)
+    }
+
+    func projectShared(_ outputs: [(name: String, y: UnsafeMutablePointer<Float>, outDim: Int)], layer: Int,
+                       x: UnsafePointer<Float>, n: Int, inDim: Int) {
+        if n == 1, let layerWeights = decode?.layers[layer] {
+            let matrices = outputs.compactMap { o in layerWeights[o.name].map { ($0, o.y) } }
+            if matrices.count == outputs.count { BlockMatrix.multiply(matrices, x: x); return }
+        }
+        for o in outputs { project(o.name, layer: layer, y: o.y, x: x, n: n, inDim: inDim, outDim: o.outDim, accumulate: false) }
     }
 }

@@ -60,9 +60,4 @@ final class CrossEntropyHead {
         }
         return (total, counted)
     }
-
-    /// Logits of one row: x [C] -> out [V].
-    func logitsRow(x: UnsafePointer<Float>, w: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
-        BLAS.sgemm(transB: true, m: 1, n: vocab, k: hidden, a: x, lda: hidden, b: w, ldb: hidden, c: out, ldc: vocab)
-    }
 }

@@ -2,7 +2,6 @@ import Foundation
 import SmolFormats
 import SmolModel
 import SmolTokenizer
-import SmolTrainer
 
 public enum HubError: Error, CustomStringConvertible {
     case invalid(path: String, reason: String)
@@ -35,37 +34,75 @@ public final class PretrainedModel {
 
     public var config: LlamaConfig { model.config }
 
-    public static func load(_ path: String) throws -> PretrainedModel {
+    /// The tokenizer, chat template and special tokens, as checkpoints and exports write them.
+    public var assets: ModelAssets {
+        ModelAssets(tokenizer: tokenizer, chatTemplate: chatTemplate, bosToken: bosToken, eosToken: eosToken, stopIds: stopIds)
+    }
+
+    /// Loads a model. `decodeWeights`: keep a GGUF's quantised blocks for fast single-token
+    /// decoding (inference); training needs only the float32 weights.
+    public static func load(_ path: String, decodeWeights: Bool = true) throws -> PretrainedModel {
+        switch try locate(path) {
+        case .gguf: return try loadGGUF(path, decodeWeights: decodeWeights)
+        case .directory(let dir): return try loadDirectory(dir)
+        }
+    }
+
+    /// Only the model's configuration (reads a GGUF's metadata or a config.json, no weights).
+    public static func readConfig(_ path: String) throws -> LlamaConfig {
+        switch try locate(path) {
+        case .gguf: return try GGUFModel.config(try GGUFFile(path: path))
+        case .directory(let dir): return try HFConfig.read(join(dir, "config.json"))
+        }
+    }
+
+    /// Only the tokenizer: a tokenizer.json, or a model's (GGUF, HF directory, checkpoint or run).
+    public static func loadTokenizer(_ path: String) throws -> BPETokenizer {
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue, case .directory(let dir) = try locate(path) {
+            let file = join(dir, "tokenizer.json")
+            guard FileManager.default.fileExists(atPath: file) else {
+                throw HubError.invalid(path: path, reason: "no tokenizer.json (a byte-level run: leave the tokenizer out)")
+            }
+            return try BPETokenizer(path: file)
+        }
+        return path.hasSuffix(".gguf") ? try BPETokenizer(gguf: GGUFFile(path: path)) : try BPETokenizer(path: path)
+    }
+
+    enum Location { case gguf, directory(String) }
+
+    /// A file is a GGUF; a directory is an HF directory or checkpoint, or a run whose newest checkpoint is taken.
+    static func locate(_ path: String) throws -> Location {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw HubError.invalid(path: path, reason: "no such file or directory")
         }
-        if !isDir.boolValue { return try loadGGUF(path) }
+        if !isDir.boolValue { return .gguf }
         var dir = path
         let fm = FileManager.default
         if !fm.fileExists(atPath: join(dir, "config.json")),
-           let newest = Checkpoint.list(root: join(dir, "checkpoints")).last {
+           let newest = CheckpointLayout.list(root: CheckpointLayout.root(run: dir)).last {
             dir = newest.path
         }
         guard fm.fileExists(atPath: join(dir, "config.json")) else {
-            throw HubError.invalid(path: path, reason: "not a model: no config.json (expected a GGUF file, a Hugging Face directory or a checkpoint)")
+            throw HubError.invalid(path: path, reason: "not a model: no config.json (expected a GGUF file, a Hugging Face directory, a checkpoint or a run directory)")
         }
-        return try loadDirectory(dir)
+        return .directory(dir)
     }
 
-    /// A model being trained, with the tokenizer its data was made with (the byte-level one when
-    /// there is none), so evaluation can run on it between steps.
-    public static func live(model: LlamaModel, tokenizerPath: String?, source: String) throws -> PretrainedModel {
-        let tokenizer = try tokenizerPath.map { try BPETokenizer(path: $0) } ?? BPETokenizer.bytes(specialTokens: ["<|endoftext|>"])
-        let eos = tokenizer.id(of: "<|endoftext|>") != nil ? "<|endoftext|>" : nil
-        return PretrainedModel(source: source, format: .checkpoint, model: model, tokenizer: tokenizer, chatTemplate: nil,
-                               bosToken: nil, eosToken: eos, stopIds: stopIds(tokenizer, eos: eos, extra: []))
+    /// A model being trained, with the run's assets (the byte-level tokenizer when it has none),
+    /// so evaluation and sampling can run on it between steps.
+    public static func live(model: LlamaModel, assets: ModelAssets?, source: String) throws -> PretrainedModel {
+        let a = try assets ?? ModelAssets(tokenizer: BPETokenizer.bytes(specialTokens: ["<|endoftext|>"]), chatTemplate: nil,
+                                          bosToken: nil, eosToken: "<|endoftext|>")
+        return PretrainedModel(source: source, format: .checkpoint, model: model, tokenizer: a.tokenizer, chatTemplate: a.chatTemplate,
+                               bosToken: a.bosToken, eosToken: a.eosToken, stopIds: a.stopIds)
     }
 
     static func join(_ a: String, _ b: String) -> String { (a as NSString).appendingPathComponent(b) }
 
-    static func loadGGUF(_ path: String) throws -> PretrainedModel {
-        let (model, g) = try GGUFModel.load(path)
+    static func loadGGUF(_ path: String, decodeWeights: Bool) throws -> PretrainedModel {
+        let (model, g) = try GGUFModel.load(path, decodeWeights: decodeWeights)
         let tokenizer = try BPETokenizer(gguf: g)
         guard tokenizer.vocabSize <= model.config.vocabSize else {
             throw HubError.invalid(path: path, reason: "tokenizer has \(tokenizer.vocabSize) tokens, the model only \(model.config.vocabSize)")
@@ -78,31 +115,11 @@ public final class PretrainedModel {
         return PretrainedModel(source: path, format: .gguf, model: model, tokenizer: tokenizer,
                                chatTemplate: g.metadata["tokenizer.chat_template"]?.string,
                                bosToken: token("tokenizer.ggml.bos_token_id"), eosToken: eos,
-                               stopIds: stopIds(tokenizer, eos: eos, extra: []))
-    }
-
-    /// EOS plus the end-of-turn markers of common chat formats when the vocabulary has them.
-    static func stopIds(_ t: BPETokenizer, eos: String?, extra: [Int32]) -> Set<Int32> {
-        var ids = Set(extra)
-        for name in [eos, "<|im_end|>", "<|eot_id|>", "<|endoftext|>"].compactMap({ $0 }) {
-            if let id = t.id(of: name) { ids.insert(id) }
-        }
-        return ids
+                               stopIds: ModelAssets.stopIds(tokenizer, eos: eos, extra: []))
     }
 
     static func loadDirectory(_ dir: String) throws -> PretrainedModel {
-        let configPath = join(dir, "config.json")
-        guard let configData = FileManager.default.contents(atPath: configPath) else {
-            throw HubError.invalid(path: configPath, reason: "cannot read file")
-        }
-        let json = (try? JSONSerialization.jsonObject(with: configData)) as? [String: Any]
-        guard let json else { throw HubError.invalid(path: configPath, reason: "not a JSON object") }
-        if let type = json["model_type"] as? String, !["llama", "smollm", "smollm3"].contains(type) {
-            throw HubError.invalid(path: configPath, reason: "model_type '\(type)' is not supported (supported: llama)")
-        }
-        let config: LlamaConfig
-        do { config = try JSONDecoder().decode(HFConfig.self, from: configData).llama }
-        catch { throw HubError.invalid(path: configPath, reason: "cannot read the model config: \(error)") }
+        let config = try HFConfig.read(join(dir, "config.json"))
         let model = try LlamaModel(config: config)
         try SafetensorsWeights.load(directory: dir, into: model)
 
@@ -131,6 +148,6 @@ public final class PretrainedModel {
         }
         return PretrainedModel(source: dir, format: isCheckpoint ? .checkpoint : .huggingface, model: model, tokenizer: tokenizer,
                                chatTemplate: template, bosToken: bos, eosToken: eos,
-                               stopIds: stopIds(tokenizer, eos: eos, extra: extra))
+                               stopIds: ModelAssets.stopIds(tokenizer, eos: eos, extra: extra))
     }
 }
