@@ -61,7 +61,7 @@ def test_bad_records_are_counted_by_reason_with_their_lines(smol, tmp_path):
 
 
 def test_prepare_matches_hf_tokenizers_over_dirs_globs_and_shards(smol, tmp_path):
-    tokenizers = pytest.importorskip("tokenizers")
+    import tokenizers  # installed by scripts/install.sh
     tok = tmp_path / "tok.json"
     smol("tokenizer", "train", ROOT / "data/corpus/prose.txt", "--vocab-size", "600", "--special", "<|endoftext|>", "--out", tok)
     hf = tokenizers.Tokenizer.from_file(str(tok))

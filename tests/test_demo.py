@@ -26,3 +26,13 @@ def test_demo_learns_well_below_uniform(tmp_path):
     sigma = math.sqrt(sequences * 0.75 * 0.25) / sequences
     assert abs(prose / (prose + code) - 0.75) < 4 * sigma, (prose, code)
     assert "samples" in r.stdout and "summary" in r.stdout
+    # `smol sample` on the run speaks its BPE tokenizer (it once decoded BPE ids as bytes).
+    import tokenizers  # installed by scripts/install.sh
+    tok = tokenizers.Tokenizer.from_file(str(ROOT / "data/shards/tokenizer.json"))
+    out = subprocess.run([str(ROOT / ".build/release/smol"), "sample", str(tmp_path / "demo"), "--prompt", "The history of",
+                          "--max-tokens", "20", "--seed", "1", "--json"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    s = json.loads(out.stdout)
+    assert s["prompt_ids"] == tok.encode("The history of").ids
+    assert len(s["generated_ids"]) > 0 and max(s["generated_ids"]) > 255     # BPE ids, not bytes
+    assert s["text"] == tok.decode(s["generated_ids"], skip_special_tokens=False)

@@ -26,6 +26,7 @@ def make_batch(seed=0):
     tokens = rng.integers(0, CFG["vocab_size"], size=B * T)
     targets = rng.integers(0, CFG["vocab_size"], size=B * T)
     targets[5] = -1  # an ignored target
+    targets[T + 3: T + 25] = -1  # a masked span (an SFT prompt): row 1 counts far fewer targets than row 0
     # documents: row 0 splits at 13 and 29, row 1 at 7 (row-local start of each token's document)
     starts = []
     for row, cuts in enumerate([[0, 13, 29], [0, 7]]):
@@ -46,7 +47,10 @@ def swift_run(smol, tmp_path_factory, request):
     d = tmp_path_factory.mktemp("parity")
     tokens, targets, starts = make_batch()
     spec = {"model": CFG, "seed": 7, "batch": B, "seq_len": T, "tokens": tokens.tolist(), "targets": targets.tolist(),
-            "document_start": starts.tolist(), "optimizer": OPT, "lrs": LRS}
+            "document_start": starts.tolist(), "optimizer": OPT, "lrs": LRS,
+            # One row per micro-batch: the step's loss is the mean over the counted targets of both
+            # together, as the reference computes it over the whole batch (not a mean of row means).
+            "micro_batches": 2}
     (d / "spec.json").write_text(json.dumps(spec))
     smol("dev", "parity", "--spec", d / "spec.json", "--out", d / "out", unset=unset)
     out = d / "out"

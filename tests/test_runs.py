@@ -239,6 +239,10 @@ def test_loss_spike_detected_skipped_and_rolled_back(smol, config, tmp_path):
     assert [r["loss"] for r in train["skip"][:39]] == [r["loss"] for r in train["clean"][:39]]
     late = lambda rows: np.mean([r["loss"] for r in rows if r["step"] > 50])
     assert abs(late(train["skip"]) - late(train["clean"])) < 0.02 * late(train["clean"])
+    # The skipped step still has its eval point and its checkpoint.
+    assert [r["step"] for r in runs["skip"] if r["kind"] == "eval"] == [10, 20, 30, 40, 50, 60]
+    assert (40,) in rows(store, "SELECT e.step FROM event e JOIN run r ON r.id = e.run_id WHERE r.output_dir = ? AND e.kind = 'checkpoint'",
+                         str(tmp_path / "skip"))
     # Rollback: back to the step-30 checkpoint, the data up to the spike and 2 more micro-batches skipped.
     ev = events["rollback"]
     assert [e["event"] for e in ev] == ["spike", "rollback"] and (ev[1]["to_step"], ev[1]["skipped_batches"]) == (30, 10 * 2 + 2)
@@ -249,6 +253,31 @@ def test_loss_spike_detected_skipped_and_rolled_back(smol, config, tmp_path):
     assert kinds == [("spike", 40), ("rollback", 40)]
     assert [s for (s,) in rows(store, "SELECT m.step FROM metric m JOIN run r ON r.id = m.run_id WHERE r.output_dir = ? AND m.name = 'loss' ORDER BY m.step",
                                str(tmp_path / "rollback"))] == list(range(1, 61))
+
+
+def test_resume_after_a_skipped_spike_is_bit_identical(smol, config, tmp_path):
+    """A skipped step does not advance AdamW's step count (its bias correction); a resume after it
+    must restore that count, not the run's step, to continue exactly."""
+    extra = "stability: {rule: olmo, window: 16, min_samples: 8, policy: skip, corrupt_batch_at: [40]}\n"
+    (tmp_path / "skip.yaml").write_text(long_config(config, 60, extra))
+    smol("train", tmp_path / "skip.yaml", "--out", tmp_path / "full", "--no-store", "--no-samples")
+    out = tmp_path / "killed"
+    p = subprocess.Popen([smol_binary(), "train", str(tmp_path / "skip.yaml"), "--out", str(out), "--no-store", "--no-samples"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (out / "checkpoints" / "step_00000050").exists() and p.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert p.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    state = json.loads((out / "checkpoints" / "step_00000050" / "state.json").read_text())
+    assert (state["step"], state["optimizer_step"]) == (50, 49)
+    smol("train", tmp_path / "skip.yaml", "--out", out, "--resume", "--no-store", "--no-samples")
+    full, resumed = jsonl(tmp_path / "full" / "metrics.jsonl"), jsonl(out / "metrics.jsonl")
+    assert [r for r in resumed if r["kind"] == "train"] != []
+    pick = lambda rows: [(r["step"], r["loss"], r["grad_norm"]) for r in rows if r["kind"] == "train"]
+    assert pick(resumed) == pick(full)
+    assert [r["val_loss"] for r in resumed if r["kind"] == "eval"] == [r["val_loss"] for r in full if r["kind"] == "eval"]
 
 
 def test_baseline_guard_fires_on_a_broken_run_and_passes_a_sound_one(smol, config, tmp_path):

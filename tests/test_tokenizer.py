@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-tokenizers = pytest.importorskip("tokenizers", reason="the test command installs tokenizers")
+import tokenizers  # installed by scripts/install.sh
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: E402
 
 from conftest import ROOT, smol_binary
@@ -144,7 +144,7 @@ def test_llama3_and_qwen2_tokenizers_match_hf(tmp_path, family):
 def test_gguf_pre_llama_bpe_and_qwen2(tmp_path):
     """A GGUF holding a Llama-3-style tokenizer (tokenizer.ggml.pre = llama-bpe or qwen2, BOS added)
     encodes as the same tokenizer does in `tokenizers`."""
-    gguf = pytest.importorskip("gguf")
+    import gguf  # installed by scripts/install.sh
     for family, pre in (("llama3", "llama-bpe"), ("qwen2", "qwen2")):
         hf, path = train_family(tmp_path, family)
         spec = json.loads(path.read_text())

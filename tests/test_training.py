@@ -102,6 +102,12 @@ def test_exported_config_is_huggingface_llama(smol, config, tmp_path):
     smol("train", config, "--out", tmp_path / "h", "--set", "training.steps=5")
     ck = tmp_path / "h" / "checkpoints" / "step_00000005"
     cfg = json.loads((ck / "config.json").read_text())
+    # The small config has NoPE layers: transformers runs that as SmolLM3 (a LlamaForCausalLM would
+    # apply RoPE in every layer and compute another function).
+    assert cfg["architectures"] == ["SmolLM3ForCausalLM"] and cfg["model_type"] == "smollm3"
+    assert cfg["no_rope_layers"] == [1, 0]
+    smol("train", config, "--out", tmp_path / "r", "--set", "training.steps=2", "--set", "model.no_rope_layer_interval=null")
+    cfg = json.loads((tmp_path / "r" / "checkpoints" / "step_00000002" / "config.json").read_text())
     assert cfg["architectures"] == ["LlamaForCausalLM"] and cfg["model_type"] == "llama"
     header = safetensors_np.header(ck / "model.safetensors")
     assert header["model.embed_tokens.weight"]["shape"] == [264, 64]
@@ -167,7 +173,9 @@ def test_bad_checkpoint_files_fail_cleanly_and_keep_earlier_work(smol, config, t
 
 def test_resume_without_checkpoint_and_bad_sample_args(smol, config, tmp_path):
     assert_clean_failure(smol("train", config, "--out", tmp_path / "empty", "--resume", check=False), "no checkpoint")
-    assert_clean_failure(smol("sample", tmp_path / "nowhere", "--prompt", "x", check=False), "config.json")
+    assert_clean_failure(smol("sample", tmp_path / "nowhere", "--prompt", "x", check=False), "nowhere", "no such file")
+    (tmp_path / "empty").mkdir(exist_ok=True)
+    assert_clean_failure(smol("sample", tmp_path / "empty", "--prompt", "x", check=False), "config.json")
 
 
 def test_gradient_accumulation_matches_one_large_batch(smol, config, tmp_path):

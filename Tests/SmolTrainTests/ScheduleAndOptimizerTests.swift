@@ -48,8 +48,21 @@ final class ScheduleAndOptimizerTests: XCTestCase {
         let params = ParameterStore(config: cfg)
         let grads = FloatBuffer(count: params.count)
         for s in params.slots { for j in 0..<s.count { grads[s.offset + j] = 3 } }
-        let expected = (Double(params.parameterCount) * 9).squareRoot()
-        XCTAssertEqual(AdamW.gradientNorm(grads), expected, accuracy: 1e-9 * expected)
+        let norm = (Double(params.parameterCount) * 9).squareRoot()
+        XCTAssertEqual(AdamW.gradientNorm(grads), norm, accuracy: 1e-9 * norm)
+        // With β1 = 0.5 the first moment after one step is 0.5 · (the gradient AdamW used), so it
+        // shows the clip: PyTorch's scale clip / (norm + 1e-6) above the threshold, none below it.
+        for (clip, scale) in [(1.0, 1.0 / (norm + 1e-6)), (norm * 2, 1.0)] {
+            var opt = OptimizerConfig(); opt.gradClip = clip; opt.beta1 = 0.5; opt.weightDecay = 0
+            let adam = AdamW(config: opt, parameters: params)
+            let returned = adam.update(parameters: params.values, gradients: grads, lr: 1e-3)
+            XCTAssertEqual(returned, norm, accuracy: 1e-9 * norm)   // the norm before clipping
+            for s in params.slots {
+                XCTAssertEqual(Double(adam.m[s.offset]), 0.5 * 3 * scale, accuracy: 1e-6 * 3 * scale, s.name)
+            }
+            let clipped = (0..<params.count).map { Double(adam.m[$0]) * 2 }
+            XCTAssertEqual(clipped.map { $0 * $0 }.reduce(0, +).squareRoot(), min(norm, clip), accuracy: 1e-5 * min(norm, clip))
+        }
     }
 
     func testRandomStreamsAreKeyedByPurposeAndCoordinates() {
