@@ -40,7 +40,7 @@ let package = Package(
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
-        .target(name: "SmolMPI", dependencies: ["CMPI"], swiftSettings: fast),
+        .target(name: "SmolMPI", dependencies: ["CMPI", "SmolTensor"], swiftSettings: fast),
         .target(name: "SmolTensor", dependencies: ["CBLAS"], swiftSettings: fast),
         .target(name: "SmolFormats", dependencies: ["SmolTensor"], swiftSettings: checked),
         .target(name: "SmolModel", dependencies: ["SmolTensor"], swiftSettings: fast),

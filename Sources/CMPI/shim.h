@@ -6,6 +6,8 @@
 static inline MPI_Comm smol_comm_world(void) { return MPI_COMM_WORLD; }
 static inline MPI_Datatype smol_float(void) { return MPI_FLOAT; }
 static inline MPI_Datatype smol_double(void) { return MPI_DOUBLE; }
+static inline MPI_Datatype smol_int(void) { return MPI_INT; }
+static inline MPI_Datatype smol_byte(void) { return MPI_BYTE; }
 static inline MPI_Op smol_sum(void) { return MPI_SUM; }
 static inline MPI_Op smol_max(void) { return MPI_MAX; }
 static inline MPI_Op smol_min(void) { return MPI_MIN; }

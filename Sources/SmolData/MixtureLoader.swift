@@ -20,6 +20,27 @@ public struct DataPosition: Codable, Equatable, Sendable {
     public var samples = 0
     public var sources: [Source] = []
     public init(sources: Int = 0) { self.sources = Array(repeating: Source(), count: sources) }
+
+    /// Rank `rank`'s position among `ranks` data-parallel ranks, from the positions of the ranks that
+    /// wrote a checkpoint. Same count: that rank's own (the resume is exact). Another count: the
+    /// samples drawn are shared out again, and in each source the new ranks continue after the part
+    /// of the epoch's order every old rank had read (windows read past it by some ranks may be seen
+    /// twice; none is skipped).
+    public static func resharded(_ old: [DataPosition], toRanks ranks: Int, rank: Int) -> DataPosition {
+        if old.count == ranks { return old[rank] }
+        var p = DataPosition(sources: old.first?.sources.count ?? 0)
+        p.samples = old.reduce(0) { $0 + $1.samples } / ranks
+        for s in p.sources.indices {
+            // Old rank r read order positions r, r + W, …, (offset − 1)·W + r of its epoch.
+            let first = old.indices.min { (old[$0].sources[s].epoch, old[$0].sources[s].offset * old.count + $0)
+                < (old[$1].sources[s].epoch, old[$1].sources[s].offset * old.count + $1) }!
+            let epoch = old[first].sources[s].epoch, consumed = old[first].sources[s].offset * old.count + first
+            p.sources[s].epoch = epoch
+            p.sources[s].offset = max(0, (consumed - rank + ranks - 1) / ranks)
+            p.sources[s].drawn = old.reduce(0) { $0 + $1.sources[s].drawn } / ranks
+        }
+        return p
+    }
 }
 
 /// Draws training sequences from weighted sources. Sequence g of the run (g = samples × world + rank)

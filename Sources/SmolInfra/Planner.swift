@@ -23,6 +23,10 @@ public struct PlanInput: Sendable {
     public var mfu = 0.30
     public var dataParallel = 1, tensorParallel = 1, pipelineParallel = 1
     public var zeroStage = 0
+    /// bf16: mixed precision as on GPUs (bf16 weights, grads and activations; fp32 master weights and
+    /// Adam moments). fp32: what smol trains on CPU (fp32 everything, no master copy).
+    public var precision: Precision = .bf16
+    public enum Precision: String, Codable, Sendable, CaseIterable { case bf16, fp32 }
     public var microBatch = 1
     public var gradientAccumulation = 1
     public var seqLen = 4096
@@ -117,16 +121,21 @@ public enum Planner {
         let tokensPerStep = p.dataParallel * p.microBatch * p.gradientAccumulation * p.seqLen
         let steps = Int((p.tokens / Double(tokensPerStep)).rounded(.up))
 
-        // Mixed precision: bf16 weights (2) and grads (2), fp32 master + m + v (12); TP and PP split
-        // the model; ZeRO-1 shards the 12 over DP, ZeRO-2 the grads too, ZeRO-3 the weights too.
+        // Mixed precision: bf16 weights (2) and grads (2), fp32 master + m + v (12); fp32: 4 + 4 and
+        // m + v (8). TP and PP split the model; ZeRO-1 shards the optimizer bytes over DP, ZeRO-2 the
+        // grads too, ZeRO-3 the weights too.
         let modelShard = n / Double(p.tensorParallel * p.pipelineParallel)
         let dp = Double(p.dataParallel)
-        let weights = 2 * modelShard / (p.zeroStage >= 3 ? dp : 1)
-        let grads = 2 * modelShard / (p.zeroStage >= 2 ? dp : 1)
-        let optimizer = 12 * modelShard / (p.zeroStage >= 1 ? dp : 1)
+        let (w, g, o): (Double, Double, Double) = p.precision == .fp32 ? (4, 4, 8) : (2, 2, 12)
+        let weights = w * modelShard / (p.zeroStage >= 3 ? dp : 1)
+        let grads = g * modelShard / (p.zeroStage >= 2 ? dp : 1)
+        let optimizer = o * modelShard / (p.zeroStage >= 1 ? dp : 1)
         let layersHere = Double(m.numHiddenLayers) / Double(p.pipelineParallel)
-        let act = activationBytesPerLayer(seq: Double(p.seqLen), microBatch: Double(p.microBatch), hidden: Double(m.hiddenSize),
-                                          heads: Double(m.numAttentionHeads), tensorParallel: Double(p.tensorParallel))
+        // Korthikanti's bytes are for 16-bit activations; fp32 keeps twice as many.
+        let act16 = activationBytesPerLayer(seq: Double(p.seqLen), microBatch: Double(p.microBatch), hidden: Double(m.hiddenSize),
+                                            heads: Double(m.numAttentionHeads), tensorParallel: Double(p.tensorParallel))
+        let scale = p.precision == .fp32 ? 2.0 : 1.0
+        let act = (none: act16.none * scale, selective: act16.selective * scale, full: act16.full * scale)
         let gb = 1e9
         let states = (weights + grads + optimizer) / gb
         let none = act.none * layersHere / gb, selective = act.selective * layersHere / gb

@@ -28,9 +28,15 @@ public struct RunRecord: Codable, Sendable, Equatable {
     public var parameters: Int
     public var flopsPerToken: Double
     public var baseline: String?
+    /// Processes of the run (data parallel × tensor parallel), its ZeRO stage and the hosts it ran on.
+    public var worldSize: Int = 1
+    public var dp: Int = 1
+    public var tp: Int = 1
+    public var zero: Int = 0
+    public var hosts: [String] = []
 
     enum CodingKeys: String, CodingKey {
-        case id, name, config, tags, host, pid, status, cores, parameters, baseline
+        case id, name, config, tags, host, pid, status, cores, parameters, baseline, dp, tp, zero, hosts, worldSize = "world_size"
         case outputDir = "output_dir", codeVersion = "code_version", startedAt = "started_at", endedAt = "ended_at"
         case heartbeatAt = "heartbeat_at", coreHours = "core_hours", gpuHours = "gpu_hours", flopsPerToken = "flops_per_token"
     }
@@ -124,6 +130,15 @@ public final class RunStore {
                 t.column("time", .double).notNull()
             }
         }
+        m.registerMigration("v2-topology") { db in
+            try db.alter(table: "run") { t in
+                t.add(column: "world_size", .integer).notNull().defaults(to: 1)
+                t.add(column: "dp", .integer).notNull().defaults(to: 1)
+                t.add(column: "tp", .integer).notNull().defaults(to: 1)
+                t.add(column: "zero", .integer).notNull().defaults(to: 0)
+                t.add(column: "hosts", .text).notNull().defaults(to: "[]")
+            }
+        }
         return m
     }
 
@@ -138,9 +153,22 @@ public final class RunStore {
         public var name: String, outputDir: String, config: String, tags: [String]
         public var parameters: Int, flopsPerToken: Double, cores: Int
         public var baseline: String?
-        public init(name: String, outputDir: String, config: String, tags: [String], parameters: Int, flopsPerToken: Double, cores: Int, baseline: String? = nil) {
+        public var topology = Topology()
+        public init(name: String, outputDir: String, config: String, tags: [String], parameters: Int, flopsPerToken: Double, cores: Int,
+                    baseline: String? = nil, topology: Topology = Topology()) {
             self.name = name; self.outputDir = outputDir; self.config = config; self.tags = tags
             self.parameters = parameters; self.flopsPerToken = flopsPerToken; self.cores = cores; self.baseline = baseline
+            self.topology = topology
+        }
+    }
+
+    /// How a run spans processes and hosts.
+    public struct Topology: Sendable {
+        public var worldSize = 1, dp = 1, tp = 1, zero = 0
+        public var hosts: [String] = [RunStore.hostName]
+        public init() {}
+        public init(worldSize: Int, dp: Int, tp: Int, zero: Int, hosts: [String]) {
+            self.worldSize = worldSize; self.dp = dp; self.tp = tp; self.zero = zero; self.hosts = hosts
         }
     }
 
@@ -149,11 +177,15 @@ public final class RunStore {
     public func begin(_ r: NewRun, resumeFromStep: Int? = nil) throws -> Int64 {
         let now = Date().timeIntervalSince1970
         let tags = String(decoding: try JSONEncoder().encode(r.tags), as: UTF8.self)
+        let hostsJSON = String(decoding: try JSONEncoder().encode(r.topology.hosts), as: UTF8.self)
         return try db.write { db in
             if let step = resumeFromStep,
                let id = try Int64.fetchOne(db, sql: "SELECT id FROM run WHERE output_dir = ? ORDER BY id DESC LIMIT 1", arguments: [r.outputDir]) {
-                try db.execute(sql: "UPDATE run SET status = 'running', pid = ?, host = ?, heartbeat_at = ?, ended_at = NULL WHERE id = ?",
-                               arguments: [Int(getpid()), RunStore.hostName, now, id])
+                try db.execute(sql: """
+                    UPDATE run SET status = 'running', pid = ?, host = ?, heartbeat_at = ?, ended_at = NULL,
+                                   world_size = ?, dp = ?, tp = ?, zero = ?, hosts = ? WHERE id = ?
+                    """, arguments: [Int(getpid()), RunStore.hostName, now, r.topology.worldSize, r.topology.dp, r.topology.tp,
+                                     r.topology.zero, hostsJSON, id])
                 for table in ["metric", "eval_result", "event"] {
                     try db.execute(sql: "DELETE FROM \(table) WHERE run_id = ? AND step > ?", arguments: [id, step])
                 }
@@ -163,10 +195,11 @@ public final class RunStore {
             }
             try db.execute(sql: """
                 INSERT INTO run (name, output_dir, config, tags, code_version, host, pid, started_at, heartbeat_at, status, cores,
-                                 parameters, flops_per_token, baseline)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)
+                                 parameters, flops_per_token, baseline, world_size, dp, tp, zero, hosts)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [r.name, r.outputDir, r.config, tags, RunStore.codeVersion, RunStore.hostName, Int(getpid()), now, now,
-                                 r.cores, r.parameters, r.flopsPerToken, r.baseline])
+                                 r.cores, r.parameters, r.flopsPerToken, r.baseline, r.topology.worldSize, r.topology.dp, r.topology.tp,
+                                 r.topology.zero, hostsJSON])
             return db.lastInsertedRowID
         }
     }
@@ -246,7 +279,9 @@ public final class RunStore {
                          codeVersion: row["code_version"], host: row["host"], pid: row["pid"], startedAt: row["started_at"],
                          endedAt: row["ended_at"], heartbeatAt: row["heartbeat_at"], status: row["status"], cores: row["cores"],
                          coreHours: row["core_hours"], gpuHours: row["gpu_hours"], parameters: row["parameters"],
-                         flopsPerToken: row["flops_per_token"], baseline: row["baseline"])
+                         flopsPerToken: row["flops_per_token"], baseline: row["baseline"], worldSize: row["world_size"], dp: row["dp"],
+                         tp: row["tp"], zero: row["zero"],
+                         hosts: (try? JSONDecoder().decode([String].self, from: Data((row["hosts"] as String).utf8))) ?? [])
     }
 
     public func runs(tag: String? = nil) throws -> [RunRecord] {

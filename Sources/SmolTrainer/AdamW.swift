@@ -45,7 +45,9 @@ public struct OptimizerConfig: Codable, Equatable, Sendable {
     }
 }
 
-/// AdamW over the model's flat parameter buffer, with the moments in the same layout.
+/// AdamW over the model's flat parameter buffer, with the moments in the same layout. With ZeRO-1
+/// a rank owns a `shard` of the flat buffer: its moments cover that range only (m[i] belongs to
+/// parameter shard.lowerBound + i) and `update` changes only those parameters.
 public final class AdamW {
     public let config: OptimizerConfig
     public let m: FloatBuffer, v: FloatBuffer
@@ -53,13 +55,22 @@ public final class AdamW {
     /// Whether each tensor slot gets weight decay.
     public let decays: [Bool]
     let slots: [TensorSlot]
+    /// The range of the flat parameter buffer this optimizer updates (all of it without ZeRO).
+    public let shard: Range<Int>
 
-    public init(config: OptimizerConfig, parameters: ParameterStore) {
+    public init(config: OptimizerConfig, parameters: ParameterStore, shard: Range<Int>? = nil) {
         self.config = config
         slots = parameters.slots
-        m = FloatBuffer(count: parameters.count)
-        v = FloatBuffer(count: parameters.count)
+        self.shard = shard ?? 0..<parameters.count
+        m = FloatBuffer(count: self.shard.count)
+        v = FloatBuffer(count: self.shard.count)
         decays = parameters.slots.map { s in !config.noDecay.contains { fnmatch($0, s.name, 0) == 0 } }
+    }
+
+    /// The part of `slot` inside the shard, as a range of the flat buffer (empty when outside).
+    public func owned(_ slot: TensorSlot) -> Range<Int> {
+        let lo = max(slot.offset, shard.lowerBound), hi = min(slot.offset + slot.count, shard.upperBound)
+        return lo < hi ? lo..<hi : lo..<lo
     }
 
     /// Global L2 norm of the gradient (deterministic for a given thread count).
@@ -80,10 +91,12 @@ public final class AdamW {
         let bc1 = 1 - pow(config.beta1, Double(step)), bc2 = 1 - pow(config.beta2, Double(step))
         let stepSize = Float(lr / bc1), bc2Sqrt = Float(bc2.squareRoot()), eps = Float(config.eps)
         for (i, s) in slots.enumerated() {
+            let range = owned(s)
+            if range.isEmpty { continue }
             let decay: Float = decays[i] ? Float(1 - lr * config.weightDecay) : 1
-            let p = parameters.pointer + s.offset, g = gradients.pointer + s.offset
-            let mp = m.pointer + s.offset, vp = v.pointer + s.offset
-            Parallel.chunks(s.count, minPerChunk: 1 << 14) { _, r in
+            let p = parameters.pointer + range.lowerBound, g = gradients.pointer + range.lowerBound
+            let mp = m.pointer + (range.lowerBound - shard.lowerBound), vp = v.pointer + (range.lowerBound - shard.lowerBound)
+            Parallel.chunks(range.count, minPerChunk: 1 << 14) { _, r in
                 typealias V = SIMD8<Float>
                 let vb1 = V(repeating: b1), vb2 = V(repeating: b2), vscale = V(repeating: gradScale)
                 let vdecay = V(repeating: decay), vstep = V(repeating: stepSize)

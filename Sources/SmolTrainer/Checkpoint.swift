@@ -2,6 +2,7 @@ import Foundation
 import SmolData
 import SmolFormats
 import SmolModel
+import SmolTensor
 import SmolWeights
 
 /// What a checkpoint holds besides tensors: enough to continue as if never stopped.
@@ -16,9 +17,12 @@ public struct TrainerState: Codable, Equatable, Sendable {
     /// AdamW's own step count (bias correction): behind `step` by the steps a spike skipped.
     /// Absent in checkpoints written before it was recorded, where it equals `step`.
     public var optimizerStep: Int?
+    /// Every data-parallel rank's loader position, in rank order (`data` is rank 0's).
+    public var rankData: [DataPosition]?
 
     enum CodingKeys: String, CodingKey {
         case step, tokensSeen = "tokens_seen", data, seed, elapsedSeconds = "elapsed_seconds", config, optimizerStep = "optimizer_step"
+        case rankData = "rank_data"
     }
 }
 
@@ -32,7 +36,9 @@ public enum Checkpoint {
 
     /// `assets`: the run's tokenizer, chat template and special tokens (nil for the byte-level
     /// tokenizer), so the checkpoint loads as a Hugging Face directory anywhere a model is taken.
-    public static func save(root: String, model: LlamaModel, optimizer: AdamW, state: TrainerState, assets: ModelAssets?) throws -> String {
+    /// `moments`: AdamW's m and v over the whole flat buffer (gathered from every rank under ZeRO-1).
+    public static func save(root: String, model: LlamaModel, moments: (m: FloatBuffer, v: FloatBuffer), state: TrainerState,
+                            assets: ModelAssets?) throws -> String {
         let fm = FileManager.default
         try fm.createDirectory(atPath: root, withIntermediateDirectories: true)
         let final = directory(root: root, step: state.step)
@@ -41,11 +47,11 @@ public enum Checkpoint {
         try fm.createDirectory(atPath: tmp, withIntermediateDirectories: false)
         try HFDirectoryWriter.write(model: model, assets: assets, into: tmp)
         let params = model.parameters
-        let moments = params.slots.flatMap { s in
-            [SafetensorsWriter.Tensor(name: "exp_avg." + s.name, shape: s.shape, data: optimizer.m.pointer + s.offset),
-             SafetensorsWriter.Tensor(name: "exp_avg_sq." + s.name, shape: s.shape, data: optimizer.v.pointer + s.offset)]
+        let tensors = params.slots.flatMap { s in
+            [SafetensorsWriter.Tensor(name: "exp_avg." + s.name, shape: s.shape, data: moments.m.pointer + s.offset),
+             SafetensorsWriter.Tensor(name: "exp_avg_sq." + s.name, shape: s.shape, data: moments.v.pointer + s.offset)]
         }
-        try SafetensorsWriter.write(moments, metadata: ["step": String(optimizer.step)],
+        try SafetensorsWriter.write(tensors, metadata: ["step": String(state.optimizerStep ?? state.step)],
                                     to: (tmp as NSString).appendingPathComponent("optimizer.safetensors"))
         try writeJSON(state, to: (tmp as NSString).appendingPathComponent("state.json"))
         FileSink.syncDirectory(tmp)
@@ -88,10 +94,18 @@ public enum Checkpoint {
         do { state = try JSONDecoder().decode(TrainerState.self, from: data) }
         catch { throw ConfigError.invalidFile(path: statePath, reason: "cannot decode checkpoint state: \(error)") }
         if let optimizer {
+            // Full tensors on disk; a ZeRO-1 optimizer keeps its shard of them.
             let f = try SafetensorsFile(path: (path as NSString).appendingPathComponent("optimizer.safetensors"))
+            let whole = optimizer.shard == 0..<model.parameters.count
+            let m = whole ? optimizer.m : FloatBuffer(count: model.parameters.count)
+            let v = whole ? optimizer.v : FloatBuffer(count: model.parameters.count)
             for s in model.parameters.slots {
-                try f.read("exp_avg." + s.name, shape: s.shape, into: optimizer.m.pointer + s.offset)
-                try f.read("exp_avg_sq." + s.name, shape: s.shape, into: optimizer.v.pointer + s.offset)
+                try f.read("exp_avg." + s.name, shape: s.shape, into: m.pointer + s.offset)
+                try f.read("exp_avg_sq." + s.name, shape: s.shape, into: v.pointer + s.offset)
+            }
+            if !whole {
+                optimizer.m.pointer.update(from: m.pointer + optimizer.shard.lowerBound, count: optimizer.shard.count)
+                optimizer.v.pointer.update(from: v.pointer + optimizer.shard.lowerBound, count: optimizer.shard.count)
             }
             optimizer.restore(step: state.optimizerStep ?? state.step)
         }

@@ -36,36 +36,48 @@ public enum TrainBenchmark {
         public var threads: Int
         /// OpenBLAS's kernel set ("Haswell", "SkylakeX", ...): GEMM speed depends on it.
         public var blasCore: String
+        /// Data-parallel ranks (each runs batch × seq_len), all ranks' tokens per second, and the
+        /// share of the step spent in collectives (this rank's).
+        public var worldSize = 1
+        public var totalTokensPerSecond = 0.0
+        public var communicationShare = 0.0
         enum CodingKeys: String, CodingKey {
+            case worldSize = "world_size", totalTokensPerSecond = "total_tokens_per_s", communicationShare = "communication_share"
             case name, batch, seqLen = "seq_len", parameters, steps, secondsPerStep = "seconds_per_step"
             case tokensPerSecond = "tokens_per_s", modelGflops = "model_gflops", mfu, peakGflops = "peak_gflops"
             case peakRssBytes = "peak_rss_bytes", threads, blasCore = "blas_core"
         }
     }
 
-    /// Runs `warmup` untimed steps, then `steps` timed ones; reports the median step time.
-    public static func run(_ shape: Shape, steps: Int, warmup: Int = 1, peakGflops: Double) throws -> Result {
+    /// Runs `warmup` untimed steps, then `steps` timed ones; reports the median step time. Under
+    /// data parallelism every rank runs the shape on its own tokens and the gradients are summed.
+    public static func run(_ shape: Shape, steps: Int, warmup: Int = 1, peakGflops: Double,
+                           collectives: Collectives = SingleProcess(), zero: Int = 0) throws -> Result {
         let model = try LlamaModel(config: shape.model)
         model.parameters.initialize(seed: 1, std: 0.02)
-        let step = TrainStep(model: model, optimizer: AdamW(config: OptimizerConfig(), parameters: model.parameters))
-        var rng = RandomStream(seed: 1, purpose: "bench-tokens")
+        let shard = zero >= 1 ? TrainStep.shard(count: model.parameters.count, ranks: collectives.size, rank: collectives.rank) : nil
+        let step = TrainStep(model: model, optimizer: AdamW(config: OptimizerConfig(), parameters: model.parameters, shard: shard),
+                             collectives: collectives, zero: zero)
+        var rng = RandomStream(seed: 1, purpose: "bench-tokens", coordinates: [collectives.rank])
         let n = shape.batch * shape.seqLen
         let tokens = (0..<(n + 1)).map { _ in Int32(rng.nextInt(below: shape.model.vocabSize)) }
         let batch = TokenBatch(batch: shape.batch, seqLen: shape.seqLen, tokens: Array(tokens[0..<n]), targets: Array(tokens[1...n]))
-        var times: [Double] = []
+        var times: [Double] = [], comm: [Double] = []
         for i in 0..<(warmup + steps) {
+            step.resetTimers()
             let t0 = DispatchTime.now().uptimeNanoseconds
             try step([batch], lr: 1e-4)
             let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
-            if i >= warmup { times.append(dt) }
+            if i >= warmup { times.append(dt); comm.append(step.communicationSeconds / dt) }
         }
-        times.sort()
+        times.sort(); comm.sort()
         let median = times[times.count / 2]
         let tps = Double(n) / median
         let gflops = tps * shape.model.modelFlopsPerToken(sequenceLength: shape.seqLen) / 1e9
         return Result(name: shape.name, batch: shape.batch, seqLen: shape.seqLen, parameters: shape.model.parameterCount,
                       steps: steps, secondsPerStep: median, tokensPerSecond: tps, modelGflops: gflops,
                       mfu: gflops / peakGflops, peakGflops: peakGflops, peakRssBytes: 0, threads: Parallel.threads,
-                      blasCore: BLAS.coreName)
+                      blasCore: BLAS.coreName, worldSize: collectives.size, totalTokensPerSecond: tps * Double(collectives.size),
+                      communicationShare: comm[comm.count / 2])
     }
 }

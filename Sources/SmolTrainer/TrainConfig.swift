@@ -123,6 +123,11 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var evalTasksEvery: Int?
     /// Score only the first N items of each task (keeps in-training evaluation cheap).
     public var evalTasksLimit: Int?
+    /// Run `smol preflight` (under the same mpirun) before step 1 and stop on a FAIL.
+    public var preflight = false
+    /// The GEMM GFLOP/s each rank should reach (preflight's --expect-gemm-gflops); without it ranks
+    /// are compared with their median only.
+    public var preflightGemmGflops: Double?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case seqLen = "seq_len", microBatch = "micro_batch", tokensPerBatch = "tokens_per_batch", steps
@@ -130,6 +135,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         case checkpointEvery = "checkpoint_every", keepCheckpoints = "keep_checkpoints", seed
         case peakGflops = "peak_gflops", samplePrompts = "sample_prompts", sampleTokens = "sample_tokens"
         case evalTasks = "eval_tasks", evalTasksEvery = "eval_tasks_every", evalTasksLimit = "eval_tasks_limit"
+        case preflight, preflightGemmGflops = "preflight_gemm_gflops"
     }
     public init() {}
     public init(from decoder: Decoder) throws {
@@ -152,10 +158,22 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         evalTasks = try c.decodeIfPresent([String].self, forKey: .evalTasks) ?? []
         evalTasksEvery = try c.decodeIfPresent(Int.self, forKey: .evalTasksEvery)
         evalTasksLimit = try c.decodeIfPresent(Int.self, forKey: .evalTasksLimit)
+        preflight = try c.decodeIfPresent(Bool.self, forKey: .preflight) ?? false
+        preflightGemmGflops = try c.decodeIfPresent(Double.self, forKey: .preflightGemmGflops)
     }
 
     public var batchTokens: Int { tokensPerBatch ?? microBatch * seqLen }
-    public var accumulationSteps: Int { batchTokens / (microBatch * seqLen) }
+    public var accumulationSteps: Int { accumulationSteps(dataParallel: 1) }
+    /// Micro-batches per rank per step: tokens_per_batch is the global batch, micro_batch per rank.
+    public func accumulationSteps(dataParallel dp: Int) -> Int { batchTokens / (microBatch * seqLen * dp) }
+
+    /// Checks that the global batch splits over `dp` ranks, naming the keys.
+    public func validate(dataParallel dp: Int) throws {
+        if batchTokens % (microBatch * seqLen * dp) != 0 {
+            throw ConfigError.invalidValue(key: "training.tokens_per_batch", reason:
+                "\(batchTokens) is not a multiple of training.micro_batch × training.seq_len × parallel.dp = \(microBatch) × \(seqLen) × \(dp)")
+        }
+    }
     public var totalSteps: Int { steps ?? ((tokenBudget ?? 0) + batchTokens - 1) / max(batchTokens, 1) }
 
     public func validate(maxPositions: Int) throws {
@@ -187,6 +205,42 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     }
 }
 
+/// How the run spans processes: `dp` data-parallel replicas (default: world size / tp), `tp`
+/// tensor-parallel ranks (1 until tensor parallelism lands), `zero` 0 or 1 (ZeRO-1 shards AdamW's
+/// moments over the data-parallel ranks).
+public struct ParallelConfig: Codable, Equatable, Sendable {
+    public var dp: Int?
+    public var tp = 1
+    public var zero = 0
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case dp, tp, zero }
+    public init() {}
+    public init(from decoder: Decoder) throws {
+        try rejectUnknownKeys(decoder, known: CodingKeys.allCases.map(\.rawValue), section: "parallel")
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        dp = try c.decodeIfPresent(Int.self, forKey: .dp)
+        tp = try c.decodeIfPresent(Int.self, forKey: .tp) ?? 1
+        zero = try c.decodeIfPresent(Int.self, forKey: .zero) ?? 0
+    }
+
+    public func validate() throws {
+        func bad(_ k: String, _ r: String) -> ConfigError { .invalidValue(key: "parallel." + k, reason: r) }
+        if let d = dp, d < 1 { throw bad("dp", "must be ≥ 1, got \(d)") }
+        if tp != 1 { throw bad("tp", "tensor parallelism is not available yet (tp must be 1, got \(tp))") }
+        if zero != 0 && zero != 1 { throw bad("zero", "must be 0 or 1, got \(zero)") }
+    }
+
+    /// The data-parallel size for `world` processes; names the key when the sizes disagree.
+    public func dataParallel(world: Int) throws -> Int {
+        let d = dp ?? world / tp
+        if d * tp != world || world % tp != 0 {
+            throw ConfigError.invalidValue(key: dp == nil ? "parallel.tp" : "parallel.dp",
+                                           reason: "dp \(d) × tp \(tp) = \(d * tp) does not match the \(world) processes started")
+        }
+        return d
+    }
+}
+
 /// A whole training run's configuration: one YAML file with these sections.
 public struct TrainConfig: Codable, Equatable, Sendable {
     public var model: LlamaConfig
@@ -201,10 +255,11 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public var stability = StabilityConfig()
     /// Compare with a baseline run at matched tokens (nil: no guard).
     public var baseline: BaselineConfig?
+    public var parallel = ParallelConfig()
     /// Directory the config file lives in; data paths are resolved against it.
     public var baseDirectory = "."
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case model, optimizer, schedule, data, training, stability, baseline }
+    enum CodingKeys: String, CodingKey, CaseIterable { case model, optimizer, schedule, data, training, stability, baseline, parallel }
     enum ModelSectionKeys: String, CodingKey { case initFrom = "init_from" }
     /// Model keys that are training-time choices, not part of the weights: `init_from` lets them differ from the source.
     static let trainingModelKeys: Set<String> = ["intra_document_masking", "initializer_range"]
@@ -222,6 +277,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         training = try c.decodeIfPresent(TrainingConfig.self, forKey: .training) ?? TrainingConfig()
         stability = try c.decodeIfPresent(StabilityConfig.self, forKey: .stability) ?? StabilityConfig()
         baseline = try c.decodeIfPresent(BaselineConfig.self, forKey: .baseline)
+        parallel = try c.decodeIfPresent(ParallelConfig.self, forKey: .parallel) ?? ParallelConfig()
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -235,12 +291,13 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         try c.encode(optimizer, forKey: .optimizer)
         try c.encode(schedule, forKey: .schedule); try c.encode(data, forKey: .data); try c.encode(training, forKey: .training)
         try c.encode(stability, forKey: .stability); try c.encodeIfPresent(baseline, forKey: .baseline)
+        try c.encode(parallel, forKey: .parallel)
     }
 
     public func validate() throws {
         try model.validate(); try optimizer.validate(); try schedule.validate()
         try training.validate(maxPositions: model.maxPositionEmbeddings)
-        try stability.validate(); try baseline?.validate()
+        try stability.validate(); try baseline?.validate(); try parallel.validate()
         if stability.policy == .rollback && training.checkpointEvery == 0 {
             throw ConfigError.invalidValue(key: "stability.policy", reason: "rollback needs checkpoints (training.checkpoint_every > 0)")
         }

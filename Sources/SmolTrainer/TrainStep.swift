@@ -4,15 +4,40 @@ import SmolTensor
 
 /// One optimizer step, the only one: the trainer, `smol bench train` and the parity check all
 /// call it. The loss is the mean over every target that carries loss (targets of -1 carry none)
-/// in all the step's micro-batches together, so a micro-batch with few counted tokens (an SFT
-/// batch mostly prompt) weighs by its tokens, not as a whole micro-batch.
+/// in all the step's micro-batches together — on every data-parallel rank — so a micro-batch with
+/// few counted tokens (an SFT batch mostly prompt) weighs by its tokens, not as a whole micro-batch.
+///
+/// Data parallel: every rank runs its own micro-batches, then the gradients are summed over ranks
+/// through `collectives` (ZeRO-0: all-reduce of the flat gradient buffer, in pieces; ZeRO-1:
+/// reduce-scatter, each rank updating its shard of the parameters with its shard of AdamW's
+/// moments, then all-gather of the parameters).
 public final class TrainStep {
     public let model: LlamaModel
     public let optimizer: AdamW
+    public let collectives: Collectives
+    public let zero: Int
+    /// Every rank's shard of the flat buffer (ZeRO-1), in rank order.
+    public let shards: [Range<Int>]
+    /// Seconds spent in collectives since the last `resetTimers()`.
+    public private(set) var communicationSeconds = 0.0
 
-    public init(model: LlamaModel, optimizer: AdamW) {
+    public init(model: LlamaModel, optimizer: AdamW, collectives: Collectives = SingleProcess(), zero: Int = 0) {
         self.model = model
         self.optimizer = optimizer
+        self.collectives = collectives
+        self.zero = zero
+        shards = zero >= 1 ? evenShards(count: model.parameters.count, ranks: collectives.size) : [0..<model.parameters.count]
+    }
+
+    /// The shards ZeRO-1 gives a model's flat buffer over `ranks` (what each rank's AdamW owns).
+    public static func shard(count: Int, ranks: Int, rank: Int) -> Range<Int> { evenShards(count: count, ranks: ranks)[rank] }
+
+    public func resetTimers() { communicationSeconds = 0 }
+
+    private func communicate<T>(_ body: () throws -> T) rethrows -> T {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        defer { communicationSeconds += Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9 }
+        return try Profiler.time("collectives", body)
     }
 
     /// Targets that carry loss in `batches`.
@@ -20,27 +45,53 @@ public final class TrainStep {
         batches.reduce(0) { n, b in n + b.targets.reduce(0) { $0 + ($1 >= 0 ? 1 : 0) } }
     }
 
-    /// Zeroes the gradients, then accumulates d(mean loss)/dθ over `microBatches`.
-    /// Returns the mean loss and the number of counted targets (0 leaves the gradients zero).
+    /// Zeroes the gradients, then accumulates d(mean loss)/dθ over this rank's `microBatches`
+    /// and sums it over ranks. Returns the mean loss over all ranks and the number of counted
+    /// targets (0 leaves the gradients zero).
     public func computeGradients(_ microBatches: [TokenBatch]) throws -> (loss: Double, counted: Int) {
         Profiler.time("zero_grad") { model.gradients.zero() }
-        let counted = TrainStep.countedTargets(microBatches)
+        let local = TrainStep.countedTargets(microBatches)
+        let counted = collectives.size > 1 ? Int(try communicate { try collectives.allReduce(Double(local), op: .sum) }) : local
         let scale: Float = counted > 0 ? 1 / Float(counted) : 0
         var sum = 0.0
         for b in microBatches { sum += try model.forward(b, lossScale: scale, computeGradients: true).loss }
+        if collectives.size > 1 {
+            try communicate {
+                sum = try collectives.allReduce(sum, op: .sum)
+                if zero >= 1 {
+                    let mine = shards[collectives.rank]
+                    try collectives.reduceScatterSum(model.gradients.pointer, shards: shards, out: model.gradients.pointer + mine.lowerBound)
+                } else {
+                    try collectives.allReduceSum(model.gradients.pointer, count: model.gradients.count)
+                }
+            }
+        }
         return (counted > 0 ? sum / Double(counted) : 0, counted)
+    }
+
+    /// The global gradient norm (with ZeRO-1 from every rank's reduced shard).
+    public func gradientNorm() throws -> Double {
+        guard zero >= 1 && collectives.size > 1 else { return AdamW.gradientNorm(model.gradients) }
+        let mine = shards[collectives.rank]
+        let local = VectorMath.parallelSumOfSquares(model.gradients.pointer + mine.lowerBound, mine.count)
+        return try communicate { try collectives.allReduce(local, op: .sum) }.squareRoot()
     }
 
     /// Clips by the global norm and applies AdamW at `lr`; returns the norm before clipping.
     @discardableResult
-    public func update(lr: Double, gradientNorm: Double? = nil) -> Double {
-        Profiler.time("adamw") { optimizer.update(parameters: model.parameters.values, gradients: model.gradients, lr: lr, gradientNorm: gradientNorm) }
+    public func update(lr: Double, gradientNorm: Double? = nil) throws -> Double {
+        let norm = try gradientNorm ?? self.gradientNorm()
+        Profiler.time("adamw") { _ = optimizer.update(parameters: model.parameters.values, gradients: model.gradients, lr: lr, gradientNorm: norm) }
+        if zero >= 1 && collectives.size > 1 {
+            try communicate { try collectives.allGather(model.parameters.values.pointer, shards: shards) }
+        }
+        return norm
     }
 
     /// The whole step: gradients, clip, AdamW. Returns (mean loss, counted targets, pre-clip norm).
     @discardableResult
     public func callAsFunction(_ microBatches: [TokenBatch], lr: Double) throws -> (loss: Double, counted: Int, gradNorm: Double) {
         let (loss, counted) = try computeGradients(microBatches)
-        return (loss, counted, update(lr: lr))
+        return (loss, counted, try update(lr: lr))
     }
 }

@@ -71,7 +71,10 @@ public struct TrainSummary: Codable, Sendable {
     public var peakSource: String
     public var lastCheckpoint: String?
     public var resumedFrom: Int?
+    /// Processes, data-parallel replicas, tensor-parallel ranks, ZeRO stage.
+    public var worldSize = 1, dp = 1, tp = 1, zero = 0
     enum CodingKeys: String, CodingKey {
+        case worldSize = "world_size", dp, tp, zero
         case parameters, steps, tokens, firstLoss = "first_loss", finalLoss = "final_loss", finalValLoss = "final_val_loss"
         case seconds, tokensPerSecond = "tokens_per_s", mfu, peakGflops = "peak_gflops", peakSource = "peak_source"
         case lastCheckpoint = "last_checkpoint", resumedFrom = "resumed_from"
@@ -87,6 +90,12 @@ public final class Trainer {
     public let optimizer: AdamW
     /// The one training step (gradients over the micro-batches, clip, AdamW).
     public let step: TrainStep
+    public let collectives: Collectives
+    /// Data-parallel replicas (the world size while tp = 1).
+    public let dataParallel: Int
+    /// The signal that stopped the run at a step boundary (after a checkpoint), 0 when it was not stopped.
+    public private(set) var stoppedBySignal: Int32 = 0
+    let resume: Bool
     let trainLoader: MixtureLoader
     let validation: WindowDataset
     /// Each source's held-out windows (when the validation split comes from the sources).
@@ -111,13 +120,20 @@ public final class Trainer {
     public var checkpointRoot: String { (outputDirectory as NSString).appendingPathComponent("checkpoints") }
     public var metricsPath: String { (outputDirectory as NSString).appendingPathComponent("metrics.jsonl") }
 
-    public init(config: TrainConfig, outputDirectory: String, resume: Bool, report: @escaping (TrainEvent) -> Void = { _ in }) throws {
+    /// `collectives`: the data-parallel world (one process by default). Every rank builds its own
+    /// Trainer; only rank 0 writes metrics, checkpoints and reports events.
+    public init(config: TrainConfig, outputDirectory: String, resume: Bool, collectives: Collectives = SingleProcess(),
+                report: @escaping (TrainEvent) -> Void = { _ in }) throws {
         self.config = config
         self.outputDirectory = outputDirectory
-        self.report = report
+        self.collectives = collectives
+        self.report = collectives.rank == 0 ? report : { _ in }
+        dataParallel = try config.parallel.dataParallel(world: collectives.size)
+        try config.training.validate(dataParallel: dataParallel)
         model = try LlamaModel(config: config.model)
-        optimizer = AdamW(config: config.optimizer, parameters: model.parameters)
-        step = TrainStep(model: model, optimizer: optimizer)
+        let shard = config.parallel.zero >= 1 ? TrainStep.shard(count: model.parameters.count, ranks: collectives.size, rank: collectives.rank) : nil
+        optimizer = AdamW(config: config.optimizer, parameters: model.parameters, shard: shard)
+        step = TrainStep(model: model, optimizer: optimizer, collectives: collectives, zero: config.parallel.zero)
 
         tokenizerPath = try config.data.tokenizer.map { try config.resolve([$0])[0] }
         // The weights to start from; read before anything is written, so a bad source leaves no trace.
@@ -175,7 +191,7 @@ public final class Trainer {
 
         let configJSON = String(decoding: try JSONEncoder().encode(config), as: UTF8.self)
         state = TrainerState(step: 0, tokensSeen: 0, data: DataPosition(sources: trainSets.count), seed: config.training.seed, elapsedSeconds: 0, config: configJSON)
-        try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true)
+        if collectives.rank == 0 { try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true) }
 
         var resumed: TrainerState?
         let root = (outputDirectory as NSString).appendingPathComponent("checkpoints")
@@ -184,6 +200,8 @@ public final class Trainer {
                 throw ConfigError.invalidFile(path: root, reason: "--resume found no checkpoint to resume from")
             }
             let s = try Checkpoint.load(path: latest.path, model: model, optimizer: optimizer)
+            // This rank's place in the data: its own when the topology is the checkpoint's, else re-dealt.
+            state.data = DataPosition.resharded(s.rankData ?? [s.data], toRanks: dataParallel, rank: collectives.rank)
             let saved = try JSONDecoder().decode(TrainConfig.self, from: Data(s.config.utf8))
             if saved.model != config.model {
                 throw ConfigError.invalidFile(path: latest.path, reason: "checkpoint was trained with a different model config")
@@ -200,16 +218,42 @@ public final class Trainer {
             model.parameters.initialize(seed: config.training.seed, std: Float(config.model.initializerRange))
             model.parameters.duplicateTensorParallelShards(ranks: config.stability.sharedSeedTPRanks)
         }
-        if let r = resumed { state.step = r.step; state.tokensSeen = r.tokensSeen; state.data = r.data; state.elapsedSeconds = r.elapsedSeconds }
+        if let r = resumed { state.step = r.step; state.tokensSeen = r.tokensSeen; state.elapsedSeconds = r.elapsedSeconds }
         guard state.data.sources.count == trainSets.count else {
             throw ConfigError.invalidValue(key: "data.sources", reason: "the checkpoint was written with \(state.data.sources.count) data source(s), the config has \(trainSets.count)")
         }
         trainLoader = MixtureLoader(sources: trainSets, names: sourceConfigs.map(\.name), stages: stages,
-                                    microBatch: config.training.microBatch, seed: config.training.seed, position: state.data)
-        try Trainer.trimMetrics(path: metricsPath, afterStep: resume ? state.step : 0)
+                                    microBatch: config.training.microBatch, seed: config.training.seed,
+                                    rank: collectives.rank, worldSize: dataParallel, position: state.data)
+        self.resume = resume
         if let b = config.baseline, let curve = b.curve {
             baselineCurve = try BaselineConfig.readCurve(path: try config.resolve([curve])[0], metric: b.metric)
         }
+    }
+
+    /// A checkpoint, written collectively: every rank's data position (and under ZeRO-1 every rank's
+    /// shard of AdamW's moments) is gathered, rank 0 writes, and all ranks wait until it is in place.
+    /// Returns the path on rank 0.
+    func saveCheckpoint() throws -> String? {
+        state.optimizerStep = optimizer.step
+        state.data = trainLoader.position
+        let positions = try collectives.allGather(Array(try JSONEncoder().encode(trainLoader.position)))
+        state.rankData = try positions.map { try JSONDecoder().decode(DataPosition.self, from: Data($0)) }
+        var moments = (m: optimizer.m, v: optimizer.v)
+        if optimizer.shard != 0..<model.parameters.count {
+            moments = (FloatBuffer(count: model.parameters.count), FloatBuffer(count: model.parameters.count))
+            for (full, part) in [(moments.m, optimizer.m), (moments.v, optimizer.v)] {
+                (full.pointer + optimizer.shard.lowerBound).update(from: part.pointer, count: optimizer.shard.count)
+                try collectives.allGather(full.pointer, shards: step.shards)
+            }
+        }
+        var path: String?
+        if collectives.rank == 0 {
+            path = try Checkpoint.save(root: checkpointRoot, model: model, moments: moments, state: state, assets: assets)
+            Checkpoint.prune(root: checkpointRoot, keep: config.training.keepCheckpoints)
+        }
+        try collectives.barrier()
+        return path
     }
 
     /// The model of `model.init_from`, with float32 weights only. Its configuration is the run's
@@ -266,13 +310,16 @@ public final class Trainer {
         let windows = (0..<n).map { $0 * validation.count / max(n, 1) }
         if windows.isEmpty { return nil }
         var total = 0.0, count = 0
-        var i = 0
-        while i < windows.count {
+        // Data parallel: rank r scores chunks r, r + W, …; the sums are added over ranks.
+        for (k, i) in stride(from: 0, to: windows.count, by: mb).enumerated() where k % collectives.size == collectives.rank {
             let chunk = Array(windows[i..<min(i + mb, windows.count)])
             if chunk.count < mb { break }   // keep the activation shape fixed
             let r = try model.forward(validation.batch(windows: chunk), computeGradients: false)
             total += r.loss; count += r.count
-            i += mb
+        }
+        if collectives.size > 1 {
+            total = try collectives.allReduce(total, op: .sum)
+            count = Int(try collectives.allReduce(Double(count), op: .sum))
         }
         return count > 0 ? total / Double(count) : nil
     }
@@ -286,10 +333,16 @@ public final class Trainer {
         else { peak = PeakProbe.gemmGflops(); peakSource = "measured by a 2048³ sgemm probe" }
         report(.info(String(format: "model: %@ parameters; %.1f MFLOP per token; peak %.1f GFLOP/s (%@)",
                             formatCount(config.model.parameterCount), flopsPerToken / 1e6, peak, peakSource)))
-        report(.info("data: \(trainLoader.sources.map(\.count).reduce(0, +)) training windows in \(trainLoader.sources.count) source(s), \(validation.count) validation windows of \(t.seqLen) tokens; \(t.accumulationSteps) micro-batch(es) of \(t.microBatch) per step"))
+        let accumulation = t.accumulationSteps(dataParallel: dataParallel)
+        report(.info("data: \(trainLoader.sources.map(\.count).reduce(0, +)) training windows in \(trainLoader.sources.count) source(s), \(validation.count) validation windows of \(t.seqLen) tokens; \(accumulation) micro-batch(es) of \(t.microBatch) per step per rank"))
+        if collectives.size > 1 {
+            report(.info("parallel: world \(collectives.size) = dp \(dataParallel) × tp \(config.parallel.tp), ZeRO-\(config.parallel.zero)"))
+        }
         if let r = resumedFrom { report(.info("resumed from step \(r)")) }
 
-        let metrics = try MetricsLog(path: metricsPath)
+        // Nothing under the output directory changes before here, so a run that fails to start damages nothing.
+        if collectives.rank == 0 { try Trainer.trimMetrics(path: metricsPath, afterStep: resume ? state.step : 0) }
+        let metrics = collectives.rank == 0 ? try MetricsLog(path: metricsPath) : nil
         let runStart = Date()
         let elapsedBefore = state.elapsedSeconds
         var firstLoss: Double?, lastLoss: Double?, lastVal: Double?
@@ -298,7 +351,7 @@ public final class Trainer {
         var warnedEpochs = Set<String>()
         var detector = SpikeDetector(config: config.stability)
         var rollbacks = 0, drilled = Set<Int>()
-        if config.baseline?.run != nil && baselineCurve == nil {
+        if config.baseline?.run != nil && baselineCurve == nil && collectives.rank == 0 {
             throw ConfigError.invalidValue(key: "baseline.run", reason: "the baseline run's curve was not loaded (it comes from the run store)")
         }
         var guardian = config.baseline.flatMap { b in baselineCurve.map { BaselineGuard(config: b, curve: $0) } }
@@ -309,7 +362,7 @@ public final class Trainer {
             // The drill corrupts the data of a step once: after a rollback skips it, it is gone.
             let drill = config.stability.corruptBatchAt.contains(state.step + 1) && drilled.insert(state.step + 1).inserted
             var batches: [TokenBatch] = []
-            for _ in 0..<t.accumulationSteps {
+            for _ in 0..<accumulation {
                 var batch = trainLoader.next()
                 if drill {   // fire drill: a zeroed stretch of data
                     batch.tokens = [Int32](repeating: 0, count: batch.tokens.count)
@@ -323,16 +376,16 @@ public final class Trainer {
             var preNorm: Double? = nil
             var skipped = false
             if config.stability.rule != .off {
-                let norm = AdamW.gradientNorm(model.gradients)
+                let norm = try step.gradientNorm()
                 preNorm = norm
                 if let spike = detector.check(step: state.step + 1, loss: loss, gradNorm: norm) {
                     switch config.stability.policy {
                     case .log:
-                        try metrics.appendEvent(spike: spike, action: "logged")
+                        try metrics?.appendEvent(spike: spike, action: "logged")
                         report(.spike(spike, action: "logged"))
                     case .skip:
                         // The update is not applied; the step still counts, and its eval and checkpoint still run.
-                        try metrics.appendEvent(spike: spike, action: "skipped")
+                        try metrics?.appendEvent(spike: spike, action: "skipped")
                         report(.spike(spike, action: "skipped"))
                         skipped = true
                     case .rollback:
@@ -343,11 +396,11 @@ public final class Trainer {
                         rollbacks += 1
                         let restored = try Checkpoint.load(path: last.path, model: model, optimizer: optimizer)
                         for _ in 0..<(config.stability.skipBatches) { _ = trainLoader.next() }
-                        let skipped = (spike.step - restored.step) * t.accumulationSteps + config.stability.skipBatches
+                        let skipped = (spike.step - restored.step) * accumulation + config.stability.skipBatches
                         state.step = restored.step; state.tokensSeen = restored.tokensSeen; state.data = trainLoader.position
-                        try metrics.trim(afterStep: restored.step)
-                        try metrics.appendEvent(spike: spike, action: "rolled back")
-                        try metrics.appendRollback(fromStep: spike.step, toStep: restored.step, skippedBatches: skipped)
+                        try metrics?.trim(afterStep: restored.step)
+                        try metrics?.appendEvent(spike: spike, action: "rolled back")
+                        try metrics?.appendRollback(fromStep: spike.step, toStep: restored.step, skippedBatches: skipped)
                         report(.spike(spike, action: "rolled back"))
                         report(.rollback(fromStep: spike.step, toStep: restored.step, tokens: restored.tokensSeen, skippedBatches: skipped))
                         continue
@@ -355,7 +408,7 @@ public final class Trainer {
                 }
             }
             // A skipped step consumes its data and counts, but its update is not applied.
-            let norm = skipped ? nil : step.update(lr: lr, gradientNorm: preNorm)
+            let norm = skipped ? nil : try step.update(lr: lr, gradientNorm: preNorm)
             state.step += 1
             state.tokensSeen += t.batchTokens
             state.data = trainLoader.position
@@ -371,7 +424,7 @@ public final class Trainer {
                                     tokensPerSecond: tps, mfu: tps * flopsPerToken / (peak * 1e9),
                                     etaSeconds: avg * Double(total - state.step),
                                     elapsedSeconds: elapsedBefore + Date().timeIntervalSince(runStart))
-                try metrics.append(m)
+                try metrics?.append(m)
                 report(.step(m))
             }
 
@@ -391,12 +444,12 @@ public final class Trainer {
                 if let evaluate = taskEvaluator, state.step % every == 0 || state.step == total {
                     e.tasks = try evaluate(model)
                 }
-                try metrics.append(e)
+                try metrics?.append(e)
                 report(.eval(e))
                 if let b = config.baseline {
                     let value = b.metric == "val_loss" ? v : e.tasks?[b.metric]
                     if let value, let check = guardian?.check(step: state.step, tokens: state.tokensSeen, value: value) {
-                        try metrics.appendBaseline(check)
+                        try metrics?.appendBaseline(check)
                         report(.baseline(check))
                         if check.alert && b.stop {
                             stoppedEarly = String(format: "behind the baseline on %@ for %d eval points (%.2f%% at step %d)",
@@ -405,24 +458,36 @@ public final class Trainer {
                     }
                 }
             }
-            if t.checkpointEvery > 0 && (state.step % t.checkpointEvery == 0 || state.step == total) {
+            // SIGTERM / SIGINT (Slurm's warning before preemption): every rank stops at this step boundary.
+            let signal = collectives.size > 1 ? Int32(try collectives.allReduce(Double(StopRequest.signal), op: .max)) : StopRequest.signal
+            let due = t.checkpointEvery > 0 && (state.step % t.checkpointEvery == 0 || state.step == total)
+            if due || (signal != 0 && t.checkpointEvery > 0) {
                 state.elapsedSeconds = elapsedBefore + Date().timeIntervalSince(runStart)
-                state.optimizerStep = optimizer.step
-                lastCheckpoint = try Checkpoint.save(root: checkpointRoot, model: model, optimizer: optimizer, state: state,
-                                                     assets: assets)
-                Checkpoint.prune(root: checkpointRoot, keep: t.keepCheckpoints)
-                report(.checkpoint(step: state.step, path: lastCheckpoint!))
+                if let path = try saveCheckpoint() {
+                    lastCheckpoint = path
+                    report(.checkpoint(step: state.step, path: path))
+                }
+            }
+            if signal != 0 {
+                stoppedBySignal = signal
+                report(.info("stopped by signal \(signal) at step \(state.step)\(t.checkpointEvery > 0 ? " after a checkpoint" : "")"))
+                break
+            }
+            // The guard's decision is rank 0's (it alone may score tasks): every rank follows it.
+            if collectives.size > 1, try collectives.allReduce(stoppedEarly == nil ? 0 : 1, op: .max) > 0, stoppedEarly == nil {
+                stoppedEarly = "rank 0's baseline guard"
             }
             if let why = stoppedEarly { report(.info("stopping early: \(why) (baseline.stop)")); break }
         }
         let seconds = Date().timeIntervalSince(runStart)
         let stepsRun = state.step - (resumedFrom ?? 0)
-        let tps = seconds > 0 ? Double(stepsRun * t.batchTokens) / seconds : 0
+        let tps = seconds > 0 ? Double(stepsRun * t.batchTokens) / seconds : 0   // the global batch: all ranks' tokens
         return TrainSummary(parameters: config.model.parameterCount, steps: state.step, tokens: state.tokensSeen,
                             firstLoss: firstLoss, finalLoss: lastLoss, finalValLoss: lastVal, seconds: seconds,
                             tokensPerSecond: tps, mfu: tps * flopsPerToken / (peak * 1e9), peakGflops: peak,
                             peakSource: peakSource, lastCheckpoint: lastCheckpoint ?? Checkpoint.list(root: checkpointRoot).last?.path,
-                            resumedFrom: resumedFrom)
+                            resumedFrom: resumedFrom, worldSize: collectives.size, dp: dataParallel, tp: config.parallel.tp,
+                            zero: config.parallel.zero)
     }
 }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SmolMPI
 import SmolTensor
 import SmolTrainer
 
@@ -26,6 +27,32 @@ struct BenchCommand: ParsableCommand {
         @Option(help: "Peak GFLOP/s for MFU (default: measured by a GEMM probe).") var peakGflops: Double?
         @Flag(help: "One JSON object per shape.") var json = false
         @Flag(help: .hidden) var inProcess = false
+        @Option(help: "Under mpirun: ZeRO stage of the data-parallel step (0 or 1).") var zero: Int = 0
+
+        /// Under mpirun: every rank runs the shape data-parallel; rank 0 prints per-rank and total tokens/s.
+        func runDataParallel(_ comm: Communicator, peak: Double) throws {
+            for name in (shape == "all" ? TrainBenchmark.shapes.map(\.name) : [shape]) {
+                var r = try TrainBenchmark.run(TrainBenchmark.shapes.first { $0.name == name }!, steps: steps, peakGflops: peak,
+                                               collectives: comm, zero: zero)
+                r.peakRssBytes = peakResidentBytes()
+                let all = try comm.allGather(Array(try JSONEncoder().encode(r))).map { try JSONDecoder().decode(TrainBenchmark.Result.self, from: Data($0)) }
+                guard comm.rank == 0 else { continue }
+                if json {
+                    struct Out: Encodable { let shape: String; let world_size: Int; let zero: Int; let total_tokens_per_s: Double; let ranks: [TrainBenchmark.Result] }
+                    // Total: the global batch over the slowest rank's step.
+                    let total = Double(r.batch * r.seqLen * comm.size) / (all.map(\.secondsPerStep).max() ?? r.secondsPerStep)
+                    printJSON(Out(shape: name, world_size: comm.size, zero: zero, total_tokens_per_s: total, ranks: all))
+                } else {
+                    let total = Double(r.batch * r.seqLen * comm.size) / (all.map(\.secondsPerStep).max() ?? r.secondsPerStep)
+                    print("\(name): \(comm.size) ranks × \(r.threads) thread(s), ZeRO-\(zero), \(r.batch)×\(r.seqLen) tokens per rank per step")
+                    for (i, x) in all.enumerated() {
+                        print(String(format: "  rank %d  %8.1f tok/s  communication %4.1f%% of the step  peak RSS %.2f GB", i, x.tokensPerSecond,
+                                     x.communicationShare * 100, Double(x.peakRssBytes) / 1e9))
+                    }
+                    print(String(format: "  total  %8.1f tok/s", total))
+                }
+            }
+        }
 
         func run() throws {
             try runReportingErrors {
@@ -34,6 +61,12 @@ struct BenchCommand: ParsableCommand {
                 for n in chosen where !names.contains(n) { throw CLIError(message: "unknown shape '\(n)' (known: \(names.joined(separator: ", ")), all)") }
                 guard steps > 0 else { throw CLIError(message: "--steps must be positive") }
                 let peak = peakGflops ?? PeakProbe.gemmGflops()
+                if Communicator.launchedByMPI {
+                    let comm = try Communicator()
+                    defer { comm.finalize() }
+                    try runDataParallel(comm, peak: peak)
+                    return
+                }
                 if inProcess {
                     var r = try TrainBenchmark.run(TrainBenchmark.shapes.first { $0.name == chosen[0] }!, steps: steps, peakGflops: peak)
                     r.peakRssBytes = peakResidentBytes()

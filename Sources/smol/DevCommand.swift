@@ -113,7 +113,7 @@ struct DevCommand: ParsableCommand {
                         }
                         try SafetensorsWriter.write(tensors, to: out + "/grads.safetensors")
                     }
-                    norms.append(step.update(lr: lr))
+                    norms.append(try step.update(lr: lr))
                 }
                 if !logits.isEmpty {
                     try logits.withUnsafeMutableBufferPointer { p in

@@ -27,6 +27,7 @@ struct PlanCommand: ParsableCommand {
     @Option(help: "Tensor-parallel degree.") var tp: Int = 1
     @Option(help: "Pipeline-parallel degree.") var pp: Int = 1
     @Option(help: "ZeRO stage 0–3.") var zero: Int = 0
+    @Option(help: "bf16 (mixed precision, as on GPUs) or fp32 (smol's CPU training).") var precision: PlanInput.Precision = .bf16
     @Option(help: "Micro-batch per GPU (sequences).") var microBatch: Int = 1
     @Option(help: "Gradient-accumulation steps.") var gradAccum: Int = 1
     @Option(help: "Sequence length.") var seq: Int = 4096
@@ -61,7 +62,7 @@ struct PlanCommand: ParsableCommand {
             }
             var input = PlanInput(model: model, tokens: tokens, accelerator: acc)
             input.mfu = mfu; input.dataParallel = dp; input.tensorParallel = tp; input.pipelineParallel = pp
-            input.zeroStage = zero; input.microBatch = microBatch; input.gradientAccumulation = gradAccum; input.seqLen = seq
+            input.zeroStage = zero; input.precision = precision; input.microBatch = microBatch; input.gradientAccumulation = gradAccum; input.seqLen = seq
             input.checkpointWriteGBps = ckptWriteGbps; input.mtbfHoursPerDevice = mtbfHours; input.parameterOverride = override
             let p = Planner.plan(input)
             if json { printJSON(p); return }
@@ -83,3 +84,5 @@ struct PlanCommand: ParsableCommand {
         }
     }
 }
+
+extension PlanInput.Precision: ExpressibleByArgument {}

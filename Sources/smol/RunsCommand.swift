@@ -65,6 +65,7 @@ struct RunsCommand: ParsableCommand {
                 }
                 print("run \(r.id) \(r.name) [\(r.status)] tags: \(r.tags.joined(separator: ", "))")
                 print("output \(r.outputDir), code \(r.codeVersion), host \(r.host), \(r.cores) cores, \(String(format: "%.4f", r.coreHours)) core-hours")
+                print("topology world \(r.worldSize) = dp \(r.dp) × tp \(r.tp), ZeRO-\(r.zero), hosts \(r.hosts.joined(separator: ", "))")
                 print("parameters \(r.parameters), model FLOPs/token \(String(format: "%.4g", r.flopsPerToken))")
                 for (m, p) in last.sorted(by: { $0.key < $1.key }) { print("  \(m) = \(String(format: "%.6g", p.value)) at step \(p.step) (\(p.tokens) tokens)") }
                 for e in events { print("  event step \(e.step): \(e.kind) \(e.message)") }
