@@ -204,6 +204,7 @@ struct TrainCommand: ParsableCommand {
         let summary: TrainSummary
         do { summary = try trainer.run() } catch { recorder?.finish(status: "failed"); throw error }
         recorder?.finish(status: trainer.stoppedBySignal != 0 ? "stopped" : "finished")
+        if Profiler.enabled { FileHandle.standardError.write(Data("profile of rank \(world.rank) (all steps):\n\(Profiler.report())\n".utf8)) }
         guard world.rank == 0 else { return }
         if live { FileHandle.standardError.write(Data("\n".utf8)) }
         var samples: [[String: String]] = []
