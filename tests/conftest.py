@@ -32,6 +32,19 @@ def smol():
     return run
 
 
+def kill_at_checkpoint(args, out, step):
+    """Starts `smol ARGS`, SIGKILLs it once OUT's checkpoint of `step` exists, and checks that it died by the kill."""
+    import signal
+    import time
+    p = subprocess.Popen([smol_binary(), *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (Path(out) / "checkpoints" / f"step_{step:08d}").exists() and p.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert p.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+
+
 # A small model on the bundled corpus, shared by the training, run-store and dashboard tests.
 SMALL = """
 model:

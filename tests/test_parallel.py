@@ -111,14 +111,19 @@ def wait_for_steps(out, n, p, deadline=120):
     raise AssertionError("the run did not reach step %d" % n)
 
 
-def test_a_killed_rank_ends_the_job_and_the_run_resumes(smol, cfg, tmp_path):
+def long_run(cfg, tmp_path, steps, checkpoint_every, running_steps):
+    """A 2-rank run long enough to be signalled, returned once it has logged `running_steps` steps."""
     long = tmp_path / "long.yaml"
-    long.write_text(cfg.read_text().replace("steps: 12", "steps: 4000").replace("checkpoint_every: 6", "checkpoint_every: 50")
-                    .replace("eval_every: 6", "eval_every: 1000"))
-    store = tmp_path / "runs.sqlite"
-    out = tmp_path / "run"
+    long.write_text(cfg.read_text().replace("steps: 12", f"steps: {steps}")
+                    .replace("checkpoint_every: 6", f"checkpoint_every: {checkpoint_every}").replace("eval_every: 6", "eval_every: 1000"))
+    store, out = tmp_path / "runs.sqlite", tmp_path / "run"
     p = start(long, out, 2, "--store", store, "--no-samples")
-    wait_for_steps(out, 60, p)
+    wait_for_steps(out, running_steps, p)
+    return long, store, out, p
+
+
+def test_a_killed_rank_ends_the_job_and_the_run_resumes(smol, cfg, tmp_path):
+    long, store, out, p = long_run(cfg, tmp_path, 4000, 50, 60)
     victim = max(ranks())
     os.kill(victim, signal.SIGKILL)
     t0 = time.time()
@@ -134,13 +139,7 @@ def test_a_killed_rank_ends_the_job_and_the_run_resumes(smol, cfg, tmp_path):
 
 
 def test_sigterm_checkpoints_at_the_next_step_and_stops(smol, cfg, tmp_path):
-    long = tmp_path / "long.yaml"
-    long.write_text(cfg.read_text().replace("steps: 12", "steps: 400").replace("checkpoint_every: 6", "checkpoint_every: 1000")
-                    .replace("eval_every: 6", "eval_every: 1000"))
-    store = tmp_path / "runs.sqlite"
-    out = tmp_path / "run"
-    p = start(long, out, 2, "--store", store, "--no-samples")
-    wait_for_steps(out, 40, p)
+    long, store, out, p = long_run(cfg, tmp_path, 400, 1000, 40)
     for pid in ranks():                  # what Slurm does before preemption: SIGTERM to every task
         os.kill(pid, signal.SIGTERM)
     p.communicate(timeout=60)

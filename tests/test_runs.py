@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
-from conftest import smol_binary
+from conftest import kill_at_checkpoint, smol_binary
 
 
 def rows(store, sql, *args):
@@ -41,7 +41,8 @@ def test_train_records_run_metrics_evals_and_events(smol, config, tmp_path):
     assert rows(store, "SELECT step, value FROM metric WHERE run_id = ? AND name = 'val_loss' ORDER BY step", rid) == evals
     ckpts = rows(store, "SELECT step, message FROM event WHERE run_id = ? AND kind = 'checkpoint' ORDER BY step", rid)
     assert [s for s, _ in ckpts] == [5, 10, 15, 20, 24] and ckpts[-1][1].endswith("step_00000024")
-    assert rows(store, "SELECT identifier FROM grdb_migrations") == [("v1",)]
+    assert rows(store, "SELECT identifier FROM grdb_migrations") == [("v1",), ("v2-topology",)]
+    assert rows(store, "SELECT world_size, dp, tp, zero FROM run") == [(1, 1, 1, 0)]
     assert rows(store, "PRAGMA journal_mode") == [("wal",)]
     shown = json.loads(smol("runs", "show", "small", "--store", store, "--json").stdout)
     assert shown["last"]["loss"]["value"] == train[-1][2] and shown["run"]["status"] == "finished"
@@ -262,14 +263,7 @@ def test_resume_after_a_skipped_spike_is_bit_identical(smol, config, tmp_path):
     (tmp_path / "skip.yaml").write_text(long_config(config, 60, extra))
     smol("train", tmp_path / "skip.yaml", "--out", tmp_path / "full", "--no-store", "--no-samples")
     out = tmp_path / "killed"
-    p = subprocess.Popen([smol_binary(), "train", str(tmp_path / "skip.yaml"), "--out", str(out), "--no-store", "--no-samples"],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not (out / "checkpoints" / "step_00000050").exists() and p.poll() is None and time.time() < deadline:
-        time.sleep(0.005)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
-    assert p.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    kill_at_checkpoint(["train", tmp_path / "skip.yaml", "--out", out, "--no-store", "--no-samples"], out, 50)
     state = json.loads((out / "checkpoints" / "step_00000050" / "state.json").read_text())
     assert (state["step"], state["optimizer_step"]) == (50, 49)
     smol("train", tmp_path / "skip.yaml", "--out", out, "--resume", "--no-store", "--no-samples")

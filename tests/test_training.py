@@ -3,8 +3,6 @@ checkpoints, sampling against the NumPy reference, and clear errors on bad input
 import json
 import os
 import signal
-import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +10,7 @@ import pytest
 
 import reference_llama as ref
 import safetensors_np
-from conftest import ROOT, smol_binary
+from conftest import ROOT, kill_at_checkpoint
 
 
 
@@ -36,14 +34,7 @@ def test_same_seed_gives_identical_losses_and_another_seed_differs(smol, config,
 def test_resume_after_sigkill_is_bit_identical(smol, config, tmp_path):
     smol("train", config, "--out", tmp_path / "full")
     out = tmp_path / "killed"
-    p = subprocess.Popen([smol_binary(), "train", str(config), "--out", str(out)], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not (out / "checkpoints" / "step_00000010").exists() and p.poll() is None and time.time() < deadline:
-        time.sleep(0.005)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
-    assert p.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    kill_at_checkpoint(["train", config, "--out", out], out, 10)
     smol("train", config, "--out", out, "--resume")
     assert losses(out)[0] == losses(tmp_path / "full")[0]
     assert losses(out)[1] == losses(tmp_path / "full")[1]
