@@ -74,6 +74,10 @@ public final class Evaluator {
     lazy var unconditionedScorer = LoglikelihoodScorer(model: model, batchSize: options.batchSize, contextLength: options.contextLength)
     lazy var generator = Generator(model, contextLength: options.contextLength ?? min(model.config.maxPositionEmbeddings, 2048))
 
+    /// Where notices go (a clamped max_tokens); standard error by default.
+    public var warn: (String) -> Void = { FileHandle.standardError.write(Data(("warning: " + $0 + "\n").utf8)) }
+    private var warnedClamp = Set<String>()
+
     public init(model: PretrainedModel, options: EvalOptions = EvalOptions()) {
         self.model = model
         self.options = options
@@ -150,8 +154,15 @@ public final class Evaluator {
         let spec = task.spec
         let ids = model.tokenizer.encode(prompt.context, addSpecialTokens: addSpecial(spec))
         var o = GenerationOptions()
-        o.maxTokens = spec.maxTokens; o.temperature = 0; o.stop = spec.stop
-        let greedy = try generator.generate(promptIds: Array(ids.suffix(generator.session.capacity - spec.maxTokens)), options: o)
+        // max_tokens at or past the context leaves no room for the prompt: keep the last token of it at least.
+        let capacity = generator.session.capacity
+        o.maxTokens = min(spec.maxTokens, capacity - 1); o.temperature = 0; o.stop = spec.stop
+        if o.maxTokens < spec.maxTokens && !warnedClamp.contains(task.spec.name) {
+            warnedClamp.insert(task.spec.name)
+            warn("\(task.path): max_tokens \(spec.maxTokens) reaches the \(capacity)-token context; generating at most \(o.maxTokens)")
+        }
+        let keep = capacity - o.maxTokens
+        let greedy = try generator.generate(promptIds: Array(ids.suffix(keep)), options: o)
         let norm = AnswerNormalizer(arabic: spec.arabic)
         let prediction = greedy.text
         d.answers = item.answers
@@ -167,7 +178,7 @@ public final class Evaluator {
             for s in 0..<spec.samples {
                 o.temperature = spec.temperature
                 o.seed = options.seed &+ UInt64(item.line) &* 1_000_003 &+ UInt64(s)
-                samples.append(try generator.generate(promptIds: Array(ids.suffix(generator.session.capacity - spec.maxTokens)), options: o).text)
+                samples.append(try generator.generate(promptIds: Array(ids.suffix(keep)), options: o).text)
             }
             d.samples = samples
             let voted = Evaluator.majority(samples.map(norm.normalize))

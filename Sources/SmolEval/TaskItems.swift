@@ -60,6 +60,10 @@ public struct EvalTask {
             do {
                 var item = try converter.item(doc)
                 item.line = i + 1
+                // MCF letters its options A–Z (as lm-eval and lighteval do): more cannot be asked.
+                if spec.kind == .multipleChoice && spec.formulation == .mcf && item.choices.count > 26 {
+                    throw EvalError("\(item.choices.count) choices; the MCF formulation letters them A–Z (at most 26)")
+                }
                 items.append(item)
             } catch let e as EvalError {
                 throw EvalError("\(where_): \(e.description)")

@@ -64,7 +64,10 @@ public final class BPETokenizer {
             throw TokenizerError.invalid(path: path, reason: "model must be BPE with vocab and merges")
         }
         var vocab: [String: Int32] = [:]
-        for (k, v) in vocabJSON { guard let i = v as? Int else { throw TokenizerError.invalid(path: path, reason: "vocab entry '\(k)' is not an integer id") }; vocab[k] = Int32(i) }
+        for (k, v) in vocabJSON {
+            guard let i = v as? Int else { throw TokenizerError.invalid(path: path, reason: "vocab entry '\(k)' is not an integer id") }
+            vocab[k] = try BPETokenizer.checkedID(i, of: "vocab entry '\(k)'", path: path)
+        }
         var merges: [(String, String)] = []
         for (i, m) in mergesJSON.enumerated() {
             if let s = m as? String, let sp = s.firstIndex(of: " ") {   // "a b" form
@@ -76,7 +79,7 @@ public final class BPETokenizer {
         var added: [AddedToken] = []
         for case let t as [String: Any] in root["added_tokens"] as? [Any] ?? [] {
             guard let id = t["id"] as? Int, let content = t["content"] as? String else { continue }
-            added.append(AddedToken(id: Int32(id), content: content, special: t["special"] as? Bool ?? false,
+            added.append(AddedToken(id: try BPETokenizer.checkedID(id, of: "added token '\(content)'", path: path), content: content, special: t["special"] as? Bool ?? false,
                                     lstrip: t["lstrip"] as? Bool ?? false, rstrip: t["rstrip"] as? Bool ?? false))
         }
         let pre = try BPETokenizer.parsePreTokenizer(root["pre_tokenizer"], path: path)
@@ -84,6 +87,14 @@ public final class BPETokenizer {
                       normalizer: try Normalizer.parse(root["normalizer"], path: path),
                       postProcessor: try PostProcessor.parse(root["post_processor"], path: path),
                       ignoreMerges: model["ignore_merges"] as? Bool ?? false, source: path)
+    }
+
+    /// Token ids index tables as long as the largest id: anything negative or past 2²⁴ (64× the
+    /// largest vocabularies in use) is a broken file, refused before any table is sized by it.
+    static let maxID = 1 << 24
+    static func checkedID(_ id: Int, of what: String, path: String) throws -> Int32 {
+        guard id >= 0 && id < maxID else { throw TokenizerError.invalid(path: path, reason: "\(what) has id \(id), outside 0..<\(maxID)") }
+        return Int32(id)
     }
 
     static let gpt2Pattern = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"

@@ -1,0 +1,56 @@
+"""Inputs from the hostile test pass that used to crash (a signal or a Swift trap): each must be a
+clear error naming the file (or, for a task that asks more than the model holds, a notice and a
+clamp), with a normal exit code."""
+import json
+import shutil
+
+from conftest import ROOT
+from smollm2 import GGUF
+
+
+def assert_clean(r, code, *needles):
+    assert r.returncode == code, (r.returncode, r.stderr)          # never a signal (negative code)
+    assert "Fatal error" not in r.stderr and "Stack dump" not in r.stderr, r.stderr
+    for n in needles:
+        assert n in r.stderr, (n, r.stderr)
+
+
+def test_tokenizer_ids_outside_any_sane_table_are_refused(smol, tmp_path):
+    smol("tokenizer", "train", ROOT / "data/corpus/prose.txt", "--vocab-size", "300", "--special", "<|endoftext|>",
+         "--out", tmp_path / "tok.json")
+    good = json.loads((tmp_path / "tok.json").read_text())
+    (tmp_path / "text.txt").write_text("hello")
+    assert smol("tokenizer", "encode", "--tokenizer", tmp_path / "tok.json", "--file", tmp_path / "text.txt").returncode == 0
+    cases = {
+        "big_vocab_id": lambda t: t["model"]["vocab"].update({"zz": 2**31}),
+        "negative_vocab_id": lambda t: t["model"]["vocab"].update({"zz": -5}),
+        "huge_added_id": lambda t: t["added_tokens"].append({"id": 2**31 + 7, "content": "<x>", "special": True}),
+        "sparse_added_id": lambda t: t["added_tokens"].append({"id": 1 << 30, "content": "<y>", "special": True}),
+    }
+    for name, mutate in cases.items():
+        t = json.loads(json.dumps(good))
+        mutate(t)
+        p = tmp_path / f"{name}.json"
+        p.write_text(json.dumps(t))
+        r = smol("tokenizer", "encode", "--tokenizer", p, "--file", tmp_path / "text.txt", check=False)
+        assert_clean(r, 1, f"{name}.json", "outside 0..<16777216")
+
+
+def test_mcf_item_with_more_than_26_choices_names_the_line(smol, tmp_path):
+    items = [{"query": "Pick one", "choices": [f"c{i}" for i in range(4)], "gold": 0},
+             {"query": "Pick one of many", "choices": [f"c{i}" for i in range(30)], "gold": 3}]
+    (tmp_path / "many.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items))
+    (tmp_path / "many.yaml").write_text("name: many\nkind: multiple_choice\ndata: many.jsonl\nformulation: mcf\nmetrics: [acc]\n")
+    r = smol("eval", GGUF, "--tasks", tmp_path / "many.yaml", "--output", tmp_path / "out", check=False)
+    assert_clean(r, 1, "many.jsonl:2", "30 choices", "26")
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_generative_max_tokens_past_the_context_is_clamped_and_said(smol, tmp_path):
+    shutil.copy(ROOT / "tasks/smol_qa_en.jsonl", tmp_path / "qa.jsonl")
+    (tmp_path / "qa.yaml").write_text("name: qa\nkind: generative\ndata: qa.jsonl\nstop: [\"\\n\"]\nmax_tokens: 100000\nmetrics: [qem]\n")
+    r = smol("eval", GGUF, "--tasks", tmp_path / "qa.yaml", "--output", tmp_path / "out", "--limit", "2", "--context-length", "256",
+             check=False)
+    assert_clean(r, 0, "qa.yaml", "max_tokens 100000", "256-token context", "at most 255")
+    res = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert "qem" in res["results"]["qa"]
