@@ -4,6 +4,8 @@ clamp), with a normal exit code."""
 import json
 import shutil
 
+import numpy as np
+
 from conftest import ROOT
 from smollm2 import GGUF
 
@@ -54,3 +56,37 @@ def test_generative_max_tokens_past_the_context_is_clamped_and_said(smol, tmp_pa
     assert_clean(r, 0, "qa.yaml", "max_tokens 100000", "256-token context", "at most 255")
     res = json.loads((tmp_path / "out" / "results.json").read_text())
     assert "qem" in res["results"]["qa"]
+
+
+def test_divergence_stops_cleanly_or_is_skipped_and_never_writes_nan(smol, config, tmp_path):
+    import math
+    import safetensors_np
+    from test_training import losses
+    store = tmp_path / "runs.sqlite"
+    r = smol("train", config, "--out", tmp_path / "div", "--store", store, "--set", "optimizer.lr=1e3", "--no-samples", check=False)
+    assert_clean(r, 1, "the loss is", "stopped before applying it", "lower optimizer.lr")
+    rows = [json.loads(l) for l in (tmp_path / "div/metrics.jsonl").read_text().splitlines()]   # every line parses
+    assert all(math.isfinite(x["loss"]) for x in rows if x["kind"] == "train")
+    for ck in (tmp_path / "div/checkpoints").glob("step_*"):
+        assert all(np.isfinite(v).all() for v in safetensors_np.load(ck / "model.safetensors").values())
+    assert "failed" in smol("runs", "list", "--store", store).stdout
+    # With a stability policy the non-finite steps are skipped and the run ends normally.
+    r = smol("train", config, "--out", tmp_path / "skip", "--no-store", "--set", "optimizer.lr=1e3", "--no-samples",
+             "--set", "stability.rule=olmo", "--set", "stability.policy=skip", "--set", "stability.min_samples=2")
+    events = [json.loads(l) for l in (tmp_path / "skip/metrics.jsonl").read_text().splitlines() if '"event"' in l]
+    assert any(e["spike"]["signal"] == "non-finite" and e["action"] == "skipped" for e in events)
+    assert all(math.isfinite(l) for _, l in losses(tmp_path / "skip")[0])
+
+
+def test_a_checkpoint_with_non_finite_weights_is_refused(smol, config, tmp_path):
+    import safetensors_np
+    out = tmp_path / "run"
+    smol("train", config, "--out", out, "--no-store", "--no-samples", "--set", "training.steps=5")
+    path = out / "checkpoints/step_00000005/model.safetensors"
+    raw = bytearray(path.read_bytes())
+    n = int.from_bytes(raw[:8], "little")
+    begin = safetensors_np.header(path)["model.norm.weight"]["data_offsets"][0]
+    raw[8 + n + begin + 12: 8 + n + begin + 16] = np.array([np.nan], dtype=np.float32).tobytes()   # element 3
+    path.write_bytes(bytes(raw))
+    r = smol("train", config, "--out", out, "--no-store", "--resume", check=False)
+    assert_clean(r, 1, "model.safetensors", "model.norm.weight", "non-finite")

@@ -112,10 +112,15 @@ public enum Checkpoint {
         return state
     }
 
+    /// Reads the weights, refusing a file that holds NaN or infinity (a diverged run's, never ours).
     public static func loadWeights(from path: String, into model: LlamaModel) throws {
         let f = try SafetensorsFile(path: path)
         for s in model.parameters.slots {
-            try f.read(s.name, shape: s.shape, into: model.parameters.values.pointer + s.offset)
+            let p = model.parameters.values.pointer + s.offset
+            try f.read(s.name, shape: s.shape, into: p)
+            if let bad = (0..<s.count).first(where: { !p[$0].isFinite }) {
+                throw ConfigError.invalidFile(path: path, reason: "tensor \(s.name) holds a non-finite value (\(p[bad]) at element \(bad)); refusing to resume from it")
+            }
         }
     }
 }

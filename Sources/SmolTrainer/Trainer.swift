@@ -43,6 +43,18 @@ public struct EvalMetrics: Codable, Sendable {
     }
 }
 
+public enum TrainError: Error, CustomStringConvertible {
+    case diverged(step: Int, loss: Double, gradNorm: Double, lastCheckpoint: String?)
+    public var description: String {
+        switch self {
+        case let .diverged(step, loss, norm, last):
+            return "step \(step): the loss is \(loss) and the gradient norm \(norm); training stopped before applying it. "
+                + (last.map { "The last good checkpoint is \($0): continue from it with --resume and a lower optimizer.lr, " } ?? "No checkpoint was written yet: lower optimizer.lr, ")
+                + "or set a stability policy (stability: {rule: olmo, policy: skip | rollback})"
+        }
+    }
+}
+
 /// What the trainer tells its caller as it goes.
 public enum TrainEvent {
     case info(String)
@@ -373,11 +385,10 @@ public final class Trainer {
             let (loss, _) = try step.computeGradients(batches)
             let lr = config.schedule.learningRate(step: state.step, totalSteps: total, peak: config.optimizer.lr)
             // The spike check needs the norm before the update; the update then reuses it.
-            var preNorm: Double? = nil
+            let norm = try step.gradientNorm()
+            let preNorm: Double? = norm
             var skipped = false
             if config.stability.rule != .off {
-                let norm = try step.gradientNorm()
-                preNorm = norm
                 if let spike = detector.check(step: state.step + 1, loss: loss, gradNorm: norm) {
                     switch config.stability.policy {
                     case .log:
@@ -407,18 +418,23 @@ public final class Trainer {
                     }
                 }
             }
+            // A non-finite loss or gradient that no policy skipped or rolled back: stop before the
+            // update, so no weights (and no checkpoint) ever hold NaN or infinity.
+            if !skipped && (!loss.isFinite || !norm.isFinite) {
+                throw TrainError.diverged(step: state.step + 1, loss: loss, gradNorm: norm,
+                                          lastCheckpoint: Checkpoint.list(root: checkpointRoot).last?.path)
+            }
             // A skipped step consumes its data and counts, but its update is not applied.
-            let norm = skipped ? nil : try step.update(lr: lr, gradientNorm: preNorm)
+            let applied = skipped ? nil : try step.update(lr: lr, gradientNorm: preNorm)
             state.step += 1
             state.tokensSeen += t.batchTokens
             state.data = trainLoader.position
-            if let norm {
+            if let norm = applied {
                 let dt = Date().timeIntervalSince(stepStart)
                 recent.append(dt); if recent.count > 20 { recent.removeFirst() }
                 let avg = recent.reduce(0, +) / Double(recent.count)
                 if firstLoss == nil { firstLoss = loss }
                 lastLoss = loss
-                if !loss.isFinite { report(.info("warning: loss is \(loss) at step \(state.step)")) }
                 let tps = Double(t.batchTokens) / avg
                 let m = StepMetrics(step: state.step, tokens: state.tokensSeen, loss: loss, gradNorm: norm, lr: lr,
                                     tokensPerSecond: tps, mfu: tps * flopsPerToken / (peak * 1e9),
@@ -530,9 +546,13 @@ final class MetricsLog {
     func append<T: Encodable>(_ value: T) throws {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
+        // A spike event may carry a NaN loss or an infinite threshold: written as strings, never an encoding failure.
+        enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         var data = try enc.encode(value)
         data.append(0x0A)
-        handle.write(data)
+        // FileHandle.write(_:) traps on a full disk; this one throws, and the run stops naming the file.
+        do { try handle.write(contentsOf: data) }
+        catch { throw ConfigError.invalidFile(path: path, reason: "cannot append to the metrics log: \(error)") }
     }
     deinit { try? handle.close() }
 }
