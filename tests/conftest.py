@@ -6,6 +6,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Trainings started by the tests record into a store of their own, never the checkout's .smol/runs.sqlite.
+if "SMOL_STORE" not in os.environ:
+    import tempfile
+    os.environ["SMOL_STORE"] = str(Path(tempfile.mkdtemp(prefix="smol-test-store-")) / "runs.sqlite")
+
 
 def smol_binary():
     env = os.environ.get("SMOL_BIN")

@@ -41,7 +41,7 @@ def test_train_records_run_metrics_evals_and_events(smol, config, tmp_path):
     assert rows(store, "SELECT step, value FROM metric WHERE run_id = ? AND name = 'val_loss' ORDER BY step", rid) == evals
     ckpts = rows(store, "SELECT step, message FROM event WHERE run_id = ? AND kind = 'checkpoint' ORDER BY step", rid)
     assert [s for s, _ in ckpts] == [5, 10, 15, 20, 24] and ckpts[-1][1].endswith("step_00000024")
-    assert rows(store, "SELECT identifier FROM grdb_migrations") == [("v1",), ("v2-topology",)]
+    assert rows(store, "SELECT identifier FROM grdb_migrations") == [("v1",), ("v2-topology",), ("v3-segments",)]
     assert rows(store, "SELECT world_size, dp, tp, zero FROM run") == [(1, 1, 1, 0)]
     assert rows(store, "PRAGMA journal_mode") == [("wal",)]
     shown = json.loads(smol("runs", "show", "small", "--store", store, "--json").stdout)
@@ -128,6 +128,24 @@ def test_killed_run_is_crashed_then_resumed_cleanly(smol, config, tmp_path):
     steps = [s for (s,) in rows(store, "SELECT step FROM metric WHERE name = 'loss' ORDER BY rowid")]
     assert steps == list(range(1, end + 1))   # rows past the checkpoint resumed from were dropped, none twice
     assert rows(store, "SELECT COUNT(*) FROM event WHERE kind = 'resume'") == [(1,)]
+
+
+def test_core_hours_of_a_resumed_run_sum_its_segments(smol, config, tmp_path):
+    """Resumed before anything read the store (so the killed segment was never marked crashed),
+    the run's core-hours still hold both segments, not only the last."""
+    store = tmp_path / "runs.sqlite"
+    out = tmp_path / "k"
+    common = ["--out", out, "--store", store, "--no-samples", "--set", "training.checkpoint_every=10"]
+    t0 = time.time()
+    kill_at_checkpoint(["train", config, *common, "--set", "training.steps=2000"], out, 300)
+    killed = time.time() - t0
+    t1 = time.time()
+    smol("train", config, *common, "--set", "training.steps=310", "--resume")
+    resumed = time.time() - t1
+    ((core_h, cores),) = rows(store, "SELECT core_hours, cores FROM run")
+    seconds = core_h * 3600 / cores
+    assert seconds >= 0.7 * (killed + resumed) and seconds <= 1.1 * (killed + resumed), (seconds, killed, resumed)
+    assert killed > 2 * resumed        # so that counting the last segment alone would fail the bound
 
 
 def ema(y, w):

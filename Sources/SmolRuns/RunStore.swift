@@ -139,6 +139,11 @@ public final class RunStore {
                 t.add(column: "hosts", .text).notNull().defaults(to: "[]")
             }
         }
+        // Core-hours are summed per segment (a run resumed after a crash has several).
+        m.registerMigration("v3-segments") { db in
+            try db.alter(table: "run") { t in t.add(column: "segment_started_at", .double) }
+            try db.execute(sql: "UPDATE run SET segment_started_at = started_at")
+        }
         return m
     }
 
@@ -181,10 +186,15 @@ public final class RunStore {
         return try db.write { db in
             if let step = resumeFromStep,
                let id = try Int64.fetchOne(db, sql: "SELECT id FROM run WHERE output_dir = ? ORDER BY id DESC LIMIT 1", arguments: [r.outputDir]) {
+                // A segment that died without being marked crashed yet: count its compute up to its last heartbeat.
                 try db.execute(sql: """
-                    UPDATE run SET status = 'running', pid = ?, host = ?, heartbeat_at = ?, ended_at = NULL,
+                    UPDATE run SET core_hours = core_hours + MAX(0, heartbeat_at - COALESCE(segment_started_at, started_at)) * cores / 3600.0
+                    WHERE id = ? AND status = 'running'
+                    """, arguments: [id])
+                try db.execute(sql: """
+                    UPDATE run SET status = 'running', pid = ?, host = ?, heartbeat_at = ?, ended_at = NULL, segment_started_at = ?,
                                    world_size = ?, dp = ?, tp = ?, zero = ?, hosts = ? WHERE id = ?
-                    """, arguments: [Int(getpid()), RunStore.hostName, now, r.topology.worldSize, r.topology.dp, r.topology.tp,
+                    """, arguments: [Int(getpid()), RunStore.hostName, now, now, r.topology.worldSize, r.topology.dp, r.topology.tp,
                                      r.topology.zero, hostsJSON, id])
                 for table in ["metric", "eval_result", "event"] {
                     try db.execute(sql: "DELETE FROM \(table) WHERE run_id = ? AND step > ?", arguments: [id, step])
@@ -195,11 +205,11 @@ public final class RunStore {
             }
             try db.execute(sql: """
                 INSERT INTO run (name, output_dir, config, tags, code_version, host, pid, started_at, heartbeat_at, status, cores,
-                                 parameters, flops_per_token, baseline, world_size, dp, tp, zero, hosts)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                 parameters, flops_per_token, baseline, world_size, dp, tp, zero, hosts, segment_started_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [r.name, r.outputDir, r.config, tags, RunStore.codeVersion, RunStore.hostName, Int(getpid()), now, now,
                                  r.cores, r.parameters, r.flopsPerToken, r.baseline, r.topology.worldSize, r.topology.dp, r.topology.tp,
-                                 r.topology.zero, hostsJSON])
+                                 r.topology.zero, hostsJSON, now])
             return db.lastInsertedRowID
         }
     }
@@ -261,13 +271,13 @@ public final class RunStore {
     public func markCrashedRuns() throws {
         let host = RunStore.hostName, now = Date().timeIntervalSince1970
         try db.write { db in
-            for row in try Row.fetchAll(db, sql: "SELECT id, host, pid, started_at, heartbeat_at, cores FROM run WHERE status = 'running'") {
+            for row in try Row.fetchAll(db, sql: "SELECT id, host, pid, COALESCE(segment_started_at, started_at) AS segment, heartbeat_at, cores FROM run WHERE status = 'running'") {
                 let h: String = row["host"], pid: Int = row["pid"], beat: Double = row["heartbeat_at"]
                 let dead = h == host ? (kill(pid_t(pid), 0) != 0 && errno == ESRCH) : now - beat > 3600
                 if dead {
-                    let started: Double = row["started_at"], cores: Int = row["cores"]
-                    try db.execute(sql: "UPDATE run SET status = 'crashed', ended_at = heartbeat_at, core_hours = ? WHERE id = ?",
-                                   arguments: [(beat - started) * Double(cores) / 3600, row["id"] as Int64])
+                    let segment: Double = row["segment"], cores: Int = row["cores"]
+                    try db.execute(sql: "UPDATE run SET status = 'crashed', ended_at = heartbeat_at, core_hours = core_hours + ? WHERE id = ?",
+                                   arguments: [max(0, beat - segment) * Double(cores) / 3600, row["id"] as Int64])
                 }
             }
         }
