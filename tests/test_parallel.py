@@ -172,18 +172,14 @@ def test_runs_that_must_not_start(smol, cfg, tmp_path):
     one_error_line(mpi(2, "train", cfg, "--out", out, "--no-store", "--set", "parallel.dp=3", check=False), "parallel.dp", "2 processes")
     one_error_line(mpi(2, "train", cfg, "--out", out, "--no-store", "--set", "parallel.tp=2", check=False), "parallel.tp")
     # Ranks started with different configs (Open MPI's MPMD syntax), and a rank without its data.
-    other = tmp_path / "other.yaml"
-    other.write_text(cfg.read_text().replace("lr: 3.0e-3", "lr: 1.0e-3"))
-    r = subprocess.run([*MPIRUN, "-np", "1", smol_binary(), "train", str(cfg), "--out", str(out), "--no-store", ":",
-                        "-np", "1", smol_binary(), "train", str(other), "--out", str(out), "--no-store"],
-                       capture_output=True, text=True, timeout=120)
-    one_error_line(r, "rank 1", "different config")
-    missing = tmp_path / "missing.yaml"
-    missing.write_text(cfg.read_text().replace("code.bin", "gone.bin"))
-    r = subprocess.run([*MPIRUN, "-np", "1", smol_binary(), "train", str(cfg), "--out", str(out), "--no-store", ":",
-                        "-np", "1", smol_binary(), "train", str(missing), "--out", str(out), "--no-store"],
-                       capture_output=True, text=True, timeout=120)
-    one_error_line(r, "rank 1", "gone.bin")
+    def rank1_with(text):
+        second = tmp_path / "second.yaml"
+        second.write_text(text)
+        return subprocess.run([*MPIRUN, "-np", "1", smol_binary(), "train", str(cfg), "--out", str(out), "--no-store", ":",
+                               "-np", "1", smol_binary(), "train", str(second), "--out", str(out), "--no-store"],
+                              capture_output=True, text=True, timeout=120)
+    one_error_line(rank1_with(cfg.read_text().replace("lr: 3.0e-3", "lr: 1.0e-3")), "rank 1", "different config")
+    one_error_line(rank1_with(cfg.read_text().replace("code.bin", "gone.bin")), "rank 1", "gone.bin")
     assert {f: (out / f).read_bytes() for f in before} == before
     assert sorted(os.listdir(out / "checkpoints")) == ["step_00000002"]
 

@@ -56,7 +56,6 @@ public final class LlamaModel {
     }
 
     func weight(_ name: String) -> UnsafeMutablePointer<Float> { parameters.pointer(name, in: parameters.values) }
-    private func p(_ name: String) -> UnsafeMutablePointer<Float> { weight(name) }
     private func g(_ name: String) -> UnsafeMutablePointer<Float> { parameters.pointer(name, in: gradients) }
     private var headName: String { config.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight" }
 
@@ -90,7 +89,7 @@ public final class LlamaModel {
 
         // Embedding: x0 [N, C]
         Profiler.time("embedding") {
-            Embedding.forward(out: ws.residual[0].pointer, tokens: ws.tokenIds, table: p("model.embed_tokens.weight"), n: n, c: c)
+            Embedding.forward(out: ws.residual[0].pointer, tokens: ws.tokenIds, table: weight("model.embed_tokens.weight"), n: n, c: c)
         }
         for l in 0..<L {
             let s = training ? l : 0
@@ -103,10 +102,10 @@ public final class LlamaModel {
         }
         let last = ws.residual[training ? L : L % 2]
         Profiler.time("norm") {
-            RMSNorm.forward(y: ws.finalNorm.pointer, rstd: ws.finalRstd.pointer, x: last.pointer, w: p("model.norm.weight"), n: n, c: c, eps: eps)
+            RMSNorm.forward(y: ws.finalNorm.pointer, rstd: ws.finalRstd.pointer, x: last.pointer, w: weight("model.norm.weight"), n: n, c: c, eps: eps)
         }
         let wantGrad = computeGradients && training
-        let result = Profiler.time("head+loss") { ws.head.forward(x: ws.finalNorm.pointer, w: p(headName), targets: ws.targets, n: n, scale: lossScale,
+        let result = Profiler.time("head+loss") { ws.head.forward(x: ws.finalNorm.pointer, w: weight(headName), targets: ws.targets, n: n, scale: lossScale,
                                      dx: wantGrad ? ws.dNorm.pointer : nil, dw: wantGrad ? g(headName) : nil) }
         if wantGrad { backward(ws: ws, eps: eps) }
         return result
@@ -127,14 +126,14 @@ public final class LlamaModel {
         dRes.update(repeating: 0, count: n * c)
         Profiler.time("norm.bwd") {
             RMSNorm.backward(dx: dRes, dw: g("model.norm.weight"), dy: ws.dNorm.pointer, x: ws.residual[L].pointer,
-                             w: p("model.norm.weight"), rstd: ws.finalRstd.pointer, n: n, c: c, partials: ws.normPartials.pointer)
+                             w: weight("model.norm.weight"), rstd: ws.finalRstd.pointer, n: n, c: c, partials: ws.normPartials.pointer)
         }
         for l in stride(from: L - 1, through: 0, by: -1) {
             let pre = "model.layers.\(l)."
             // MLP: dRes holds dL/d(out); out = mid + down(swiglu)
             Profiler.time("matmul.bwd") {
                 Linear.backward(dx: ws.dSwiglu.pointer, dw: g(pre + "mlp.down_proj.weight"), dy: dRes, x: ws.swiglu[l].pointer,
-                                w: p(pre + "mlp.down_proj.weight"), n: n, inDim: f, outDim: c)
+                                w: weight(pre + "mlp.down_proj.weight"), n: n, inDim: f, outDim: c)
             }
             Profiler.time("swiglu.bwd") {
                 SwiGLU.backward(dGate: ws.dGate.pointer, dUp: ws.dUp.pointer, dh: ws.dSwiglu.pointer,
@@ -142,21 +141,21 @@ public final class LlamaModel {
             }
             Profiler.time("matmul.bwd") {
                 Linear.backward(dx: ws.dNorm.pointer, dw: g(pre + "mlp.gate_proj.weight"), dy: ws.dGate.pointer, x: ws.norm2[l].pointer,
-                                w: p(pre + "mlp.gate_proj.weight"), n: n, inDim: c, outDim: f)
+                                w: weight(pre + "mlp.gate_proj.weight"), n: n, inDim: c, outDim: f)
             }
             Profiler.time("matmul.bwd") {
                 Linear.backward(dx: ws.dNorm.pointer, dw: g(pre + "mlp.up_proj.weight"), dy: ws.dUp.pointer, x: ws.norm2[l].pointer,
-                                w: p(pre + "mlp.up_proj.weight"), n: n, inDim: c, outDim: f, accumulateDx: true)
+                                w: weight(pre + "mlp.up_proj.weight"), n: n, inDim: c, outDim: f, accumulateDx: true)
             }
             Profiler.time("norm.bwd") {
                 RMSNorm.backward(dx: dRes, dw: g(pre + "post_attention_layernorm.weight"), dy: ws.dNorm.pointer, x: ws.residualMid[l].pointer,
-                                 w: p(pre + "post_attention_layernorm.weight"), rstd: ws.rstd2[l].pointer, n: n, c: c,
+                                 w: weight(pre + "post_attention_layernorm.weight"), rstd: ws.rstd2[l].pointer, n: n, c: c,
                                  partials: ws.normPartials.pointer)
             }
             // Attention: dRes now holds dL/d(mid); mid = x + o_proj(attn)
             Profiler.time("matmul.bwd") {
                 Linear.backward(dx: ws.dAttn.pointer, dw: g(pre + "self_attn.o_proj.weight"), dy: dRes, x: ws.attnOut[l].pointer,
-                                w: p(pre + "self_attn.o_proj.weight"), n: n, inDim: config.qDim, outDim: c)
+                                w: weight(pre + "self_attn.o_proj.weight"), n: n, inDim: config.qDim, outDim: c)
             }
             Profiler.time("attention.bwd") {
                 ws.attention.backward(dq: ws.dq.pointer, dk: ws.dk.pointer, dv: ws.dv.pointer, dOut: ws.dAttn.pointer,
@@ -178,11 +177,11 @@ public final class LlamaModel {
                 Profiler.time("norm.bwd") {
                     dqRaw.update(repeating: 0, count: n * config.qDim)
                     RMSNorm.backward(dx: dqRaw, dw: g(pre + "self_attn.q_norm.weight"), dy: ws.dq.pointer, x: ws.qRaw[l]!.pointer,
-                                     w: p(pre + "self_attn.q_norm.weight"), rstd: ws.qRstd[l]!.pointer, n: n * config.numAttentionHeads,
+                                     w: weight(pre + "self_attn.q_norm.weight"), rstd: ws.qRstd[l]!.pointer, n: n * config.numAttentionHeads,
                                      c: D, partials: ws.normPartials.pointer)
                     dkRaw.update(repeating: 0, count: n * config.kvDim)
                     RMSNorm.backward(dx: dkRaw, dw: g(pre + "self_attn.k_norm.weight"), dy: ws.dk.pointer, x: ws.kRaw[l]!.pointer,
-                                     w: p(pre + "self_attn.k_norm.weight"), rstd: ws.kRstd[l]!.pointer, n: n * config.numKeyValueHeads,
+                                     w: weight(pre + "self_attn.k_norm.weight"), rstd: ws.kRstd[l]!.pointer, n: n * config.numKeyValueHeads,
                                      c: D, partials: ws.normPartials.pointer)
                 }
                 dqLin = dqRaw; dkLin = dkRaw
@@ -194,19 +193,19 @@ public final class LlamaModel {
             }
             Profiler.time("matmul.bwd") {
                 Linear.backward(dx: ws.dNorm.pointer, dw: g(pre + "self_attn.q_proj.weight"), dy: dqLin, x: ws.norm1[l].pointer,
-                                w: p(pre + "self_attn.q_proj.weight"), n: n, inDim: c, outDim: config.qDim)
+                                w: weight(pre + "self_attn.q_proj.weight"), n: n, inDim: c, outDim: config.qDim)
             }
             Profiler.time("matmul.bwd") {
                 Linear.backward(dx: ws.dNorm.pointer, dw: g(pre + "self_attn.k_proj.weight"), dy: dkLin, x: ws.norm1[l].pointer,
-                                w: p(pre + "self_attn.k_proj.weight"), n: n, inDim: c, outDim: config.kvDim, accumulateDx: true)
+                                w: weight(pre + "self_attn.k_proj.weight"), n: n, inDim: c, outDim: config.kvDim, accumulateDx: true)
             }
             Profiler.time("matmul.bwd") {
                 Linear.backward(dx: ws.dNorm.pointer, dw: g(pre + "self_attn.v_proj.weight"), dy: ws.dv.pointer, x: ws.norm1[l].pointer,
-                                w: p(pre + "self_attn.v_proj.weight"), n: n, inDim: c, outDim: config.kvDim, accumulateDx: true)
+                                w: weight(pre + "self_attn.v_proj.weight"), n: n, inDim: c, outDim: config.kvDim, accumulateDx: true)
             }
             Profiler.time("norm.bwd") {
                 RMSNorm.backward(dx: dRes, dw: g(pre + "input_layernorm.weight"), dy: ws.dNorm.pointer, x: ws.residual[l].pointer,
-                                 w: p(pre + "input_layernorm.weight"), rstd: ws.rstd1[l].pointer, n: n, c: c,
+                                 w: weight(pre + "input_layernorm.weight"), rstd: ws.rstd1[l].pointer, n: n, c: c,
                                  partials: ws.normPartials.pointer)
             }
         }
@@ -221,7 +220,7 @@ public final class LlamaModel {
         let ws = workspace!, n = ws.tokens, c = config.hiddenSize, v = config.vocabSize
         var out = [Float](repeating: 0, count: n * v)
         out.withUnsafeMutableBufferPointer { o in
-            BLAS.sgemm(transB: true, m: n, n: v, k: c, a: ws.finalNorm.pointer, lda: c, b: p(headName), ldb: c, c: o.baseAddress!, ldc: v)
+            BLAS.sgemm(transB: true, m: n, n: v, k: c, a: ws.finalNorm.pointer, lda: c, b: weight(headName), ldb: c, c: o.baseAddress!, ldc: v)
         }
         return out
     }
