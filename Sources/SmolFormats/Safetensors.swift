@@ -179,6 +179,13 @@ public final class FileSink {
 
     public func write(_ data: Data) throws { try data.withUnsafeBytes { try write($0) } }
 
+    /// Writes `data` as the whole file at `path`, fsynced before it returns.
+    public static func writeDurably(_ data: Data, to path: String) throws {
+        let sink = try FileSink(path: path)
+        try sink.write(data)
+        try sink.syncAndClose()
+    }
+
     public func syncAndClose() throws {
         defer { close(fd) }
         if fsync(fd) != 0 { throw SafetensorsError.io(path: path, reason: "fsync failed: \(String(cString: strerror(errno)))") }

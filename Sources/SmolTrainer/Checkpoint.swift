@@ -66,9 +66,7 @@ public enum Checkpoint {
     static func writeJSON<T: Encodable>(_ value: T, to path: String) throws {
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let sink = try FileSink(path: path)
-        try sink.write(try enc.encode(value))
-        try sink.syncAndClose()
+        try FileSink.writeDurably(try enc.encode(value), to: path)
     }
 
     /// Step directories under `root`, oldest first (half-written ".tmp-" directories are ignored).

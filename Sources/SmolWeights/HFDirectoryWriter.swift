@@ -64,9 +64,7 @@ public enum HFDirectoryWriter {
         }
         try writeJSON(generation, to: path("generation_config.json"))
         guard let a = assets else { return }
-        let sink = try FileSink(path: path("tokenizer.json"))
-        try sink.write(try a.tokenizer.tokenizerJSON())
-        try sink.syncAndClose()
+        try FileSink.writeDurably(try a.tokenizer.tokenizerJSON(), to: path("tokenizer.json"))
         var tc: [String: Any] = ["tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": model.config.maxPositionEmbeddings,
                                  "clean_up_tokenization_spaces": false]
         if let b = a.bosToken { tc["bos_token"] = b }
@@ -84,9 +82,7 @@ public enum HFDirectoryWriter {
 
     static func writeJSON(_ object: Any, to path: String) throws {
         let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-        let sink = try FileSink(path: path)
-        try sink.write(data)
-        try sink.syncAndClose()
+        try FileSink.writeDurably(data, to: path)
     }
 }
 
