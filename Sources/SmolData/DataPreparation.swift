@@ -22,10 +22,12 @@ public struct DataManifest: Encodable, Sendable {
     public var eos: Int32?
     public var shards: [Shard] = []
     public var rejected = Rejections()
+    /// Chat shards only: roles, guard, packing (`ChatPreparation`).
+    public var chat: ChatDataReport?
 
     enum CodingKeys: String, CodingKey {
         case format, source, inputs, tokenizer, tokenizerHash = "tokenizer_hash", vocabSize = "vocab_size", documents, tokens, bytes
-        case bytesPerToken = "bytes_per_token", bos, eos, shards, rejected
+        case bytesPerToken = "bytes_per_token", bos, eos, shards, rejected, chat
     }
     public init(source: String, inputs: [String], tokenizer: String, tokenizerHash: String, vocabSize: Int) {
         self.source = source; self.inputs = inputs; self.tokenizer = tokenizer; self.tokenizerHash = tokenizerHash; self.vocabSize = vocabSize
@@ -38,6 +40,7 @@ public struct DataManifest: Encodable, Sendable {
         try c.encode((bytesPerToken * 1000).rounded() / 1000, forKey: .bytesPerToken)
         try c.encodeIfPresent(bos, forKey: .bos); try c.encodeIfPresent(eos, forKey: .eos)
         try c.encode(shards, forKey: .shards); try c.encode(rejected, forKey: .rejected)
+        try c.encodeIfPresent(chat, forKey: .chat)
     }
 
     /// FNV-1a 64 of the tokenizer as Hugging Face tokenizer.json (our canonical, key-sorted
@@ -49,7 +52,8 @@ public struct DataManifest: Encodable, Sendable {
         public let tokenizer: String
         public let tokenizerHash: String
         let shards: [Shard]
-        enum CodingKeys: String, CodingKey { case tokenizer, tokenizerHash = "tokenizer_hash", shards }
+        public let chat: ChatDataReport?
+        enum CodingKeys: String, CodingKey { case tokenizer, tokenizerHash = "tokenizer_hash", shards, chat }
     }
 
     /// The manifest that lists `shard` (NAME.manifest.json files in the shard's directory), if any.
@@ -96,20 +100,9 @@ public struct DataPreparation {
         m.bos = bos; m.eos = eos
         let threads = max(1, Parallel.threads)
         let encoders = (0..<threads).map { _ in makeEncoder() }
-        var pending: [RawDocument] = [], shardDocs: [[Int32]] = [], shardTokenCount = 0
-        var written: [String] = []
+        var pending: [RawDocument] = []
+        let writer = ShardSetWriter(prefix: prefix, single: single, shardTokens: shardTokens, vocabSize: vocabSize)
 
-        func shardPath(_ k: Int) -> String { single ? prefix + ".bin" : prefix + String(format: "-%05d.bin", k) }
-        func flushShard() throws {
-            guard !shardDocs.isEmpty else { return }
-            // Shards stay ".partial" until the whole corpus is written: a killed prepare leaves nothing
-            // that a "*.bin" glob would pick up as a complete dataset.
-            let path = shardPath(m.shards.count)
-            try TokenShard.write(documents: shardDocs, vocabSize: vocabSize, to: path + ".partial")
-            written.append(path)
-            m.shards.append(.init(path: (path as NSString).lastPathComponent, documents: shardDocs.count, tokens: shardTokenCount))
-            shardDocs.removeAll(); shardTokenCount = 0
-        }
         func encodePending() throws {
             guard !pending.isEmpty else { return }
             var results = [[Int32]](repeating: [], count: pending.count)
@@ -122,8 +115,7 @@ public struct DataPreparation {
             }
             for (doc, ids) in zip(pending, results) {
                 let full = (bos.map { [$0] } ?? []) + ids + (eos.map { [$0] } ?? [])
-                if !single && shardTokenCount > 0 && shardTokenCount + full.count > shardTokens { try flushShard() }
-                shardDocs.append(full); shardTokenCount += full.count
+                try writer.add(full)
                 m.documents += 1; m.tokens += full.count; m.bytes += doc.text.utf8.count
             }
             pending.removeAll(keepingCapacity: true)
@@ -138,22 +130,65 @@ public struct DataPreparation {
                 }
             }
             try encodePending()
-            try flushShard()
-            for path in written where rename(path + ".partial", path) != 0 {
-                throw CorpusError(message: "\(path): cannot rename the finished shard into place")
-            }
-            let manifestPath = prefix + ".manifest.json"
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-            let tmp = manifestPath + ".tmp"
-            guard FileManager.default.createFile(atPath: tmp, contents: try enc.encode(m)), rename(tmp, manifestPath) == 0 else {
-                throw CorpusError(message: "\(manifestPath): cannot write manifest")
-            }
+            m.shards = try writer.finish()
+            try writer.writeManifest(m)
         } catch {
-            // A failed prepare leaves no shard behind that could be mistaken for a complete dataset.
-            for p in written { unlink(p + ".partial"); unlink(p) }
+            writer.removeWritten()
             throw error
         }
         return m
     }
+}
+
+/// Shards of at most `shardTokens` tokens (or exactly one, `prefix`.bin, when `single`), written as
+/// documents arrive. They stay ".partial" until the whole set is written, so a killed prepare
+/// leaves nothing that a "*.bin" glob would pick up as a complete dataset; the manifest comes last.
+public final class ShardSetWriter {
+    let prefix: String, single: Bool, shardTokens: Int, vocabSize: Int
+    private var documents: [[Int32]] = [], masks: [[UInt8]] = [], tokens = 0
+    private var written: [String] = []
+    private var shards: [DataManifest.Shard] = []
+
+    public init(prefix: String, single: Bool, shardTokens: Int, vocabSize: Int) {
+        self.prefix = prefix; self.single = single; self.shardTokens = shardTokens; self.vocabSize = vocabSize
+    }
+
+    public var manifestPath: String { prefix + ".manifest.json" }
+
+    /// Adds a document, with its loss mask for a chat shard (all documents have one, or none).
+    public func add(_ document: [Int32], lossMask: [UInt8]? = nil) throws {
+        if !single && tokens > 0 && tokens + document.count > shardTokens { try flush() }
+        documents.append(document); tokens += document.count
+        if let lossMask { masks.append(lossMask) }
+    }
+
+    private func flush() throws {
+        guard !documents.isEmpty else { return }
+        let path = single ? prefix + ".bin" : prefix + String(format: "-%05d.bin", shards.count)
+        try TokenShard.write(documents: documents, lossMasks: masks.isEmpty ? nil : masks, vocabSize: vocabSize, to: path + ".partial")
+        written.append(path)
+        shards.append(.init(path: (path as NSString).lastPathComponent, documents: documents.count, tokens: tokens))
+        documents.removeAll(); masks.removeAll(); tokens = 0
+    }
+
+    /// Writes the last shard and renames every shard into place; returns them for the manifest.
+    public func finish() throws -> [DataManifest.Shard] {
+        try flush()
+        for path in written where rename(path + ".partial", path) != 0 {
+            throw CorpusError(message: "\(path): cannot rename the finished shard into place")
+        }
+        return shards
+    }
+
+    public func writeManifest<M: Encodable>(_ m: M) throws {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let tmp = manifestPath + ".tmp"
+        guard FileManager.default.createFile(atPath: tmp, contents: try enc.encode(m)), rename(tmp, manifestPath) == 0 else {
+            throw CorpusError(message: "\(manifestPath): cannot write manifest")
+        }
+    }
+
+    /// Removes every shard written so far (after a failure).
+    public func removeWritten() { for p in written { unlink(p + ".partial"); unlink(p) } }
 }

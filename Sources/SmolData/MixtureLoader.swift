@@ -50,7 +50,7 @@ public struct DataPosition: Codable, Equatable, Sendable {
 /// positions r, r + world, … of it, so ranks' shards are disjoint and together cover the epoch. The
 /// windows come from anywhere in the source, never a document's consecutive windows in a run.
 public final class MixtureLoader {
-    public let sources: [WindowDataset]
+    public let sources: [TrainingSequences]
     public let names: [String]
     public let stages: [MixtureStage]
     public let microBatch: Int
@@ -62,7 +62,7 @@ public final class MixtureLoader {
     private var windows: [(source: Int, window: Int)] = []
     private var current: TokenBatch?
 
-    public init(sources: [WindowDataset], names: [String], stages: [MixtureStage], microBatch: Int, seed: UInt64,
+    public init(sources: [TrainingSequences], names: [String], stages: [MixtureStage], microBatch: Int, seed: UInt64,
                 rank: Int = 0, worldSize: Int = 1, position: DataPosition? = nil) {
         precondition(!sources.isEmpty && sources.count == names.count && !stages.isEmpty)
         precondition(stages.allSatisfy { $0.weights.count == sources.count })
@@ -133,10 +133,11 @@ public final class MixtureLoader {
         }
         var b = current ?? TokenBatch(batch: microBatch, seqLen: seqLen, tokens: [Int32](repeating: 0, count: microBatch * seqLen),
                                       targets: [Int32](repeating: 0, count: microBatch * seqLen),
-                                      documentStart: [Int32](repeating: 0, count: microBatch * seqLen))
+                                      documentStart: [Int32](repeating: 0, count: microBatch * seqLen),
+                                      lossWeights: sources.contains { $0.usesLossWeights } ? [Float](repeating: 1, count: microBatch * seqLen) : nil)
         current = nil                 // uniquely held while refilled
         for (row, w) in windows.enumerated() {
-            sources[w.source].fill(window: w.window, row: row, tokens: &b.tokens, targets: &b.targets, documentStart: &b.documentStart!)
+            sources[w.source].fill(window: w.window, row: row, into: &b)
         }
         current = b
         return b

@@ -1,4 +1,5 @@
 import Foundation
+import SmolJinja
 import SmolWeights
 #if canImport(FoundationNetworking)
 import FoundationNetworking

@@ -25,6 +25,13 @@ public enum Exporter {
         }
     }
 
+    /// Writes a model as one GGUF file (`GGUFModelWriter`); never replaces an existing file.
+    public static func exportGGUF(_ m: PretrainedModel, to out: String, type: GGUFExportType) throws {
+        if FileManager.default.fileExists(atPath: out) { throw HubError.invalid(path: out, reason: "already exists; export writes a new file") }
+        let name = ((m.source as NSString).lastPathComponent as NSString).deletingPathExtension
+        try GGUFModelWriter.write(model: m.model, assets: m.assets, type: type, name: name, to: out)
+    }
+
     static func write(_ m: PretrainedModel, into dir: String) throws {
         try HFDirectoryWriter.write(model: m.model, assets: m.assets, into: dir)
     }

@@ -3,15 +3,27 @@ import SmolTensor
 
 /// One (batch, sequence) of token ids with next-token targets. `documentStart[i]` is the index,
 /// within i's sequence, where i's document begins (used only with intra-document masking).
+/// `lossWeights[i]` weighs target i's loss (nil: 1 each; SFT's per-sequence normalisation gives each
+/// conversation's targets 1 / their count, so every conversation weighs the same).
 public struct TokenBatch {
     public var batch: Int, seqLen: Int
     public var tokens: [Int32], targets: [Int32]
     public var documentStart: [Int32]?
+    public var lossWeights: [Float]?
 
-    public init(batch: Int, seqLen: Int, tokens: [Int32], targets: [Int32], documentStart: [Int32]? = nil) {
+    /// Σ of the weights of the targets that carry loss (their count without weights).
+    public var lossWeight: Double {
+        guard let w = lossWeights else { return Double(targets.reduce(0) { $0 + ($1 >= 0 ? 1 : 0) }) }
+        var s = 0.0
+        for (t, x) in zip(targets, w) where t >= 0 { s += Double(x) }
+        return s
+    }
+
+    public init(batch: Int, seqLen: Int, tokens: [Int32], targets: [Int32], documentStart: [Int32]? = nil, lossWeights: [Float]? = nil) {
         precondition(tokens.count == batch * seqLen && targets.count == batch * seqLen)
+        precondition(lossWeights.map { $0.count == batch * seqLen } ?? true)
         self.batch = batch; self.seqLen = seqLen; self.tokens = tokens; self.targets = targets
-        self.documentStart = documentStart
+        self.documentStart = documentStart; self.lossWeights = lossWeights
     }
 }
 
@@ -68,6 +80,7 @@ public final class LlamaModel {
             let target = b.targets[i]
             if target >= Int32(config.vocabSize) { throw ModelError.tokenOutOfRange(id: target, vocab: config.vocabSize) }
             ws.tokenIds[i] = t; ws.targets[i] = target
+            ws.lossWeights[i] = b.lossWeights?[i] ?? 1
             let pos = i % b.seqLen
             let start = config.intraDocumentMasking ? Int(b.documentStart?[i] ?? 0) : 0
             ws.keyStart[i] = Int32(min(max(start, 0), pos))
@@ -75,7 +88,8 @@ public final class LlamaModel {
         }
     }
 
-    /// Runs the model on `batch`. Returns the summed loss and the number of counted targets.
+    /// Runs the model on `batch`. Returns the summed loss (each target's weighted by its loss
+    /// weight) and the number of counted targets.
     /// With `computeGradients`, the backward pass runs too and ADDS into `gradients`
     /// (d(lossScale · Σ loss)/dθ), so micro-batches accumulate.
     @discardableResult
@@ -105,7 +119,7 @@ public final class LlamaModel {
             RMSNorm.forward(y: ws.finalNorm.pointer, rstd: ws.finalRstd.pointer, x: last.pointer, w: weight("model.norm.weight"), n: n, c: c, eps: eps)
         }
         let wantGrad = computeGradients && training
-        let result = Profiler.time("head+loss") { ws.head.forward(x: ws.finalNorm.pointer, w: weight(headName), targets: ws.targets, n: n, scale: lossScale,
+        let result = Profiler.time("head+loss") { ws.head.forward(x: ws.finalNorm.pointer, w: weight(headName), targets: ws.targets, weights: ws.lossWeights, n: n, scale: lossScale,
                                      dx: wantGrad ? ws.dNorm.pointer : nil, dw: wantGrad ? g(headName) : nil) }
         if wantGrad { backward(ws: ws, eps: eps) }
         return result

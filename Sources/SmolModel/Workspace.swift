@@ -28,6 +28,7 @@ final class Workspace {
     let normPartials: FloatBuffer           // threads × C
 
     let tokenIds: UnsafeMutablePointer<Int32>, targets: UnsafeMutablePointer<Int32>
+    let lossWeights: UnsafeMutablePointer<Float>
     let positions: UnsafeMutablePointer<Int32>, keyStart: UnsafeMutablePointer<Int32>
 
     let attention: Attention
@@ -57,7 +58,7 @@ final class Workspace {
         dqRaw = config.qkNorm && training ? FloatBuffer(count: n * config.qDim) : nil
         dkRaw = config.qkNorm && training ? FloatBuffer(count: n * config.kvDim) : nil
         normPartials = FloatBuffer(count: Parallel.threads * c)
-        tokenIds = .allocate(capacity: n); targets = .allocate(capacity: n)
+        tokenIds = .allocate(capacity: n); targets = .allocate(capacity: n); lossWeights = .allocate(capacity: n)
         positions = .allocate(capacity: n); keyStart = .allocate(capacity: n)
         attention = Attention(batch: batch, seqLen: seqLen, heads: config.numAttentionHeads,
                               kvHeads: config.numKeyValueHeads, headDim: config.headDim)
@@ -65,6 +66,6 @@ final class Workspace {
     }
 
     deinit {
-        tokenIds.deallocate(); targets.deallocate(); positions.deallocate(); keyStart.deallocate()
+        tokenIds.deallocate(); targets.deallocate(); lossWeights.deallocate(); positions.deallocate(); keyStart.deallocate()
     }
 }

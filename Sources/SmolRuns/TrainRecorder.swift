@@ -54,6 +54,8 @@ public final class TrainRecorder {
                                          metric: String(key[key.index(after: slash)...]), value: v, stderr: e.tasks?[key + "_stderr"])
                 }
             }
+        case .dataReport(let kind, let message):
+            guarded { try store.recordEvent(run: $0, step: 0, tokens: 0, kind: kind, message: message) }
         case .checkpoint(let step, let path):
             guarded { try store.recordEvent(run: $0, step: step, tokens: tokens, kind: "checkpoint", message: path) }
         case .spike(let s, let action):

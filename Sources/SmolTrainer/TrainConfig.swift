@@ -99,7 +99,17 @@ public struct DataConfig: Codable, Equatable, Sendable {
 }
 
 /// The loop: batch shape, length of the run, evaluation and checkpoint cadence, seed.
+/// What the step learns from: every next token (pretraining), or only the tokens chat shards'
+/// loss masks mark (SFT: assistant content and end-of-turn), conversations packed per row.
+public enum TrainingObjective: String, Codable, Sendable, CaseIterable { case pretrain, sft }
+
+/// The mean an SFT step's loss takes: over assistant tokens (each token weighs the same), or over
+/// conversations (each conversation's tokens share a weight of one).
+public enum LossNormalization: String, Codable, Sendable, CaseIterable { case token, sequence }
+
 public struct TrainingConfig: Codable, Equatable, Sendable {
+    public var objective: TrainingObjective = .pretrain
+    public var lossNormalization: LossNormalization = .token
     public var seqLen: Int = 256
     public var microBatch: Int = 8
     /// Tokens per optimizer step; a multiple of micro_batch × seq_len (gradient accumulation).
@@ -130,7 +140,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var preflightGemmGflops: Double?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case seqLen = "seq_len", microBatch = "micro_batch", tokensPerBatch = "tokens_per_batch", steps
+        case objective, lossNormalization = "loss_normalization", seqLen = "seq_len", microBatch = "micro_batch", tokensPerBatch = "tokens_per_batch", steps
         case tokenBudget = "token_budget", evalEvery = "eval_every", evalBatches = "eval_batches"
         case checkpointEvery = "checkpoint_every", keepCheckpoints = "keep_checkpoints", seed
         case peakGflops = "peak_gflops", samplePrompts = "sample_prompts", sampleTokens = "sample_tokens"
@@ -142,6 +152,8 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         try rejectUnknownKeys(decoder, known: CodingKeys.allCases.map(\.rawValue), section: "training")
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = TrainingConfig()
+        objective = try c.decodeIfPresent(TrainingObjective.self, forKey: .objective) ?? d.objective
+        lossNormalization = try c.decodeIfPresent(LossNormalization.self, forKey: .lossNormalization) ?? d.lossNormalization
         seqLen = try c.decodeIfPresent(Int.self, forKey: .seqLen) ?? d.seqLen
         microBatch = try c.decodeIfPresent(Int.self, forKey: .microBatch) ?? d.microBatch
         tokensPerBatch = try c.decodeIfPresent(Int.self, forKey: .tokensPerBatch)
@@ -181,6 +193,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         if seqLen <= 0 { throw bad("seq_len", "must be positive, got \(seqLen)") }
         if seqLen > maxPositions { throw bad("seq_len", "\(seqLen) exceeds model.max_position_embeddings \(maxPositions)") }
         if microBatch <= 0 { throw bad("micro_batch", "must be positive, got \(microBatch)") }
+        if lossNormalization == .sequence && objective != .sft { throw bad("loss_normalization", "sequence applies to objective: sft") }
         if batchTokens <= 0 || batchTokens % (microBatch * seqLen) != 0 {
             throw bad("tokens_per_batch", "\(batchTokens) is not a positive multiple of micro_batch × seq_len = \(microBatch * seqLen)")
         }
@@ -349,6 +362,8 @@ public struct TrainConfig: Codable, Equatable, Sendable {
                 model.initializerRange = config.model.initializerRange
                 config.model = model
             }
+            // SFT packs conversations into rows: attention and positions must stop at their edges.
+            if config.training.objective == .sft { config.model.intraDocumentMasking = true }
             try config.validate()
             return config
         } catch let e as ConfigError {

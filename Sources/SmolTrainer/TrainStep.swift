@@ -45,14 +45,23 @@ public final class TrainStep {
         batches.reduce(0) { n, b in n + b.targets.reduce(0) { $0 + ($1 >= 0 ? 1 : 0) } }
     }
 
+    /// Σ of their loss weights: the denominator of the step's mean loss (the count without weights).
+    public static func lossWeight(_ batches: [TokenBatch]) -> Double { batches.reduce(0) { $0 + $1.lossWeight } }
+
     /// Zeroes the gradients, then accumulates d(mean loss)/dθ over this rank's `microBatches`
     /// and sums it over ranks. Returns the mean loss over all ranks and the number of counted
     /// targets (0 leaves the gradients zero).
     public func computeGradients(_ microBatches: [TokenBatch]) throws -> (loss: Double, counted: Int) {
         Profiler.time("zero_grad") { model.gradients.zero() }
-        let local = TrainStep.countedTargets(microBatches)
-        let counted = collectives.size > 1 ? Int(try communicate { try collectives.allReduce(Double(local), op: .sum) }) : local
-        let scale: Float = counted > 0 ? 1 / Float(counted) : 0
+        let local = TrainStep.countedTargets(microBatches), localWeight = TrainStep.lossWeight(microBatches)
+        var counted = local, weight = localWeight
+        if collectives.size > 1 {
+            try communicate {
+                counted = Int(try collectives.allReduce(Double(local), op: .sum))
+                weight = try collectives.allReduce(localWeight, op: .sum)
+            }
+        }
+        let scale: Float = weight > 0 ? Float(1 / weight) : 0
         var sum = 0.0
         for b in microBatches { sum += try model.forward(b, lossScale: scale, computeGradients: true).loss }
         if collectives.size > 1 {
@@ -66,7 +75,7 @@ public final class TrainStep {
                 }
             }
         }
-        return (counted > 0 ? sum / Double(counted) : 0, counted)
+        return (weight > 0 ? sum / weight : 0, counted)
     }
 
     /// The global gradient norm (with ZeRO-1 from every rank's reduced shard).

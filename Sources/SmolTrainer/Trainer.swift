@@ -67,6 +67,9 @@ public enum TrainEvent {
     case rollback(fromStep: Int, toStep: Int, tokens: Int, skippedBatches: Int)
     /// A comparison with the baseline at an eval point (alert when it fell behind `patience` times in a row).
     case baseline(BaselineCheck)
+    /// What the run's data says of itself, recorded once at the start (kind "chat_data": the SFT
+    /// manifest's roles, system-prompt guard and packing, as JSON).
+    case dataReport(kind: String, message: String)
 }
 
 public struct TrainSummary: Codable, Sendable {
@@ -109,9 +112,11 @@ public final class Trainer {
     public private(set) var stoppedBySignal: Int32 = 0
     let resume: Bool
     let trainLoader: MixtureLoader
-    let validation: WindowDataset
+    let validation: TrainingSequences
     /// Each source's held-out windows (when the validation split comes from the sources).
-    let sourceValidation: [(name: String, windows: WindowDataset)]
+    let sourceValidation: [(name: String, windows: TrainingSequences)]
+    /// What the chat data's manifests say (SFT), recorded in the run store when the run starts.
+    public private(set) var chatData: [(path: String, report: ChatDataReport)] = []
     var state: TrainerState
     let report: (TrainEvent) -> Void
     public private(set) var resumedFrom: Int?
@@ -157,9 +162,10 @@ public final class Trainer {
             do { return try BPETokenizer(path: path) } catch { throw ConfigError.invalidValue(key: "data.tokenizer", reason: "\(error)") }
         }
         if let from = config.initFrom {
-            let assetsSource = try source ?? PretrainedModel.load(from, decodeWeights: false)
-            assets = assetsSource.assets
-            if let t = dataTokenizer, try DataManifest.tokenizerHash(of: t) != DataManifest.tokenizerHash(of: assetsSource.tokenizer) {
+            // On resume only the source's assets are read, not its weights.
+            let sourceAssets = try source?.assets ?? PretrainedModel.loadAssets(from)
+            assets = sourceAssets
+            if let t = dataTokenizer, try DataManifest.tokenizerHash(of: t) != DataManifest.tokenizerHash(of: sourceAssets.tokenizer) {
                 throw ConfigError.invalidValue(key: "data.tokenizer", reason: "\(tokenizerPath!) is not the tokenizer of model.init_from (\(from))")
             }
         } else {
@@ -170,7 +176,18 @@ public final class Trainer {
         let T = config.training.seqLen
         let stages = try config.data.mixtureStages()
         let sourceConfigs = config.data.resolvedSources
-        var trainSets: [WindowDataset] = [], heldOut: [WindowDataset] = []
+        var trainSets: [TrainingSequences] = [], heldOut: [TrainingSequences] = []
+        let sft = config.training.objective == .sft
+        let perSequence = config.training.lossNormalization == .sequence
+        func packed(_ shards: [TokenShard], part: @escaping (Int, Int) -> Bool = { _, _ in true }) -> PackedConversations {
+            let p = PackedConversations(shards: shards, seqLen: T, part: part)
+            p.perSequence = perSequence
+            return p
+        }
+        func sequences(_ shards: [TokenShard], key: String) throws -> TrainingSequences {
+            try Trainer.checkObjective(config.training.objective, shards: shards, key: key)
+            return sft ? packed(shards) : WindowDataset(shards: shards, seqLen: T)
+        }
         for src in sourceConfigs {
             let key = config.data.sources.isEmpty ? "data.train" : "data.sources[\(src.name)].shards"
             let paths = try config.resolve(src.shards)
@@ -179,26 +196,35 @@ public final class Trainer {
             for s in shards where s.vocabSize > config.model.vocabSize {
                 throw ConfigError.invalidValue(key: "model.vocab_size", reason: "\(config.model.vocabSize) is smaller than the vocabulary \(s.vocabSize) of shard \(s.path)")
             }
+            try Trainer.checkObjective(config.training.objective, shards: shards, key: key)
             // Data tokenised with another tokenizer than the model's trains on the wrong ids.
             for path in paths {
                 guard let (manifestPath, m) = DataManifest.find(forShard: path), !modelTokenizerHashes.contains(m.tokenizerHash) else { continue }
                 let mine = config.initFrom.map { "model.init_from (\($0))" } ?? tokenizerPath.map { "data.tokenizer (\($0))" } ?? "the byte-level tokenizer"
                 throw ConfigError.invalidValue(key: key, reason: "\(path) was tokenised with \(m.tokenizer) (hash \(m.tokenizerHash), \(manifestPath)), not with \(mine)")
             }
-            let (train, held) = config.data.validation.isEmpty
-                ? WindowDataset.split(shards: shards, seqLen: T, validationFraction: config.data.validationFraction)
-                : (WindowDataset(shards: shards, seqLen: T), WindowDataset(shards: [], seqLen: T))
+            if sft { chatData += try Trainer.checkChatData(paths: paths, template: assets?.chatTemplate, key: key) }
+            let (train, held): (TrainingSequences, TrainingSequences)
+            if sft {
+                let isHeld = SmolData.heldOut(fraction: config.data.validation.isEmpty ? config.data.validationFraction : 0)
+                (train, held) = (packed(shards) { !isHeld($0, $1) }, packed(shards, part: isHeld))
+            } else {
+                (train, held) = config.data.validation.isEmpty
+                    ? WindowDataset.split(shards: shards, seqLen: T, validationFraction: config.data.validationFraction)
+                    : (WindowDataset(shards: shards, seqLen: T), WindowDataset(shards: [], seqLen: T))
+            }
             if train.count == 0 {
-                throw ConfigError.invalidValue(key: key, reason: "the shards hold fewer than seq_len + 1 = \(T + 1) tokens for training")
+                throw ConfigError.invalidValue(key: key, reason: sft ? "the shards hold no conversation of two or more tokens for training"
+                                                                      : "the shards hold fewer than seq_len + 1 = \(T + 1) tokens for training")
             }
             trainSets.append(train); heldOut.append(held)
         }
         sourceValidation = config.data.validation.isEmpty && sourceConfigs.count > 1
             ? zip(sourceConfigs, heldOut).map { ($0.name, $1) } : []
         if config.data.validation.isEmpty {
-            validation = WindowDataset(concatenating: heldOut)
+            validation = ConcatenatedSequences(heldOut, seqLen: T)
         } else {
-            validation = WindowDataset(shards: try config.resolve(config.data.validation).map { try TokenShard(path: $0) }, seqLen: T)
+            validation = try sequences(try config.resolve(config.data.validation).map { try TokenShard(path: $0) }, key: "data.validation")
         }
 
         let configJSON = String(decoding: try JSONEncoder().encode(config), as: UTF8.self)
@@ -282,6 +308,37 @@ public final class Trainer {
         return source
     }
 
+    /// Chat shards (with loss masks) are for `training.objective: sft` and SFT needs them.
+    static func checkObjective(_ objective: TrainingObjective, shards: [TokenShard], key: String) throws {
+        if objective == .sft, let s = shards.first(where: { !$0.hasLossMask }) {
+            throw ConfigError.invalidValue(key: key, reason: "\(s.path) has no loss mask; SFT trains on chat shards from `smol data prepare FILE.jsonl --format chat --tokenizer MODEL`")
+        }
+        if objective == .pretrain, let s = shards.first(where: \.hasLossMask) {
+            throw ConfigError.invalidValue(key: key, reason: "\(s.path) holds conversations with loss masks; set training.objective: sft to train on them")
+        }
+    }
+
+    /// The system-prompt guard again at train start: every chat shard's manifest must say it was
+    /// rendered through the model's own chat template (a template changed since the prepare could
+    /// drop what the guard checked), and what the prepare found is reported and recorded.
+    static func checkChatData(paths: [String], template: String?, key: String) throws -> [(path: String, report: ChatDataReport)] {
+        guard let template else {
+            throw ConfigError.invalidValue(key: "model.init_from", reason: "SFT needs the model's chat template, and the model has none")
+        }
+        let mine = ChatDataReport.templateHash(template)
+        var out: [(String, ChatDataReport)] = []
+        for path in paths {
+            guard let (manifestPath, m) = DataManifest.find(forShard: path), let chat = m.chat else {
+                throw ConfigError.invalidValue(key: key, reason: "\(path) has no chat manifest beside it, so the system-prompt guard cannot be checked; prepare it with `smol data prepare --format chat`")
+            }
+            if chat.templateHash != mine {
+                throw ConfigError.invalidValue(key: key, reason: "\(path) was rendered through another chat template (hash \(chat.templateHash), \(manifestPath)) than the model's (hash \(mine)); prepare it again with this model")
+            }
+            if !out.contains(where: { $0.0 == manifestPath }) { out.append((manifestPath, chat)) }
+        }
+        return out
+    }
+
     /// The manifest hashes that mean "made with the run's tokenizer": its canonical fingerprint, and
     /// the FNV-1a of the bytes of its tokenizer.json files (manifests written before the fingerprint).
     static func tokenizerHashes(assets: ModelAssets?, files: [String]) throws -> Set<String> {
@@ -314,26 +371,30 @@ public final class Trainer {
         return out
     }
 
-    func evaluate(_ validation: WindowDataset) throws -> Double? {
+    func evaluate(_ validation: TrainingSequences) throws -> Double? {
         let mb = config.training.microBatch
         // Windows spread evenly over the held-out set, so with several sources every one is in it
         // (the first eval_batches × micro_batch windows would all come from the first source).
         let n = min(validation.count, config.training.evalBatches * mb)
         let windows = (0..<n).map { $0 * validation.count / max(n, 1) }
         if windows.isEmpty { return nil }
-        var total = 0.0, count = 0
+        var total = 0.0, weight = 0.0
         // Data parallel: rank r scores chunks r, r + W, …; the sums are added over ranks.
         for (k, i) in stride(from: 0, to: windows.count, by: mb).enumerated() where k % collectives.size == collectives.rank {
-            let chunk = Array(windows[i..<min(i + mb, windows.count)])
-            if chunk.count < mb { break }   // keep the activation shape fixed
-            let r = try model.forward(validation.batch(windows: chunk), computeGradients: false)
-            total += r.loss; count += r.count
+            var chunk = Array(windows[i..<min(i + mb, windows.count)])
+            let real = chunk.count
+            // A short last chunk keeps the activation shape: it is filled up with rows that carry no loss.
+            while chunk.count < mb { chunk.append(chunk[0]) }
+            var b = validation.batch(windows: chunk)
+            for k in (real * b.seqLen)..<(mb * b.seqLen) { b.targets[k] = -1 }
+            let r = try model.forward(b, computeGradients: false)
+            total += r.loss; weight += b.lossWeight
         }
         if collectives.size > 1 {
             total = try collectives.allReduce(total, op: .sum)
-            count = Int(try collectives.allReduce(Double(count), op: .sum))
+            weight = try collectives.allReduce(weight, op: .sum)
         }
-        return count > 0 ? total / Double(count) : nil
+        return weight > 0 ? total / weight : nil
     }
 
     public func run() throws -> TrainSummary {
@@ -346,6 +407,20 @@ public final class Trainer {
         report(.info(String(format: "model: %@ parameters; %.1f MFLOP per token; peak %.1f GFLOP/s (%@)",
                             formatCount(config.model.parameterCount), flopsPerToken / 1e6, peak, peakSource)))
         let accumulation = t.accumulationSteps(dataParallel: dataParallel)
+        for (path, chat) in chatData {
+            report(.info(String(format: "chat data %@: %d conversations, %.1f%% with a system message, %d loss tokens of %d; guard: %@; default system prompt injected in %d",
+                                path, chat.conversations, chat.systemShare * 100, chat.lossTokens, chat.tokens,
+                                chat.guardFailures.total == 0 ? "passed" : chat.guardFailures.reasons.sorted { $0.key < $1.key }.map { "\($0.value.count) \($0.key)" }.joined(separator: ", "),
+                                chat.defaultSystemInjected.total)))
+            let enc = JSONEncoder(); enc.outputFormatting = [.sortedKeys]
+            report(.dataReport(kind: "chat_data", message: String(decoding: try enc.encode(ChatDataRecord(manifest: path, report: chat)), as: UTF8.self)))
+        }
+        if let packed = trainLoader.sources as? [PackedConversations] {
+            let n = packed.reduce(0) { $0 + $1.conversations }, rows = packed.reduce(0) { $0 + $1.count }
+            let eff = packed.reduce(0.0) { $0 + $1.efficiency * Double($1.count) } / Double(max(rows, 1))
+            report(.info(String(format: "sft: %d conversations packed into %d rows of %d tokens (best-fit decreasing, %.1f%% filled), %d truncated to seq_len + 1, in %.1f ms",
+                                n, rows, t.seqLen, eff * 100, packed.reduce(0) { $0 + $1.truncated }, packed.reduce(0) { $0 + $1.packingSeconds } * 1000)))
+        }
         report(.info("data: \(trainLoader.sources.map(\.count).reduce(0, +)) training windows in \(trainLoader.sources.count) source(s), \(validation.count) validation windows of \(t.seqLen) tokens; \(accumulation) micro-batch(es) of \(t.microBatch) per step per rank"))
         if collectives.size > 1 {
             report(.info("parallel: world \(collectives.size) = dp \(dataParallel) × tp \(config.parallel.tp), ZeRO-\(config.parallel.zero)"))
@@ -563,4 +638,10 @@ public func formatCount(_ n: Int) -> String {
     if d >= 1e6 { return String(format: "%.2fM", d / 1e6) }
     if d >= 1e3 { return String(format: "%.1fK", d / 1e3) }
     return "\(n)"
+}
+
+/// The chat manifest a run trained on, as the run store records it.
+struct ChatDataRecord: Encodable {
+    let manifest: String
+    let report: ChatDataReport
 }

@@ -103,26 +103,46 @@ public final class PretrainedModel {
 
     static func loadGGUF(_ path: String, decodeWeights: Bool) throws -> PretrainedModel {
         let (model, g) = try GGUFModel.load(path, decodeWeights: decodeWeights)
-        let tokenizer = try BPETokenizer(gguf: g)
-        guard tokenizer.vocabSize <= model.config.vocabSize else {
-            throw HubError.invalid(path: path, reason: "tokenizer has \(tokenizer.vocabSize) tokens, the model only \(model.config.vocabSize)")
+        let a = try ggufAssets(g)
+        guard a.tokenizer.vocabSize <= model.config.vocabSize else {
+            throw HubError.invalid(path: path, reason: "tokenizer has \(a.tokenizer.vocabSize) tokens, the model only \(model.config.vocabSize)")
         }
+        return PretrainedModel(source: path, format: .gguf, model: model, tokenizer: a.tokenizer, chatTemplate: a.chatTemplate,
+                               bosToken: a.bosToken, eosToken: a.eosToken, stopIds: a.stopIds)
+    }
+
+    static func ggufAssets(_ g: GGUFFile) throws -> ModelAssets {
+        let tokenizer = try BPETokenizer(gguf: g)
         func token(_ key: String) -> String? {
             guard let id = g.metadata[key]?.int, id >= 0, id < tokenizer.idToToken.count else { return nil }
             return tokenizer.idToToken[id]
         }
         let eos = token("tokenizer.ggml.eos_token_id")
-        return PretrainedModel(source: path, format: .gguf, model: model, tokenizer: tokenizer,
-                               chatTemplate: g.metadata["tokenizer.chat_template"]?.string,
-                               bosToken: token("tokenizer.ggml.bos_token_id"), eosToken: eos,
-                               stopIds: ModelAssets.stopIds(tokenizer, eos: eos, extra: []))
+        return ModelAssets(tokenizer: tokenizer, chatTemplate: g.metadata["tokenizer.chat_template"]?.string,
+                           bosToken: token("tokenizer.ggml.bos_token_id"), eosToken: eos,
+                           stopIds: ModelAssets.stopIds(tokenizer, eos: eos, extra: []))
+    }
+
+    /// Only the tokenizer, chat template and special tokens of a model (no weights are read).
+    public static func loadAssets(_ path: String) throws -> ModelAssets {
+        switch try locate(path) {
+        case .gguf: return try ggufAssets(try GGUFFile(path: path))
+        case .directory(let dir): return try directoryAssets(dir).assets
+        }
     }
 
     static func loadDirectory(_ dir: String) throws -> PretrainedModel {
         let config = try HFConfig.read(join(dir, "config.json"))
         let model = try LlamaModel(config: config)
         try SafetensorsWeights.load(directory: dir, into: model)
+        let (a, isCheckpoint) = try directoryAssets(dir)
+        return PretrainedModel(source: dir, format: isCheckpoint ? .checkpoint : .huggingface, model: model, tokenizer: a.tokenizer,
+                               chatTemplate: a.chatTemplate, bosToken: a.bosToken, eosToken: a.eosToken, stopIds: a.stopIds)
+    }
 
+    /// tokenizer.json, tokenizer_config.json (template, special tokens) and generation_config.json's
+    /// EOS ids of a directory; a checkpoint without tokenizer.json is byte-level.
+    static func directoryAssets(_ dir: String) throws -> (assets: ModelAssets, isCheckpoint: Bool) {
         let tokenizerPath = join(dir, "tokenizer.json")
         let isCheckpoint = !FileManager.default.fileExists(atPath: tokenizerPath)
         let tokenizer = isCheckpoint ? try BPETokenizer.bytes(specialTokens: ["<|endoftext|>"]) : try BPETokenizer(path: tokenizerPath)
@@ -146,8 +166,7 @@ public final class PretrainedModel {
             if let id = g["eos_token_id"] as? Int { extra.append(Int32(id)) }
             if let ids = g["eos_token_id"] as? [Int] { extra += ids.map(Int32.init) }
         }
-        return PretrainedModel(source: dir, format: isCheckpoint ? .checkpoint : .huggingface, model: model, tokenizer: tokenizer,
-                               chatTemplate: template, bosToken: bos, eosToken: eos,
-                               stopIds: ModelAssets.stopIds(tokenizer, eos: eos, extra: extra))
+        return (ModelAssets(tokenizer: tokenizer, chatTemplate: template, bosToken: bos, eosToken: eos,
+                            stopIds: ModelAssets.stopIds(tokenizer, eos: eos, extra: extra)), isCheckpoint)
     }
 }

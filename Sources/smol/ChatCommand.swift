@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SmolJinja
 import SmolWeights
 import SmolHub
 

@@ -2,6 +2,13 @@ import ArgumentParser
 import Foundation
 import SmolData
 import SmolTokenizer
+import SmolWeights
+import SmolHub
+import SmolJinja
+
+enum DataFormat: String, ExpressibleByArgument, CaseIterable { case text, chat }
+enum TrainOn: String, ExpressibleByArgument, CaseIterable { case assistant, all }
+enum Overflow: String, ExpressibleByArgument, CaseIterable { case truncate, drop }
 
 struct DataCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -23,8 +30,20 @@ struct DataCommand: ParsableCommand {
             a missing text field, empty documents) are counted by reason with their first locations;
             --strict makes the first one an error. The shard format is in docs/FORMATS.md.
 
+            --format chat reads JSONL conversations ({"messages": [{"role", "content"}, ...]}, optional
+            "tools") for SFT: each is rendered through the chat template of --tokenizer MODEL (a GGUF, Hugging
+            Face directory or run; --chat-template FILE replaces it) and stored with a loss mask: assistant
+            content and its end-of-turn token ({% generation %} blocks when the template has them), or every
+            token with --train-on all. The system-prompt guard checks that every message's content appears in
+            the rendered text in order and that every assistant token carries loss; a template that drops or
+            replaces system messages stops the prepare (--allow-system-mismatch keeps those conversations as the
+            template renders them, counted in the manifest). The manifest reports the share of conversations with a system message, the guard's
+            counts, and the packing efficiency at --seq-len (best-fit decreasing); longer conversations are
+            truncated or dropped (--overflow).
+
             Examples:
               smol data prepare data/corpus/prose.txt --out data/shards/prose.bin
+              smol data prepare sft.jsonl --format chat --tokenizer SmolLM2-135M-Instruct.Q4_1.gguf --out data/sft.bin
               smol data prepare 'web/*.jsonl' --tokenizer tokenizer.json --out data/shards --name web --json
             """)
 
@@ -41,13 +60,27 @@ struct DataCommand: ParsableCommand {
         @Flag(help: "Do not end documents with the end-of-text token.") var noEos = false
         @Option(help: "End-of-text token (default: <|endoftext|>, <|end_of_text|> or </s>, whichever exists).") var eosToken: String?
         @Option(help: "BOS token (default: <|begin_of_text|>, <s> or <|im_start|>, whichever exists).") var bosToken: String?
+        @Option(help: "Input format: text (documents) or chat (JSONL conversations for SFT).") var format: DataFormat = .text
+        @Option(help: "Chat: which tokens carry loss: assistant (content and end-of-turn) or all.") var trainOn: TrainOn = .assistant
+        @Option(help: "Chat: a Jinja chat template file used instead of the model's.") var chatTemplate: String?
+        @Option(help: "Chat: the training sequence length, for packing and overflow.") var seqLen: Int = 2048
+        @Option(help: "Chat: conversations over --seq-len + 1 tokens are truncated or dropped.") var overflow: Overflow = .truncate
+        @Flag(help: "Chat: go on when the template drops or replaces system messages (kept as rendered, and counted).") var allowSystemMismatch = false
         @Flag(help: "Stop at the first bad record instead of counting it.") var strict = false
         @Flag(help: "Replace shards and manifest of the same name.") var force = false
         @Flag(help: "Print statistics as JSON.") var json = false
 
+        func validate() throws {
+            guard shardTokens > 0, minBytes >= 0 else { throw ValidationError("--shard-tokens must be positive and --min-bytes non-negative") }
+            guard seqLen > 0 else { throw ValidationError("--seq-len must be positive") }
+            if format == .chat && tokenizer == nil { throw ValidationError("--format chat needs --tokenizer MODEL (its chat template and tokenizer)") }
+            if format == .text && (chatTemplate != nil || allowSystemMismatch || trainOn != .assistant) {
+                throw ValidationError("--chat-template, --train-on and --allow-system-mismatch apply to --format chat")
+            }
+        }
+
         func run() throws {
             try runReportingErrors {
-                guard shardTokens > 0, minBytes >= 0 else { throw CLIError(message: "--shard-tokens must be positive and --min-bytes non-negative") }
                 let files = try CorpusReader.expand(inputs)
                 let single = out.hasSuffix(".bin")
                 let sourceName = name ?? ((single ? out : files[0]) as NSString).lastPathComponent.components(separatedBy: ".")[0]
@@ -60,6 +93,7 @@ struct DataCommand: ParsableCommand {
                 let dir = prefix.lastIndex(of: "/").map { String(prefix[..<$0]) } ?? ""
                 if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
 
+                if format == .chat { return try prepareChat(files: files, prefix: prefix, single: single, sourceName: sourceName, manifestPath: manifestPath) }
                 var prep: DataPreparation, manifest: DataManifest
                 if let tokenizer {
                     let t = try loadTokenizer(tokenizer)
@@ -107,6 +141,39 @@ struct DataCommand: ParsableCommand {
                         print("  rejected \(r.count) × \(reason) (first at \(r.first.joined(separator: ", ")))")
                     }
                 }
+            }
+        }
+
+        func prepareChat(files: [String], prefix: String, single: Bool, sourceName: String, manifestPath: String) throws {
+            let model = try PretrainedModel.loadAssets(tokenizer!)
+            var template: ChatTemplate
+            if let chatTemplate {
+                guard let text = try? String(contentsOfFile: chatTemplate, encoding: .utf8) else { throw CLIError(message: "\(chatTemplate): cannot read template") }
+                do { template = try ChatTemplate(text, bosToken: model.bosToken, eosToken: model.eosToken) } catch { throw CLIError(message: "\(chatTemplate): \(error)") }
+            } else {
+                guard let source = model.chatTemplate else { throw CLIError(message: "\(tokenizer!): the model has no chat template; give one with --chat-template") }
+                do { template = try ChatTemplate(source, bosToken: model.bosToken, eosToken: model.eosToken) } catch { throw CLIError(message: "\(tokenizer!): \(error)") }
+            }
+            var prep = ChatPreparation(masker: ChatMasker(template: template, tokenizer: model.tokenizer, trainOnAll: trainOn == .all))
+            prep.seqLen = seqLen; prep.dropOverflow = overflow == .drop; prep.strict = strict
+            prep.allowSystemMismatch = allowSystemMismatch; prep.shardTokens = shardTokens
+            let manifest = DataManifest(source: sourceName, inputs: files, tokenizer: tokenizer!,
+                                        tokenizerHash: try DataManifest.tokenizerHash(of: model.tokenizer), vocabSize: model.tokenizer.vocabSize)
+            let m = try prep.run(files: files, prefix: prefix, single: single, manifest: manifest)
+            if json { return printJSON(m) }
+            let c = m.chat!
+            print(String(format: "%@: %d conversations (%.1f%% with a system message), %d tokens, %d carrying loss, in %d shard(s); manifest %@",
+                         sourceName, c.conversations, c.systemShare * 100, c.tokens, c.lossTokens, m.shards.count, manifestPath))
+            print(String(format: "  packing at seq_len %d: %d rows, %.1f%% filled; %d truncated, %d dropped", c.packing.seqLen, c.packing.sequences,
+                         c.packing.efficiency * 100, c.packing.truncated, c.packing.dropped))
+            if let d = c.defaultSystemPrompt, c.defaultSystemInjected.total > 0 {
+                print("  the template injected its default system prompt into \(c.defaultSystemInjected.total) conversation(s) without one: \"\(d.prefix(100))\"")
+            }
+            for (reason, r) in c.guardFailures.reasons.sorted(by: { $0.key < $1.key }) {
+                print("  guard: \(r.count) × \(reason) (first at \(r.first.joined(separator: "; ")))")
+            }
+            for (reason, r) in m.rejected.reasons.sorted(by: { $0.key < $1.key }) {
+                print("  rejected \(r.count) × \(reason) (first at \(r.first.joined(separator: ", ")))")
             }
         }
     }

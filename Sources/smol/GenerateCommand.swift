@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SmolJinja
 import SmolWeights
 import SmolHub
 import SmolModel
@@ -35,29 +36,39 @@ struct GenerateCommand: ParsableCommand {
         discussion: """
         The prompt is used as is, or with --chat rendered through the model's chat template as one
         user turn (and --system). Text streams as it is generated; --json prints the prompt ids,
-        generated ids, text and speed instead.
+        generated ids, text and speed instead. --batch FILE.jsonl generates for every line of FILE
+        ({"messages": [...]} rendered through the chat template, or {"prompt": "..."} used as is)
+        with one model load, printing one JSON line per input.
 
         Examples:
           smol generate SmolLM2-135M-Instruct.Q4_1.gguf --prompt "Once upon a time" --greedy
           smol generate model.gguf --chat --prompt "What is the capital of France?" --greedy --json
+          smol generate runs/sft --batch questions.jsonl --greedy --max-tokens 40
         """)
 
     @Argument(help: "GGUF file, Hugging Face model directory, or checkpoint / run directory.") var model: String
-    @Option(help: "Prompt text.") var prompt: String
+    @Option(help: "Prompt text.") var prompt: String?
+    @Option(help: "JSONL of {\"messages\": [...]} or {\"prompt\": \"...\"}, one generation per line (JSON lines out).") var batch: String?
     @Flag(help: "Render the prompt as a user turn with the model's chat template.") var chat = false
     @Option(help: "System message (with --chat).") var system: String?
     @OptionGroup var sampling: SamplingOptions
     @Flag(help: "Print JSON (prompt_ids, generated_ids, text, tokens/s) instead of streaming.") var json = false
 
+    func validate() throws {
+        if (prompt == nil) == (batch == nil) { throw ValidationError("give either --prompt or --batch") }
+        if batch != nil && (chat || system != nil) { throw ValidationError("--batch lines carry their own messages; --chat and --system apply to --prompt") }
+    }
+
     func run() throws {
         try runReportingErrors {
             let options = try sampling.options()
             let pretrained = try PretrainedModel.load(model)
-            var text = prompt
+            if let batch { return try runBatch(batch, pretrained: pretrained, options: options) }
+            var text = prompt!
             if chat {
                 var messages: [ChatMessage] = []
                 if let s = system { messages.append(ChatMessage(role: "system", content: s)) }
-                messages.append(ChatMessage(role: "user", content: prompt))
+                messages.append(ChatMessage(role: "user", content: prompt!))
                 text = try pretrained.renderChat(messages, addGenerationPrompt: true)
             }
             let ids = pretrained.tokenizer.encode(text)
@@ -77,6 +88,32 @@ struct GenerateCommand: ParsableCommand {
             } else {
                 print("")
             }
+        }
+    }
+
+    /// One generation per JSONL line, in order, with one model load.
+    func runBatch(_ path: String, pretrained: PretrainedModel, options: GenerationOptions) throws {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw CLIError(message: "\(path): cannot read file") }
+        let generator = Generator(pretrained)
+        struct Out: Encodable { let line: Int; let prompt: String; let text: String; let generated_ids: [Int32]; let finish_reason: String }
+        for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
+            let place = "\(path):\(n + 1)"
+            guard case let .object(o)? = try? JinjaJSON.parse(String(line)) else { throw CLIError(message: "\(place): expected a JSON object") }
+            let rendered: String
+            if case let .array(messages)? = o["messages"] {
+                guard let chat = try? pretrained.chat() else { throw CLIError(message: "\(place): the model has no chat template for \"messages\"") }
+                do { rendered = try chat.render(messages: .array(messages), addGenerationPrompt: true).text }
+                catch { throw CLIError(message: "\(place): chat template: \(error)") }
+            } else if case let .string(p)? = o["prompt"] {
+                rendered = p
+            } else {
+                throw CLIError(message: "\(place): needs \"messages\" (an array) or \"prompt\" (a string)")
+            }
+            let ids = pretrained.tokenizer.encode(rendered)
+            let r = try generator.generate(promptIds: ids, options: options) { _ in }
+            printJSON(Out(line: n + 1, prompt: rendered, text: r.text, generated_ids: r.ids, finish_reason: r.finishReason))
+            fflush(stdout)
         }
     }
 }

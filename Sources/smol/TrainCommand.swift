@@ -154,6 +154,7 @@ struct TrainCommand: ParsableCommand {
                 if live { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
                 print(String(format: "%@ step %d | %.4f vs baseline %.4f (%+.2f%%), %d in a row", c.alert ? "ALERT" : "behind",
                              c.step, c.value, c.baseline, c.relative * 100, c.streak))
+            case .dataReport: return   // the run store keeps it; the info line said it
             }
             fflush(stdout)
         }

@@ -16,9 +16,10 @@ final class CrossEntropyHead {
         rowLoss = FloatBuffer(count: maxRows)
     }
 
-    /// x [N, C], W [V, C], targets [N] (−1 = ignored) -> Σ loss over counted rows.
-    /// With gradients: dx [N, C] = scale · dlogits W, dW [V, C] += scale · dlogitsᵀ x.
-    func forward(x: UnsafePointer<Float>, w: UnsafePointer<Float>, targets: UnsafePointer<Int32>, n: Int,
+    /// x [N, C], W [V, C], targets [N] (−1 = ignored), weights [N] -> Σ weight · loss over counted rows.
+    /// With gradients: dx [N, C] = scale · dlogits W, dW [V, C] += scale · dlogitsᵀ x, each row's
+    /// dlogits weighted too.
+    func forward(x: UnsafePointer<Float>, w: UnsafePointer<Float>, targets: UnsafePointer<Int32>, weights: UnsafePointer<Float>, n: Int,
                  scale: Float, dx: UnsafeMutablePointer<Float>?, dw: UnsafeMutablePointer<Float>?) -> (loss: Double, count: Int) {
         let V = vocab, C = hidden
         var total = 0.0, counted = 0
@@ -40,14 +41,16 @@ final class CrossEntropyHead {
                 let m = FastExp.max(row, V)
                 let picked = row[target]
                 let sum = FastExp.expShiftSum(row, row, V, shift: m)
-                losses[i] = m + logf(sum) - picked
+                let weight = weights[r0 + i]
+                losses[i] = (m + logf(sum) - picked) * weight
                 if dx != nil {
-                    let k = scale / sum
+                    let rowScale = scale * weight
+                    let k = rowScale / sum
                     var j = 0
                     let vk = SIMD8<Float>(repeating: k)
                     while j + 8 <= V { VectorMath.store(VectorMath.load(row + j) * vk, row + j); j += 8 }
                     while j < V { row[j] *= k; j += 1 }
-                    row[target] -= scale
+                    row[target] -= rowScale
                 }
             }
             }

@@ -1,13 +1,11 @@
 import Foundation
-import SmolWeights
-import SmolJinja
 
 public struct ChatMessage: Sendable, Equatable {
     public var role: String
     public var content: String
     public init(role: String, content: String) { self.role = role; self.content = content }
 
-    var jinja: JinjaValue { .object(JinjaObject([("role", .string(role)), ("content", .string(content))])) }
+    public var jinja: JinjaValue { .object(JinjaObject([("role", .string(role)), ("content", .string(content))])) }
 }
 
 /// A model's chat template with the variables Hugging Face passes to it: messages,
@@ -38,13 +36,3 @@ public struct ChatTemplate {
     }
 }
 
-extension PretrainedModel {
-    public func chat() throws -> ChatTemplate {
-        guard let t = chatTemplate else { throw HubError.invalid(path: source, reason: "the model has no chat template") }
-        return try ChatTemplate(t, bosToken: bosToken, eosToken: eosToken)
-    }
-
-    public func renderChat(_ messages: [ChatMessage], addGenerationPrompt: Bool) throws -> String {
-        try chat().render(messages, addGenerationPrompt: addGenerationPrompt)
-    }
-}
