@@ -90,3 +90,49 @@ def test_a_checkpoint_with_non_finite_weights_is_refused(smol, config, tmp_path)
     path.write_bytes(bytes(raw))
     r = smol("train", config, "--out", out, "--no-store", "--resume", check=False)
     assert_clean(r, 1, "model.safetensors", "model.norm.weight", "non-finite")
+
+
+def test_a_run_directory_is_held_by_one_training_and_never_trained_into_afresh(smol, config, tmp_path):
+    import subprocess
+    import time
+    from conftest import smol_binary
+    out = tmp_path / "run"
+    smol("train", config, "--out", out, "--set", "training.steps=5")
+    # A fresh run into a directory holding a run is refused, naming its checkpoints; nothing is touched.
+    before = sorted(p.name for p in (out / "checkpoints").iterdir())
+    r = smol("train", config, "--out", out, "--set", "training.steps=5", check=False)
+    assert r.returncode == 1 and "checkpoints up to step 5" in r.stderr and "--force" in r.stderr
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == before
+    # --force starts over: the old run's checkpoints are gone, the new run's are there.
+    smol("train", config, "--out", out, "--set", "training.steps=3", "--set", "training.checkpoint_every=3", "--force")
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_00000003"]
+    # Two trainings at once into one directory: the second stops, naming the first's pid.
+    busy = tmp_path / "busy"
+    p = subprocess.Popen([smol_binary(), "train", str(config), "--out", str(busy), "--set", "training.steps=400",
+                          "--set", "training.checkpoint_every=0"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while not (busy / "metrics.jsonl").exists() and time.time() < deadline:
+            time.sleep(0.05)
+        r = smol("train", config, "--out", busy, "--set", "training.steps=5", "--force", check=False)
+        assert r.returncode == 1 and f"pid {p.pid}" in r.stderr and "another training holds this run directory" in r.stderr
+    finally:
+        p.kill()
+        p.wait()
+    assert (busy / "metrics.jsonl").exists()   # --force did not clear a directory it could not lock
+
+
+def test_resume_with_a_changed_config_is_refused_unless_allowed(smol, config, tmp_path):
+    out = tmp_path / "run"
+    smol("train", config, "--out", out, "--set", "training.steps=5")
+    # A killed save's leftover is removed at the next start.
+    (out / "checkpoints" / ".tmp-step_00000010").mkdir()
+    # Running longer, evaluating differently: a resume may change these.
+    r = smol("train", config, "--out", out, "--resume", "--set", "training.steps=10", "--set", "training.eval_every=5")
+    assert "removed 1 unfinished checkpoint" in r.stdout and not (out / "checkpoints" / ".tmp-step_00000010").exists()
+    # The learning rate is part of what the checkpoints describe: refused, the key and both values named.
+    r = smol("train", config, "--out", out, "--resume", "--set", "training.steps=12", "--set", "optimizer.lr=0.01", check=False)
+    assert r.returncode == 1 and "optimizer.lr: 0.003 -> 0.01" in r.stderr and "--allow-config-change" in r.stderr
+    r = smol("train", config, "--out", out, "--resume", "--set", "training.steps=12", "--set", "optimizer.lr=0.01",
+             "--allow-config-change")
+    assert "warning: resuming with a changed config (optimizer.lr: 0.003 -> 0.01)" in r.stdout

@@ -181,7 +181,7 @@ public struct ChatPreparation {
             progress(m.documents, m.tokens)
         }
 
-        do {
+        return try writer.write {
             for file in files {
                 guard let data = FileManager.default.contents(atPath: file) else { throw CorpusError(message: "\(file): cannot read") }
                 guard let text = String(data: data, encoding: .utf8) else {
@@ -216,12 +216,7 @@ public struct ChatPreparation {
                 report.packing.efficiency = (Double(lengths.reduce(0, +)) / Double(bins.count * seqLen) * 10_000).rounded() / 10_000
             }
             m.chat = report
-            m.shards = try writer.finish()
-            try writer.writeManifest(m)
-        } catch {
-            writer.removeWritten()
-            throw error
+            return m
         }
-        return m
     }
 }

@@ -122,7 +122,7 @@ public struct DataPreparation {
             progress(m.documents, m.bytes, m.tokens)
         }
 
-        do {
+        return try writer.write {
             for file in files {
                 try reader.read(file: file, rejections: &m.rejected) { doc in
                     pending.append(doc)
@@ -130,13 +130,8 @@ public struct DataPreparation {
                 }
             }
             try encodePending()
-            m.shards = try writer.finish()
-            try writer.writeManifest(m)
-        } catch {
-            writer.removeWritten()
-            throw error
+            return m
         }
-        return m
     }
 }
 
@@ -171,8 +166,23 @@ public final class ShardSetWriter {
         documents.removeAll(); masks.removeAll(); tokens = 0
     }
 
+    /// Runs `body` (which adds the documents), then writes the last shard, renames every shard into
+    /// place and writes the manifest `body` returns, with the shards listed. On any error nothing
+    /// written stays behind.
+    public func write(_ body: () throws -> DataManifest) throws -> DataManifest {
+        do {
+            var m = try body()
+            m.shards = try finish()
+            try writeManifest(m)
+            return m
+        } catch {
+            removeWritten()
+            throw error
+        }
+    }
+
     /// Writes the last shard and renames every shard into place; returns them for the manifest.
-    public func finish() throws -> [DataManifest.Shard] {
+    func finish() throws -> [DataManifest.Shard] {
         try flush()
         for path in written where rename(path + ".partial", path) != 0 {
             throw CorpusError(message: "\(path): cannot rename the finished shard into place")
@@ -180,7 +190,7 @@ public final class ShardSetWriter {
         return shards
     }
 
-    public func writeManifest<M: Encodable>(_ m: M) throws {
+    func writeManifest<M: Encodable>(_ m: M) throws {
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         let tmp = manifestPath + ".tmp"
@@ -190,5 +200,5 @@ public final class ShardSetWriter {
     }
 
     /// Removes every shard written so far (after a failure).
-    public func removeWritten() { for p in written { unlink(p + ".partial"); unlink(p) } }
+    func removeWritten() { for p in written { unlink(p + ".partial"); unlink(p) } }
 }

@@ -138,9 +138,12 @@ public final class Trainer {
     public var metricsPath: String { (outputDirectory as NSString).appendingPathComponent("metrics.jsonl") }
 
     /// `collectives`: the data-parallel world (one process by default). Every rank builds its own
-    /// Trainer; only rank 0 writes metrics, checkpoints and reports events.
-    public init(config: TrainConfig, outputDirectory: String, resume: Bool, collectives: Collectives = SingleProcess(),
-                report: @escaping (TrainEvent) -> Void = { _ in }) throws {
+    /// Trainer; only rank 0 writes metrics, checkpoints and reports events, and holds the output
+    /// directory's lock. A fresh run refuses a directory holding another run unless `force` (which
+    /// deletes it); a resume refuses a changed config (beyond `RunDirectory.resumableKeys`) unless
+    /// `allowConfigChange`.
+    public init(config: TrainConfig, outputDirectory: String, resume: Bool, force: Bool = false, allowConfigChange: Bool = false,
+                collectives: Collectives = SingleProcess(), report: @escaping (TrainEvent) -> Void = { _ in }) throws {
         self.config = config
         self.outputDirectory = outputDirectory
         self.collectives = collectives
@@ -229,7 +232,15 @@ public final class Trainer {
 
         let configJSON = String(decoding: try JSONEncoder().encode(config), as: UTF8.self)
         state = TrainerState(step: 0, tokensSeen: 0, data: DataPosition(sources: trainSets.count), seed: config.training.seed, elapsedSeconds: 0, config: configJSON)
-        if collectives.rank == 0 { try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true) }
+        if collectives.rank == 0 {
+            try RunDirectory.lock(outputDirectory)
+            if resume {
+                let removed = RunDirectory.removeLeftovers(checkpoints: (outputDirectory as NSString).appendingPathComponent("checkpoints"))
+                if !removed.isEmpty { report(.info("removed \(removed.count) unfinished checkpoint(s) a killed save left: \(removed.joined(separator: ", "))")) }
+            } else {
+                try RunDirectory.prepareFresh(outputDirectory, force: force)
+            }
+        }
 
         var resumed: TrainerState?
         let root = (outputDirectory as NSString).appendingPathComponent("checkpoints")
@@ -244,8 +255,15 @@ public final class Trainer {
             if saved.model != config.model {
                 throw ConfigError.invalidFile(path: latest.path, reason: "checkpoint was trained with a different model config")
             }
-            if saved.training.seed != config.training.seed || saved.training.seqLen != T || saved.training.microBatch != config.training.microBatch {
-                report(.info("warning: seed, seq_len or micro_batch differ from the checkpoint's; the data order will differ"))
+            let changed = try RunDirectory.differences(saved, config).filter { d in
+                !RunDirectory.resumableKeys.contains { d.key == $0 || d.key.hasPrefix($0 + ".") }
+            }
+            if !changed.isEmpty {
+                let list = changed.map { "\($0.key): \($0.saved) -> \($0.now)" }.joined(separator: "; ")
+                guard allowConfigChange else {
+                    throw ConfigError.invalidFile(path: latest.path, reason: "the config differs from the checkpoint's in keys a resume keeps (\(list)); put them back, or pass --allow-config-change")
+                }
+                report(.info("warning: resuming with a changed config (\(list)); the run is no longer the one its checkpoints describe"))
             }
             resumed = s
             resumedFrom = s.step

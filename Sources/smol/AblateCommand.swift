@@ -57,8 +57,9 @@ struct AblateCommand: ParsableCommand {
                 while running.count >= parallel { reap(false); if running.count >= parallel { Thread.sleep(forTimeInterval: 0.2) } }
                 let p = Process()
                 p.executableURL = URL(fileURLWithPath: self_)
+                // A run not done is started afresh (--force clears what a killed attempt left).
                 p.arguments = ["train", spec.baseConfig, "--out", job.outputDir, "--store", storePath, "--tag", "ablation",
-                               "--tag", "sweep:\(spec.name)", "--no-samples"] + job.overrides.flatMap { ["--set", $0] }
+                               "--tag", "sweep:\(spec.name)", "--no-samples", "--force"] + job.overrides.flatMap { ["--set", $0] }
                 FileManager.default.createFile(atPath: job.outputDir + ".log", contents: nil)
                 let log = FileHandle(forWritingAtPath: job.outputDir + ".log")!
                 p.standardOutput = log; p.standardError = log

@@ -35,6 +35,12 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "Continue from the newest checkpoint in the output directory.")
     var resume = false
 
+    @Flag(help: "Start afresh in an output directory that holds another run (deletes it).")
+    var force = false
+
+    @Flag(help: "Resume although the config changed beyond steps, budget, eval, checkpoint and sampling keys.")
+    var allowConfigChange = false
+
     @Option(help: "Output directory (default: runs/<config name>).")
     var out: String?
 
@@ -52,6 +58,10 @@ struct TrainCommand: ParsableCommand {
 
     @Option(help: "Tag the run (main, ablation, debug, ...; repeatable).")
     var tag: [String] = []
+
+    func validate() throws {
+        if force && resume { throw ValidationError("--force starts afresh and --resume continues: give one") }
+    }
 
     /// What every rank builds before step 1.
     struct Setup {
@@ -119,7 +129,8 @@ struct TrainCommand: ParsableCommand {
                                                                         cores: Parallel.threads * world.size) { warning in
             FileHandle.standardError.write(Data((warning + "\n").utf8))
         }
-        let trainer = try Trainer(config: cfg, outputDirectory: dir, resume: resume, collectives: world) { event in
+        let trainer = try Trainer(config: cfg, outputDirectory: dir, resume: resume, force: force, allowConfigChange: allowConfigChange,
+                                  collectives: world) { event in
             recorder?.handle(event)
             switch event {
             case .info(let s): if !json { print(s) } else { FileHandle.standardError.write(Data((s + "\n").utf8)) }

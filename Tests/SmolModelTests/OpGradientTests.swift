@@ -138,6 +138,22 @@ final class OpGradientTests: XCTestCase {
         XCTAssertEqual(single.loss, row0, accuracy: 1e-4 * row0)
         check(x, analytic: dx) { loss($0, w) }
         check(w, analytic: dw) { loss(x, $0) }
+
+        // Loss weights (SFT's per-sequence mean): each row's loss and gradient scale by its weight.
+        let weights: [Float] = [0.5, 2, 1, 0.25, 0.25, 1, 3]
+        func weighted(_ x: [Float], _ w: [Float]) -> Double {
+            head.forward(x: x, w: w, targets: targets, weights: weights, n: n, scale: scale, dx: nil, dw: nil).loss * Double(scale)
+        }
+        var wdx = [Float](repeating: 0, count: n * c), wdw = [Float](repeating: 0, count: vocab * c)
+        let rw = head.forward(x: x, w: w, targets: targets, weights: weights, n: n, scale: scale, dx: &wdx, dw: &wdw)
+        var expected = 0.0
+        for (i, t) in targets.enumerated() where t >= 0 {
+            var oneHot = [Int32](repeating: -1, count: n); oneHot[i] = t
+            expected += Double(weights[i]) * head.forward(x: x, w: w, targets: oneHot, n: n, scale: 1, dx: nil, dw: nil).loss
+        }
+        XCTAssertEqual(rw.loss, expected, accuracy: 1e-4 * expected)
+        check(x, analytic: wdx) { weighted($0, w) }
+        check(w, analytic: wdw) { weighted(x, $0) }
     }
 
     func testFastExpAccuracy() {

@@ -19,7 +19,7 @@ final class CrossEntropyHead {
     /// x [N, C], W [V, C], targets [N] (−1 = ignored), weights [N] -> Σ weight · loss over counted rows.
     /// With gradients: dx [N, C] = scale · dlogits W, dW [V, C] += scale · dlogitsᵀ x, each row's
     /// dlogits weighted too.
-    func forward(x: UnsafePointer<Float>, w: UnsafePointer<Float>, targets: UnsafePointer<Int32>, weights: UnsafePointer<Float>, n: Int,
+    func forward(x: UnsafePointer<Float>, w: UnsafePointer<Float>, targets: UnsafePointer<Int32>, weights: UnsafePointer<Float>? = nil, n: Int,
                  scale: Float, dx: UnsafeMutablePointer<Float>?, dw: UnsafeMutablePointer<Float>?) -> (loss: Double, count: Int) {
         let V = vocab, C = hidden
         var total = 0.0, counted = 0
@@ -41,7 +41,7 @@ final class CrossEntropyHead {
                 let m = FastExp.max(row, V)
                 let picked = row[target]
                 let sum = FastExp.expShiftSum(row, row, V, shift: m)
-                let weight = weights[r0 + i]
+                let weight = weights?[r0 + i] ?? 1
                 losses[i] = (m + logf(sum) - picked) * weight
                 if dx != nil {
                     let rowScale = scale * weight
