@@ -136,3 +136,34 @@ def test_resume_with_a_changed_config_is_refused_unless_allowed(smol, config, tm
     r = smol("train", config, "--out", out, "--resume", "--set", "training.steps=12", "--set", "optimizer.lr=0.01",
              "--allow-config-change")
     assert "warning: resuming with a changed config (optimizer.lr: 0.003 -> 0.01)" in r.stdout
+
+
+def test_sizes_that_cannot_fit_are_refused_by_key(smol, config, tmp_path):
+    for key, value in [("hidden_size", 1000000000), ("num_hidden_layers", 1000000000), ("vocab_size", 2 ** 31),
+                       ("max_position_embeddings", 2 ** 31)]:
+        r = smol("params", config, "--set", f"model.{key}={value}", check=False)
+        assert_clean(r, 1, f"model.{key}", "beyond any model this can hold")
+    r = smol("params", config, "--set", "model.hidden_size=65536", "--set", "model.num_hidden_layers=4096",
+             "--set", "model.num_attention_heads=512", "--set", "model.num_key_value_heads=512", check=False)
+    assert_clean(r, 1, "parameters is beyond what this can hold")
+    # Within the limits but beyond this machine: the estimate and what is available, before allocating.
+    r = smol("train", config, "--out", tmp_path / "big", "--set", "model.hidden_size=16384", "--set", "model.num_hidden_layers=32",
+             "--set", "model.num_attention_heads=128", "--set", "model.num_key_value_heads=128", "--set", "model.intermediate_size=65536",
+             check=False)
+    assert_clean(r, 1, "needs about", "available")
+
+
+def test_gguf_metadata_beyond_any_model_is_a_clear_error(smol, tmp_path):
+    import gguf
+    for key in ["llama.context_length", "llama.block_count", "llama.embedding_length"]:
+        path = tmp_path / f"{key}.gguf"
+        w = gguf.GGUFWriter(str(path), "llama")
+        meta = {"llama.context_length": 64, "llama.embedding_length": 32, "llama.block_count": 1, "llama.feed_forward_length": 64,
+                "llama.attention.head_count": 4, "llama.attention.head_count_kv": 4}
+        meta[key] = 2 ** 31
+        for k, v in meta.items():
+            w.add_uint32(k, v)
+        w.add_tensor("token_embd.weight", np.zeros((16, 32), dtype=np.float32))
+        w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
+        r = smol("generate", path, "--prompt", "hi", check=False)
+        assert_clean(r, 1, str(path), "beyond any model this can hold")

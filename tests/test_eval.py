@@ -35,8 +35,8 @@ def facts(smol, tmp_path_factory):
 
 
 def lm_eval_split(tok, context, continuation):
-    """lm-evaluation-harness's _encode_pair."""
-    n = len(context) - len(context.rstrip(" "))
+    """lm-evaluation-harness's _encode_pair: all trailing whitespace (str.rstrip()) moves over."""
+    n = len(context) - len(context.rstrip())
     if n:
         continuation = context[-n:] + continuation
         context = context[:-n]
@@ -318,3 +318,59 @@ def test_chat_template_prompts_match_jinja2(smol, tmp_path):
                     {"role": "user", "content": item["query"]}]
         assert row["context"] == env.from_string(template).render(messages=messages, add_generation_prompt=True)
         assert row["continuations"] == item["choices"]   # no leading space: the answer starts the assistant turn
+
+
+def write_task(d, name, items, **keys):
+    (d / f"{name}.jsonl").write_text("".join(json.dumps(i, ensure_ascii=False) + "\n" for i in items))
+    extra = "".join(f"{k}: {json.dumps(v)}\n" for k, v in keys.items())
+    (d / f"{name}.yaml").write_text(f"name: {name}\nversion: 1\nkind: multiple_choice\ndata: {name}.jsonl\nformulation: cloze\n"
+                                    f"metrics: [acc, acc_norm]\n{extra}")
+    return d / f"{name}.yaml"
+
+
+def test_acc_norm_divides_by_code_points_as_lm_eval_does(smol, tmp_path):
+    """Arabic with diacritics: each haraka is a code point (Python's len) but no extra grapheme."""
+    items = [{"query": "عاصمة مصر هي", "choices": ["القَاهِرَةُ", "لندن", "بَارِيسُ", "طوكيو"], "gold": 0},
+             {"query": "تشرق الشمس من", "choices": ["الشَّرْقِ", "الغرب", "الشِّمَالِ", "الجنوب"], "gold": 0},
+             {"query": "لون السماء", "choices": ["أَزْرَقُ", "أحمر", "أَخْضَرُ", "أسود"], "gold": 0},
+             {"query": "عدد أيام الأسبوع", "choices": ["سَبْعَةُ", "عشرة", "ثَلَاثَةُ", "مئة"], "gold": 0}] * 2
+    task = write_task(tmp_path, "diacritics_ar", items)
+    _, details = run_eval(smol, tmp_path / "out", [task])
+    graphemes = lambda s: sum(1 for c in s if not unicodedata.combining(c))
+    differs = 0
+    for d, item in zip(details["diacritics_ar"], items):
+        ll = d["loglikelihoods"]
+        by_code_points = float(int(np.argmax([l / len(c) for l, c in zip(ll, item["choices"])])) == item["gold"])
+        by_graphemes = float(int(np.argmax([l / graphemes(c) for l, c in zip(ll, item["choices"])])) == item["gold"])
+        assert d["metrics"]["acc_norm"] == by_code_points
+        differs += by_code_points != by_graphemes
+    print(f"acc_norm by code points and by grapheme clusters differ on {differs} of {len(items)} items")
+    assert differs > 0   # the items tell the two apart, so counting graphemes would fail here
+
+
+def test_an_empty_target_delimiter_is_kept_empty(smol, tmp_path):
+    items = [{"query": "2 + 2 =", "choices": ["4", "5"], "gold": 0}]
+    _, details = run_eval(smol, tmp_path / "out", [write_task(tmp_path, "nodelim", items, target_delimiter="")])
+    assert details["nodelim"][0]["continuations"] == ["4", "5"]
+    _, details = run_eval(smol, tmp_path / "out2", [write_task(tmp_path, "spacedelim", items)])
+    assert details["spacedelim"][0]["continuations"] == [" 4", " 5"]
+
+
+def test_trailing_newlines_of_the_context_move_to_the_continuation(smol, tmp_path):
+    items = [{"query": "Question: What is the capital of France?\nAnswer:\n", "choices": ["Paris", "Rome"], "gold": 0}]
+    _, details = run_eval(smol, tmp_path / "out", [write_task(tmp_path, "newline", items, target_delimiter="")])
+    ref, tok = numpy_reference(), hf_tokenizer()
+    d = details["newline"][0]
+    assert d["context"].endswith("\n")
+    for cont, ll, ntok in zip(d["continuations"], d["loglikelihoods"], d["tokens"]):
+        ctx, cont_ids = lm_eval_split(tok, d["context"], cont)
+        assert ntok == len(cont_ids) and tok.decode(cont_ids).startswith("\n")
+        lp = log_softmax(ref_logits(ref, ctx + cont_ids))
+        expected = sum(lp[len(ctx) - 1 + i, t] for i, t in enumerate(cont_ids))
+        assert abs(ll - expected) < 2e-3, (ll, expected)
+
+
+def test_a_tasks_scores_do_not_depend_on_the_tasks_before_it(smol, tmp_path):
+    alone = run_eval(smol, tmp_path / "alone", [TASKS / "smol_facts_ar.yaml"])[1]["smol_facts_ar"]
+    after = run_eval(smol, tmp_path / "after", [TASKS / "smol_facts_en.yaml", TASKS / "smol_facts_ar.yaml"])[1]["smol_facts_ar"]
+    assert [d["loglikelihoods"] for d in alone] == [d["loglikelihoods"] for d in after]

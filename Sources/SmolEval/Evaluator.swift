@@ -71,7 +71,13 @@ public final class Evaluator {
     public let options: EvalOptions
     public let scorer: LoglikelihoodScorer
     /// PMI's ll(choice | unconditioned prompt), kept apart so the main scorer's cached prefix survives.
-    lazy var unconditionedScorer = LoglikelihoodScorer(model: model, batchSize: options.batchSize, contextLength: options.contextLength)
+    var unconditionedScorer: LoglikelihoodScorer {
+        if let s = unconditionedStore { return s }
+        let s = LoglikelihoodScorer(model: model, batchSize: options.batchSize, contextLength: options.contextLength)
+        unconditionedStore = s
+        return s
+    }
+    private var unconditionedStore: LoglikelihoodScorer?
     lazy var generator = Generator(model, contextLength: options.contextLength ?? min(model.config.maxPositionEmbeddings, 2048))
 
     /// Where notices go (a clamped max_tokens); standard error by default.
@@ -87,6 +93,8 @@ public final class Evaluator {
     public func run(_ task: EvalTask, progress: (Int, Int) -> Void = { _, _ in }) throws -> (TaskResult, [ItemDetail]) {
         let t0 = Date()
         let spec = task.spec
+        // Each task starts from an empty prefix cache: its scores do not depend on the tasks before it.
+        scorer.resetCache(); unconditionedStore?.resetCache()
         let count = min(task.items.count, options.limit ?? Int.max)
         let builder = PromptBuilder(task: task)
         var details: [ItemDetail] = []
@@ -138,7 +146,9 @@ public final class Evaluator {
         let shown = PromptBuilder(task: task).answers(item)
         func hit(_ values: [Double]) -> Double { item.gold.contains(argmax(values)) ? 1 : 0 }
         if metrics.contains("acc") { d.metrics["acc"] = hit(ll) }
-        if metrics.contains("acc_norm") { d.metrics["acc_norm"] = hit(zip(ll, shown).map { $0 / Double(max(1, $1.count)) }) }
+        // Normalised by code points, as lm-evaluation-harness's len(): Swift's count (grapheme
+        // clusters) differs on Arabic with diacritics.
+        if metrics.contains("acc_norm") { d.metrics["acc_norm"] = hit(zip(ll, shown).map { $0 / Double(max(1, $1.unicodeScalars.count)) }) }
         if metrics.contains("acc_norm_tokens") { d.metrics["acc_norm_tokens"] = hit(zip(ll, d.tokens!).map { $0 / Double(max(1, $1)) }) }
         if metrics.contains("acc_norm_bytes") { d.metrics["acc_norm_bytes"] = hit(zip(ll, shown).map { $0 / Double(max(1, $1.utf8.count)) }) }
         if metrics.contains("acc_pmi") {

@@ -37,13 +37,13 @@ public final class LoglikelihoodScorer {
 
     public var capacity: Int { session.capacity }
 
-    /// Context and continuation token ids split as lm-evaluation-harness splits them: trailing
-    /// spaces of the context move to the continuation, the pair is encoded whole and the
+    /// Context and continuation token ids split as lm-evaluation-harness splits them: the
+    /// context's trailing whitespace (Python's `rstrip()`: newlines and tabs too) moves to the continuation, the pair is encoded whole and the
     /// continuation is what follows the context's own encoding. A BOS is added when the tokenizer's
     /// post-processor adds one (not under a chat template, whose text carries it).
     public func encode(context: String, continuation: String, addSpecialTokens: Bool) -> (context: [Int32], continuation: [Int32]) {
         var ctx = context, cont = continuation
-        let trailing = ctx.reversed().prefix { $0 == " " }.count
+        let trailing = ctx.reversed().prefix { $0.isWhitespace }.count
         if trailing > 0 { cont = String(ctx.suffix(trailing)) + cont; ctx = String(ctx.dropLast(trailing)) }
         let tok = model.tokenizer
         let whole = tok.encode(ctx + cont, addSpecialTokens: addSpecialTokens)
@@ -53,6 +53,10 @@ public final class LoglikelihoodScorer {
         if contIds.isEmpty { contIds = tok.encode(cont, addSpecialTokens: false) }
         return (ctxIds, contIds)
     }
+
+    /// Forgets the cached prefix, so what is scored next does not depend on what was scored before
+    /// (a task's scores must not move with the tasks evaluated ahead of it).
+    public func resetCache() { session.reset(); cached = [] }
 
     /// The token a context-free continuation is conditioned on: BOS, else EOS (lm-eval's choice).
     public var prefixToken: Int32 {

@@ -124,8 +124,9 @@ public struct TaskSpec: Codable, Sendable {
         numFewshot = try c.decodeIfPresent(Int.self, forKey: .numFewshot) ?? 0
         fewshotSeed = try c.decodeIfPresent(UInt64.self, forKey: .fewshotSeed) ?? 1234
         fewshotData = try c.decodeIfPresent(String.self, forKey: .fewshotData)
-        targetDelimiter = try c.decodeIfPresent(String.self, forKey: .targetDelimiter)
-        fewshotDelimiter = try c.decodeIfPresent(String.self, forKey: .fewshotDelimiter) ?? "\n\n"
+        // Yams reads a quoted "" as null: a delimiter given but empty is the empty string.
+        targetDelimiter = c.contains(.targetDelimiter) ? try c.decodeIfPresent(String.self, forKey: .targetDelimiter) ?? "" : nil
+        fewshotDelimiter = c.contains(.fewshotDelimiter) ? try c.decodeIfPresent(String.self, forKey: .fewshotDelimiter) ?? "" : "\n\n"
         chatTemplate = try c.decodeIfPresent(Bool.self, forKey: .chatTemplate) ?? false
         unconditionedPrompt = try c.decodeIfPresent(String.self, forKey: .unconditionedPrompt) ?? "Answer:"
         metrics = try c.decodeIfPresent([String].self, forKey: .metrics)

@@ -123,6 +123,20 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
             throw fail(.modelType, "'\(modelType)' is not supported (supported: \(LlamaConfig.supportedModelTypes.joined(separator: ", ")))")
         }
         if hiddenAct != "silu" { throw fail(.hiddenAct, "only \"silu\" (SwiGLU) is supported, got \"\(hiddenAct)\"") }
+        // Sizes beyond any model this runs: refused by key before any arithmetic could overflow
+        // or any allocation abort.
+        for (key, v, limit) in [(CodingKeys.vocabSize, vocabSize, 1 << 24), (.hiddenSize, hiddenSize, 1 << 17),
+                                (.numHiddenLayers, numHiddenLayers, 1 << 14), (.numAttentionHeads, numAttentionHeads, 1 << 12),
+                                (.intermediateSize, intermediateSize, 1 << 20), (.maxPositionEmbeddings, maxPositionEmbeddings, 1 << 24),
+                                (.headDimOverride, headDim, 1 << 12)] where v > limit {
+            throw fail(key, "\(v) is beyond any model this can hold (at most \(limit))")
+        }
+        let c = Double(hiddenSize), q = Double(numAttentionHeads * headDim), kv = Double(numKeyValueHeads * headDim)
+        let params = Double(vocabSize) * c * (tieWordEmbeddings ? 1 : 2)
+            + Double(numHiddenLayers) * (2 * c * q + 2 * c * kv + 3 * c * Double(intermediateSize) + 2 * c) + c
+        if params > 1e12 {
+            throw ConfigError.invalidValue(key: "model", reason: String(format: "%.3g parameters is beyond what this can hold (at most 1e12)", params))
+        }
     }
 
     /// Exact parameter count: embeddings (twice if untied) + per layer (attention, MLP, two norms) + final norm.

@@ -30,8 +30,11 @@ public struct TokenBatch {
 public enum ModelError: Error, CustomStringConvertible {
     case tokenOutOfRange(id: Int32, vocab: Int)
     case sequenceTooLong(length: Int, max: Int)
+    case doesNotFit(what: String, needed: Double, available: Double)
     public var description: String {
         switch self {
+        case let .doesNotFit(what, needed, available):
+            return "\(what) needs about \(SystemMemory.format(needed)) and this machine has \(SystemMemory.format(available)) available"
         case let .tokenOutOfRange(id, vocab): return "token id \(id) is outside the vocabulary (size \(vocab))"
         case let .sequenceTooLong(length, max): return "sequence length \(length) exceeds max_position_embeddings \(max)"
         }
@@ -52,6 +55,11 @@ public final class LlamaModel {
 
     public init(config: LlamaConfig) throws {
         try config.validate()
+        // Weights and their gradients (float32 each) and the RoPE table, before allocating them.
+        let needed = Double(config.parameterCount) * 8 + Double(config.maxPositionEmbeddings) * Double(config.headDim) * 4
+        if let available = SystemMemory.availableBytes(), needed > Double(available) {
+            throw ModelError.doesNotFit(what: "a model of \(config.parameterCount) parameters (weights and gradients)", needed: needed, available: Double(available))
+        }
         BLAS.yieldIdleThreads
         self.config = config
         parameters = ParameterStore(config: config)
