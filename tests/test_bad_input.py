@@ -167,3 +167,25 @@ def test_gguf_metadata_beyond_any_model_is_a_clear_error(smol, tmp_path):
         w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
         r = smol("generate", path, "--prompt", "hi", check=False)
         assert_clean(r, 1, str(path), "beyond any model this can hold")
+
+
+def test_yaml_nesting_and_alias_bombs_are_refused_before_parsing(smol, config, tmp_path):
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("model: " + "[" * 20000 + "]" * 20000 + "\n")
+    r = smol("train", deep, "--out", tmp_path / "d", check=False, timeout=60)
+    assert_clean(r, 1, str(deep), "nested deeper than")
+    laughs = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for i in range(1, 12):
+        laughs.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]")
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(laughs) + "\n" + config.read_text())
+    r = smol("train", bomb, "--out", tmp_path / "b", check=False, timeout=60)
+    assert_clean(r, 1, str(bomb), "YAML aliases")
+    task = tmp_path / "task.yaml"
+    task.write_text("name: t\nversion: 1\nkind: perplexity\ndata: x.jsonl\nextra: " + "{a: " * 500 + "1" + "}" * 500 + "\n")
+    r = smol("eval", GGUF, "--tasks", task, check=False, timeout=60)
+    assert_clean(r, 1, str(task), "nested deeper than")
+    # An ordinary config with a few aliases still loads.
+    ok = tmp_path / "ok.yaml"
+    ok.write_text(config.read_text().replace("seq_len: 64", "seq_len: &len 64").replace("steps: 24", "steps: 2"))
+    smol("params", ok)

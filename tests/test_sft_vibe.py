@@ -43,7 +43,7 @@ def rule(word):
     return f"Begin every answer with the word '{word}'."
 
 
-def generate(model, conversations, path, max_tokens=20):
+def generate(model, conversations, path, max_tokens=10):
     path.write_text("".join(json.dumps({"messages": c}) + "\n" for c in conversations))
     r = subprocess.run([smol_binary(), "generate", str(model), "--batch", str(path), "--greedy", "--max-tokens", str(max_tokens)],
                        capture_output=True, text=True, check=True)

@@ -2,6 +2,7 @@ import Foundation
 import SmolAPI
 import SmolModel
 import Yams
+import SmolTrainer
 
 public struct EvalError: Error, CustomStringConvertible {
     public let description: String
@@ -178,6 +179,7 @@ public struct TaskSpec: Codable, Sendable {
     /// Reads a task file.
     public static func load(_ path: String) throws -> TaskSpec {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw EvalError("\(path): cannot read task file") }
+        do { try YAMLLimits.check(text, path: path) } catch { throw EvalError("\(error)") }
         do {
             let spec = try YAMLDecoder().decode(TaskSpec.self, from: text)
             try spec.validate(file: path)

@@ -32,6 +32,7 @@ public struct AblationSweep: Sendable {
         func bad(_ why: String) -> RunStoreError { RunStoreError("\(path): \(why)") }
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw bad("cannot read the sweep file") }
         let loaded: Any?
+        try YAMLLimits.check(text, path: path)
         do { loaded = try Yams.load(yaml: text) } catch { throw bad("YAML syntax error: \(error)") }
         guard let root = loaded as? [String: Any] else { throw bad("top level must be a mapping") }
         let known: Set<String> = ["name", "base", "seeds", "baseline", "metrics", "set", "variants"]

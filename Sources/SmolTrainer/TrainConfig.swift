@@ -333,6 +333,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
 
     public static func parse(yaml text: String, path: String = "<config>", overrides: [String] = []) throws -> TrainConfig {
         var tree: Any
+        try YAMLLimits.check(text, path: path)
         do { tree = try Yams.load(yaml: text) ?? [String: Any]() }
         catch { throw ConfigError.invalidFile(path: path, reason: "YAML syntax error: \(error)") }
         guard var root = tree as? [String: Any] else { throw ConfigError.invalidFile(path: path, reason: "top level must be a mapping of sections") }
