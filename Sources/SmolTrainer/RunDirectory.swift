@@ -52,8 +52,10 @@ public enum RunDirectory {
         return leftovers
     }
 
-    /// Config keys a resumed run may change: how long it runs and how it reports, not what it trains.
-    public static let resumableKeys: [String] = [
+    /// Config keys a resumed run may change: how long it runs and how it reports, not what it
+    /// trains; and its topology (`parallel`), since checkpoints hold full tensors and every rank's
+    /// data position, so any topology resumes them.
+    public static let resumableKeys: [String] = ["parallel",
         "training.steps", "training.token_budget", "training.eval_every", "training.eval_batches", "training.checkpoint_every",
         "training.keep_checkpoints", "training.sample_prompts", "training.sample_tokens", "training.eval_tasks",
         "training.eval_tasks_every", "training.eval_tasks_limit", "training.peak_gflops", "training.preflight",
