@@ -151,6 +151,12 @@ def test_sizes_that_cannot_fit_are_refused_by_key(smol, config, tmp_path):
              "--set", "model.num_attention_heads=128", "--set", "model.num_key_value_heads=128", "--set", "model.intermediate_size=65536",
              check=False)
     assert_clean(r, 1, "needs about", "available")
+    # A micro-batch whose activations cannot fit: refused with the estimate, before allocating them.
+    r = smol("train", config, "--out", tmp_path / "mb", "--set", "training.micro_batch=1000000", "--set", "training.tokens_per_batch=null",
+             check=False)
+    assert_clean(r, 1, "training activations for micro_batch 1000000", "needs about")
+    r = smol("params", config, "--set", "training.micro_batch=1000000000000", check=False)
+    assert_clean(r, 1, "training.micro_batch", "beyond any batch")
 
 
 def test_gguf_metadata_beyond_any_model_is_a_clear_error(smol, tmp_path):

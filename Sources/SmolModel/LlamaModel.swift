@@ -67,6 +67,18 @@ public final class LlamaModel {
         rope = RoPETable(headDim: config.headDim, maxPositions: config.maxPositionEmbeddings, theta: config.ropeTheta)
     }
 
+    /// Refuses a training shape whose activations (about 4 bytes × tokens × layers × (4·hidden +
+    /// 2·q + 2·kv + 3·intermediate), what the backward keeps) cannot fit in the memory available,
+    /// before anything is allocated.
+    public func checkTrainingMemory(batch: Int, seqLen: Int) throws {
+        let c = config, tokens = Double(batch) * Double(seqLen)
+        let perToken = Double(c.numHiddenLayers) * Double(4 * c.hiddenSize + 2 * c.qDim + 2 * c.kvDim + 3 * c.intermediateSize) * 4
+        let needed = tokens * perToken
+        if let available = SystemMemory.availableBytes(), needed > Double(available) {
+            throw ModelError.doesNotFit(what: "training activations for micro_batch \(batch) × seq_len \(seqLen)", needed: needed, available: Double(available))
+        }
+    }
+
     /// Allocates activations for this shape (once; a new shape replaces them).
     public func prepare(batch: Int, seqLen: Int, training: Bool) {
         // A training workspace also serves evaluation at the same shape.

@@ -193,6 +193,8 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         if seqLen <= 0 { throw bad("seq_len", "must be positive, got \(seqLen)") }
         if seqLen > maxPositions { throw bad("seq_len", "\(seqLen) exceeds model.max_position_embeddings \(maxPositions)") }
         if microBatch <= 0 { throw bad("micro_batch", "must be positive, got \(microBatch)") }
+        if microBatch > 1 << 24 { throw bad("micro_batch", "\(microBatch) is beyond any batch this can hold (at most \(1 << 24))") }
+        if let t = tokensPerBatch, t <= 0 || t > 1 << 40 { throw bad("tokens_per_batch", "must be in 1...2^40, got \(t)") }
         if lossNormalization == .sequence && objective != .sft { throw bad("loss_normalization", "sequence applies to objective: sft") }
         if batchTokens <= 0 || batchTokens % (microBatch * seqLen) != 0 {
             throw bad("tokens_per_batch", "\(batchTokens) is not a positive multiple of micro_batch × seq_len = \(microBatch * seqLen)")

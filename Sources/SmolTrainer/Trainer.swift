@@ -151,6 +151,7 @@ public final class Trainer {
         dataParallel = try config.parallel.dataParallel(world: collectives.size)
         try config.training.validate(dataParallel: dataParallel)
         model = try LlamaModel(config: config.model)
+        try model.checkTrainingMemory(batch: config.training.microBatch, seqLen: config.training.seqLen)
         let shard = config.parallel.zero >= 1 ? TrainStep.shard(count: model.parameters.count, ranks: collectives.size, rank: collectives.rank) : nil
         optimizer = AdamW(config: config.optimizer, parameters: model.parameters, shard: shard)
         step = TrainStep(model: model, optimizer: optimizer, collectives: collectives, zero: config.parallel.zero)
