@@ -27,7 +27,16 @@ public struct TemplateAudit: Encodable {
     /// Computed by `ChatMasker`, the code path SFT data preparation uses. Without a tokenizer the
     /// spans and system checks are reported in characters only (token checks need the real one).
     public static func run(template: ChatTemplate, messages: [JinjaValue], extra: JinjaObject, tokenizer: BPETokenizer?) throws -> TemplateAudit {
-        let masker = ChatMasker(template: template, tokenizer: try tokenizer ?? BPETokenizer.bytes(specialTokens: []))
+        try run(masker: masker(template: template, tokenizer: tokenizer), messages: messages, extra: extra, tokenizer: tokenizer)
+    }
+
+    /// The masker an audit runs through (byte-level when there is no tokenizer). Build it once for
+    /// many conversations: it probes the template for a default system prompt when made.
+    public static func masker(template: ChatTemplate, tokenizer: BPETokenizer?) throws -> ChatMasker {
+        ChatMasker(template: template, tokenizer: try tokenizer ?? BPETokenizer.bytes(specialTokens: []))
+    }
+
+    public static func run(masker: ChatMasker, messages: [JinjaValue], extra: JinjaObject, tokenizer: BPETokenizer?) throws -> TemplateAudit {
         var cache = BPETokenizer.WordCache()
         let c = try masker.mask(messages: messages, extra: extra, cache: &cache)
         let utf8 = Array(c.text.utf8)

@@ -84,6 +84,7 @@ struct TemplateCommand: ParsableCommand {
                 let (template, tokenizer) = try TemplateCommand.load(model)
                 guard let text = try? String(contentsOfFile: messages, encoding: .utf8) else { throw CLIError(message: "\(messages): cannot read file") }
                 var flagged = 0
+                let masker = try TemplateAudit.masker(template: template, tokenizer: tokenizer)
                 for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
                     if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
                     let place = "\(messages):\(n + 1)"
@@ -91,7 +92,7 @@ struct TemplateCommand: ParsableCommand {
                     do { value = try JinjaJSON.parse(String(line)) } catch { throw CLIError(message: "\(place): \(error)") }
                     let (msgs, extra) = try TemplateCommand.conversation(value, where: place)
                     let audit: TemplateAudit
-                    do { audit = try TemplateAudit.run(template: template, messages: msgs, extra: extra, tokenizer: tokenizer) }
+                    do { audit = try TemplateAudit.run(masker: masker, messages: msgs, extra: extra, tokenizer: tokenizer) }
                     catch { throw CLIError(message: "\(place): \(error)") }
                     if !audit.flags.isEmpty { flagged += 1 }
                     if json { printJSON(audit); continue }
