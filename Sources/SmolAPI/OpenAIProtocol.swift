@@ -15,7 +15,10 @@ public struct ChatMessageBody: Codable, Sendable, Equatable {
         // content is a string, or a list of parts of which the text parts are joined
         if let s = try? c.decode(String.self, forKey: .content) { content = s; return }
         struct Part: Decodable { var type: String; var text: String? }
-        let parts = try c.decode([Part].self, forKey: .content)
+        guard let parts = try? c.decode([Part].self, forKey: .content) else {
+            throw DecodingError.typeMismatch(String.self, .init(codingPath: c.codingPath + [CodingKeys.content],
+                                                                 debugDescription: "expected a string or a list of {\"type\": \"text\", \"text\": ...} parts"))
+        }
         guard parts.allSatisfy({ $0.type == "text" && $0.text != nil }) else {
             throw DecodingError.dataCorruptedError(forKey: .content, in: c, debugDescription: "only text content parts are supported")
         }
@@ -45,12 +48,29 @@ public struct ChatCompletionRequest: Codable, Sendable {
     public var stop: StopSequences?
     public var stream: Bool?
     public var seed: UInt64?
+    public var logprobs: Bool?
+    public var topLogprobs: Int?
     public init(model: String?, messages: [ChatMessageBody], maxTokens: Int? = nil, temperature: Double? = nil) {
         self.model = model; self.messages = messages; self.maxTokens = maxTokens; self.temperature = temperature
     }
     enum CodingKeys: String, CodingKey {
-        case model, messages, temperature, n, stop, stream, seed
-        case maxTokens = "max_tokens", maxCompletionTokens = "max_completion_tokens", topP = "top_p"
+        case model, messages, temperature, n, stop, stream, seed, logprobs
+        case maxTokens = "max_tokens", maxCompletionTokens = "max_completion_tokens", topP = "top_p", topLogprobs = "top_logprobs"
+    }
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        model = try c.decodeIfPresent(String.self, forKey: .model)
+        messages = try c.decode([ChatMessageBody].self, forKey: .messages)
+        maxTokens = try c.decodeIntegerIfPresent(Int.self, forKey: .maxTokens)
+        maxCompletionTokens = try c.decodeIntegerIfPresent(Int.self, forKey: .maxCompletionTokens)
+        temperature = try c.decodeIfPresent(Double.self, forKey: .temperature)
+        topP = try c.decodeIfPresent(Double.self, forKey: .topP)
+        n = try c.decodeIntegerIfPresent(Int.self, forKey: .n)
+        stop = try c.decodeIfPresent(StopSequences.self, forKey: .stop)
+        stream = try c.decodeIfPresent(Bool.self, forKey: .stream)
+        seed = try c.decodeIntegerIfPresent(UInt64.self, forKey: .seed)
+        logprobs = try c.decodeIfPresent(Bool.self, forKey: .logprobs)
+        topLogprobs = try c.decodeIntegerIfPresent(Int.self, forKey: .topLogprobs)
     }
 }
 
@@ -64,7 +84,23 @@ public struct CompletionRequest: Codable, Sendable {
     public var stop: StopSequences?
     public var stream: Bool?
     public var seed: UInt64?
-    enum CodingKeys: String, CodingKey { case model, prompt, temperature, n, stop, stream, seed, maxTokens = "max_tokens", topP = "top_p" }
+    public var logprobs: Int?
+    public var echo: Bool?
+    enum CodingKeys: String, CodingKey { case model, prompt, temperature, n, stop, stream, seed, logprobs, echo, maxTokens = "max_tokens", topP = "top_p" }
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        model = try c.decodeIfPresent(String.self, forKey: .model)
+        prompt = try c.decode(String.self, forKey: .prompt)
+        maxTokens = try c.decodeIntegerIfPresent(Int.self, forKey: .maxTokens)
+        temperature = try c.decodeIfPresent(Double.self, forKey: .temperature)
+        topP = try c.decodeIfPresent(Double.self, forKey: .topP)
+        n = try c.decodeIntegerIfPresent(Int.self, forKey: .n)
+        stop = try c.decodeIfPresent(StopSequences.self, forKey: .stop)
+        stream = try c.decodeIfPresent(Bool.self, forKey: .stream)
+        seed = try c.decodeIntegerIfPresent(UInt64.self, forKey: .seed)
+        logprobs = try c.decodeIntegerIfPresent(Int.self, forKey: .logprobs)
+        echo = try c.decodeIfPresent(Bool.self, forKey: .echo)
+    }
 }
 
 public struct Usage: Codable, Sendable {

@@ -18,7 +18,7 @@ public struct GenerationOptions: Sendable {
 public struct GenerationResult: Sendable {
     public var ids: [Int32]
     public var text: String
-    /// "stop" (EOS or a stop string) or "length".
+    /// "stop" (EOS or a stop string), "length", or "cancelled" (the caller asked to stop).
     public var finishReason: String
     public var promptTokens: Int
     public var prefillSeconds: Double
@@ -37,7 +37,10 @@ public final class Generator {
         session = InferenceSession(model: pretrained.model, capacity: contextLength)
     }
 
+    /// `isCancelled` is asked before each new token; when it answers true, generation ends with
+    /// finish reason "cancelled" (a server's client went away).
     public func generate(promptIds: [Int32], options: GenerationOptions, reuseCache: Bool = false,
+                         isCancelled: () -> Bool = { false },
                          onText: (String) -> Void = { _ in }) throws -> GenerationResult {
         let tokenizer = pretrained.tokenizer
         var sampler = Sampler(temperature: options.temperature, topK: options.topK, topP: options.topP, minP: options.minP, seed: options.seed)
@@ -54,6 +57,7 @@ public final class Generator {
         var text = ""
         let t1 = Date()
         while ids.count < budget {
+            if isCancelled() { finish = "cancelled"; break }
             let next = sampler.next(logits)
             if pretrained.stopIds.contains(next) { finish = "stop"; break }
             ids.append(next)

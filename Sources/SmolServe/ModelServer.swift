@@ -44,25 +44,58 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 }
 
-/// One model behind a lock: generation runs on its own thread, one request at a time, so the
-/// server's event loops never block on the model.
-final class ServedModel: @unchecked Sendable {
-    let pretrained: PretrainedModel
-    let generator: Generator
-    private let queue = DispatchQueue(label: "smol.serve.model")
-
-    init(_ pretrained: PretrainedModel, contextLength: Int?) {
-        self.pretrained = pretrained
-        generator = Generator(pretrained, contextLength: contextLength)
+/// A request context that keeps the connection, so a handler learns when its client goes away.
+public struct ServeRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let channel: any Channel
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        channel = source.channel
     }
+}
 
-    func generate(promptIds: [Int32], options: GenerationOptions, onText: @escaping @Sendable (String) -> Void = { _ in }) async throws -> GenerationResult {
-        try await withCheckedThrowingContinuation { continuation in
-            queue.async {
-                do { continuation.resume(returning: try self.generator.generate(promptIds: promptIds, options: options, onText: onText)) }
-                catch { continuation.resume(throwing: error) }
-            }
+/// `Authorization: Bearer KEY` on every route but /health, compared in constant time.
+struct APIKeyMiddleware<Context: RequestContext>: RouterMiddleware {
+    let key: [UInt8]
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if request.uri.path == "/health" { return try await next(request, context) }
+        let header = request.headers[.authorization] ?? ""
+        let given = Array((header.hasPrefix("Bearer ") ? String(header.dropFirst(7)) : "").utf8)
+        var diff = UInt8(given.count == key.count ? 0 : 1)
+        for i in 0..<key.count { diff |= key[i] ^ (i < given.count ? given[i] : 0) }
+        guard diff == 0 else {
+            throw APIError(.unauthorized, header.isEmpty ? "missing API key: send 'Authorization: Bearer KEY'" : "incorrect API key",
+                           code: "invalid_api_key")
         }
+        return try await next(request, context)
+    }
+}
+
+/// An admitted request: its place in line, its cancel flag, and the watcher on its connection.
+struct Admission: Sendable {
+    let cancel: CancelFlag
+    let watcher: ClientGoneWatcher
+    let connection: any Channel
+    let served: ServedModel
+
+    func done() {
+        served.leave()
+        connection.pipeline.removeHandler(watcher, promise: nil)   // a kept-alive connection serves more requests
+    }
+}
+
+struct HealthBody: Encodable { var status: String; var running: Int; var waiting: Int }
+
+/// What one server allows a request to ask for.
+public struct ServeLimits: Sendable {
+    /// Largest `max_tokens` a request may ask for; more is a 400 naming the limit.
+    public var maxTokens = 2048
+    /// Requests that may wait behind the running one; past that a request gets 503.
+    public var maxWaiting = 8
+    /// When set, every request but /health must carry `Authorization: Bearer <key>`.
+    public var apiKey: String?
+    public init(maxTokens: Int = 2048, maxWaiting: Int = 8, apiKey: String? = nil) {
+        self.maxTokens = maxTokens; self.maxWaiting = maxWaiting; self.apiKey = apiKey
     }
 }
 
@@ -72,8 +105,11 @@ public struct ModelServer {
     let served: ServedModel
     public let maxBodyBytes = 4 << 20
 
-    public init(model: PretrainedModel, modelID: String? = nil, contextLength: Int? = nil) {
-        served = ServedModel(model, contextLength: contextLength)
+    public let limits: ServeLimits
+
+    public init(model: PretrainedModel, modelID: String? = nil, contextLength: Int? = nil, limits: ServeLimits = .init()) {
+        served = ServedModel(model, contextLength: contextLength, maxWaiting: limits.maxWaiting)
+        self.limits = limits
         self.modelID = modelID ?? ((model.source as NSString).lastPathComponent as NSString).deletingPathExtension
     }
 
@@ -86,34 +122,57 @@ public struct ModelServer {
                               logger: {
                                   var l = Logger(label: "smol.serve"); l.logLevel = .warning; return l
                               }())
+        // Hummingbird shuts down gracefully on these signals, waiting for requests in flight;
+        // ending the generations lets it finish in a moment.
+        let served = self.served
+        let watchers = [SIGTERM, SIGINT].map { sig in
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler { served.stopAll() }
+            source.resume()
+            return source
+        }
+        defer { watchers.forEach { $0.cancel() } }
         try await app.runService()
     }
 
-    public func makeRouter() -> Router<BasicRequestContext> {
-        let router = Router()
+    public func makeRouter() -> Router<ServeRequestContext> {
+        let router = Router(context: ServeRequestContext.self)
         router.add(middleware: JSONErrorMiddleware())
+        if let key = limits.apiKey { router.add(middleware: APIKeyMiddleware(key: Array(key.utf8))) }
         let created = Int(Date().timeIntervalSince1970)
         router.get("/v1/models") { _, _ -> Response in
             try json(ModelList(data: [.init(id: modelID, created: created)]))
         }
-        router.get("/health") { _, _ -> Response in try json(["status": "ok"]) }
+        router.get("/health") { _, _ -> Response in
+            let load = served.load   // requests generating (at most 1) and waiting for the model
+            return try json(HealthBody(status: "ok", running: min(load, 1), waiting: max(load - 1, 0)))
+        }
         router.post("/v1/chat/completions") { request, context -> Response in
             let body: ChatCompletionRequest = try await decode(request)
-            return try await chatCompletion(body)
+            return try await chatCompletion(body, connection: context.channel)
         }
         router.post("/v1/completions") { request, context -> Response in
             let body: CompletionRequest = try await decode(request)
-            return try await completion(body)
+            return try await completion(body, connection: context.channel)
         }
         return router
     }
 
     func decode<T: Decodable>(_ request: Request) async throws -> T {
+        if let type = request.headers[.contentType],
+           type.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() != "application/json" {
+            throw APIError(.unsupportedMediaType, "Content-Type '\(type)' is not supported: send the body as application/json")
+        }
         let buffer: ByteBuffer
         do { buffer = try await request.body.collect(upTo: maxBodyBytes) }
         catch { throw APIError(.contentTooLarge, "request body larger than \(maxBodyBytes) bytes") }
-        do { return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView)) }
-        catch let e as DecodingError { throw APIError(.badRequest, "invalid request body: \(describeDecodingError(e))") }
+        let data = Data(buffer.readableBytesView)
+        do { _ = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]) }
+        catch { throw APIError(.badRequest, "request body is not valid JSON") }
+        do { return try JSONDecoder().decode(T.self, from: data) }
+        catch let e as DecodingError {
+            throw APIError(.badRequest, "invalid request body: \(describeDecodingError(e))", param: decodingErrorKey(e))
+        }
         catch { throw APIError(.badRequest, "invalid request body: \(error)") }
     }
 
@@ -122,8 +181,11 @@ public struct ModelServer {
             throw APIError(.notFound, "model '\(m)' is not served here (this server has '\(modelID)')", param: "model", code: "model_not_found")
         }
         var o = GenerationOptions()
-        o.maxTokens = maxTokens ?? 256
+        o.maxTokens = maxTokens ?? min(256, limits.maxTokens)
         guard o.maxTokens >= 1 else { throw APIError(.badRequest, "max_tokens must be ≥ 1", param: "max_tokens") }
+        guard o.maxTokens <= limits.maxTokens else {
+            throw APIError(.badRequest, "max_tokens \(o.maxTokens) is over this server's limit of \(limits.maxTokens) (smol serve --max-tokens-limit)", param: "max_tokens")
+        }
         let t = temperature ?? 1
         guard t >= 0, t <= 2, t.isFinite else { throw APIError(.badRequest, "temperature must be in [0, 2]", param: "temperature") }
         o.temperature = Float(t)
@@ -146,7 +208,24 @@ public struct ModelServer {
         return ids
     }
 
-    func chatCompletion(_ body: ChatCompletionRequest) async throws -> Response {
+    /// A place in the model's line for this request (503 when the line is full), and the flag its
+    /// client's leaving sets. The caller calls `done()` when generation ends.
+    func admit(_ connection: any Channel) async throws -> Admission {
+        guard served.admit() else {
+            throw APIError(.serviceUnavailable, "server busy: \(served.maxWaiting) requests are already waiting for the model; retry later",
+                           code: "server_busy", type: "server_error")
+        }
+        let cancel = CancelFlag()
+        let watcher = ClientGoneWatcher(cancel)
+        do { try await connection.pipeline.addHandler(watcher, position: .first).get() }
+        catch { cancel.cancel() }   // the connection is already gone
+        return Admission(cancel: cancel, watcher: watcher, connection: connection, served: served)
+    }
+
+    func chatCompletion(_ body: ChatCompletionRequest, connection: any Channel) async throws -> Response {
+        if body.logprobs == true || body.topLogprobs != nil {
+            throw APIError(.badRequest, "logprobs are not supported by smol serve", param: body.logprobs == true ? "logprobs" : "top_logprobs")
+        }
         var o = try options(maxTokens: body.maxCompletionTokens ?? body.maxTokens, temperature: body.temperature, topP: body.topP,
                             n: body.n, stop: body.stop, seed: body.seed, model: body.model)
         guard !body.messages.isEmpty else { throw APIError(.badRequest, "messages must not be empty", param: "messages") }
@@ -158,35 +237,41 @@ public struct ModelServer {
         catch { throw APIError(.badRequest, "chat template: \(error)", param: "messages") }
         let ids = try promptIds(text, addSpecial: false, maxTokens: o.maxTokens)
         o.maxTokens = min(o.maxTokens, contextLength - ids.count)
+        let admission = try await admit(connection), cancel = admission.cancel
         let id = "chatcmpl-" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
         let created = Int(Date().timeIntervalSince1970)
         if body.stream == true {
             let model = modelID
-            return streamEvents(promptIds: ids, options: o,
+            return streamEvents(promptIds: ids, options: o, admission: admission,
                                 opening: [ChatCompletionChunk(id: id, created: created, model: model, choices: [.init(index: 0, delta: .init(role: "assistant", content: ""), finishReason: nil)])],
                                 piece: { ChatCompletionChunk(id: id, created: created, model: model, choices: [.init(index: 0, delta: .init(content: $0), finishReason: nil)]) },
                                 closing: { ChatCompletionChunk(id: id, created: created, model: model, choices: [.init(index: 0, delta: .init(), finishReason: $0)]) })
         }
-        let r = try await served.generate(promptIds: ids, options: o)
+        defer { admission.done() }
+        let r = try await served.generate(promptIds: ids, options: o, cancel: cancel)
         return try json(ChatCompletionResponse(id: id, created: created, model: modelID,
                                                choices: [.init(index: 0, message: .init(role: "assistant", content: r.text), finishReason: r.finishReason)],
                                                usage: Usage(promptTokens: ids.count, completionTokens: r.ids.count, totalTokens: ids.count + r.ids.count)))
     }
 
-    func completion(_ body: CompletionRequest) async throws -> Response {
+    func completion(_ body: CompletionRequest, connection: any Channel) async throws -> Response {
+        if body.logprobs != nil { throw APIError(.badRequest, "logprobs are not supported by smol serve", param: "logprobs") }
+        if body.echo == true { throw APIError(.badRequest, "echo is not supported by smol serve", param: "echo") }
         var o = try options(maxTokens: body.maxTokens ?? 16, temperature: body.temperature, topP: body.topP, n: body.n,
                             stop: body.stop, seed: body.seed, model: body.model)
         let ids = try promptIds(body.prompt, addSpecial: true, maxTokens: o.maxTokens)
         o.maxTokens = min(o.maxTokens, contextLength - ids.count)
+        let admission = try await admit(connection), cancel = admission.cancel
         let id = "cmpl-" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
         let created = Int(Date().timeIntervalSince1970)
         if body.stream == true {
             let model = modelID
-            return streamEvents(promptIds: ids, options: o, opening: [CompletionResponse](),
+            return streamEvents(promptIds: ids, options: o, admission: admission, opening: [CompletionResponse](),
                                 piece: { CompletionResponse(id: id, created: created, model: model, choices: [.init(index: 0, text: $0, finishReason: nil)]) },
                                 closing: { CompletionResponse(id: id, created: created, model: model, choices: [.init(index: 0, text: "", finishReason: $0)]) })
         }
-        let r = try await served.generate(promptIds: ids, options: o)
+        defer { admission.done() }
+        let r = try await served.generate(promptIds: ids, options: o, cancel: cancel)
         return try json(CompletionResponse(id: id, created: created, model: modelID, choices: [.init(index: 0, text: r.text, finishReason: r.finishReason)],
                                            usage: Usage(promptTokens: ids.count, completionTokens: r.ids.count, totalTokens: ids.count + r.ids.count)))
     }
@@ -201,18 +286,25 @@ func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws ->
 extension ModelServer {
     /// Server-sent events for a streamed generation: the `opening` chunks, one chunk per piece of
     /// text as it is generated, a closing chunk with the finish reason, then `data: [DONE]`.
-    func streamEvents<Chunk: Encodable & Sendable>(promptIds ids: [Int32], options: GenerationOptions, opening: [Chunk],
+    func streamEvents<Chunk: Encodable & Sendable>(promptIds ids: [Int32], options: GenerationOptions, admission: Admission, opening: [Chunk],
                                                    piece: @escaping @Sendable (String) -> Chunk,
                                                    closing: @escaping @Sendable (String) -> Chunk) -> Response {
         let (stream, feed) = AsyncStream<String>.makeStream()
         let served = self.served
+        // The generation owns the request's place in line until it ends, whatever the writer does;
+        // a failed write (the client went away) cancels it.
+        let cancel = admission.cancel
+        let task = Task {
+            defer { admission.done() }
+            return try await served.generate(promptIds: ids, options: options, cancel: cancel) { feed.yield($0) }
+        }
+        Task { _ = try? await task.value; feed.finish() }
         return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: ResponseBody { writer in
             func send(_ chunk: Chunk) async throws {
-                try await writer.write(ByteBuffer(string: "data: " + String(decoding: try JSONEncoder().encode(chunk), as: UTF8.self) + "\n\n"))
+                do { try await writer.write(ByteBuffer(string: "data: " + String(decoding: try JSONEncoder().encode(chunk), as: UTF8.self) + "\n\n")) }
+                catch { cancel.cancel(); throw error }
             }
             for chunk in opening { try await send(chunk) }
-            let task = Task { try await served.generate(promptIds: ids, options: options) { feed.yield($0) } }
-            Task { _ = try? await task.value; feed.finish() }
             for await text in stream where !text.isEmpty { try await send(piece(text)) }
             try await send(closing(try await task.value.finishReason))
             try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
