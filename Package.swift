@@ -72,6 +72,7 @@ let package = Package(
         .testTarget(name: "SmolModelTests", dependencies: ["SmolModel", "SmolTensor"]),
         .testTarget(name: "SmolTrainTests", dependencies: ["SmolTrainer", "SmolData", "SmolFormats", "SmolModel", "SmolTensor"]),
         .testTarget(name: "SmolEvalTests", dependencies: ["SmolEval"]),
+        .testTarget(name: "SmolRunsTests", dependencies: ["SmolRuns"]),
         .testTarget(name: "SmolInfraTests", dependencies: ["SmolInfra", "SmolTrainer", "SmolModel"]),
     ],
     swiftLanguageModes: [.v5]

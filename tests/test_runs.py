@@ -339,53 +339,69 @@ def test_baseline_guard_fires_on_a_broken_run_and_passes_a_sound_one(smol, confi
     assert [c["baseline"] for c in from_curve] == pytest.approx([c["baseline"] for c in checks], rel=1e-12)
 
 
-T95 = {1: 12.706, 2: 4.303}
-
-
 def test_ablation_sweep_report(smol, config, tmp_path):
-    """A tiny sweep: the baseline LR against one ten times smaller, two seeds each. The report's
-    statistics are recomputed here from the store's own rows; a second invocation reuses the runs."""
+    """A tiny sweep: the baseline LR against one ten times smaller on the same two seeds (a paired
+    test), and one on other seeds (Welch's test). The report's statistics are recomputed here with
+    scipy from the store's own rows; a second invocation reuses the runs."""
+    from scipy import stats
     (tmp_path / "base.yaml").write_text(long_config(config, 20))
     (tmp_path / "sweep.yaml").write_text(
         "name: lr\nbase: base.yaml\nseeds: [1, 2]\nbaseline: lr3e-3\nmetrics: [val_loss, loss]\n"
         "set: {training.eval_every: 10, training.checkpoint_every: 0}\n"
-        "variants:\n  - {name: lr3e-3}\n  - {name: lr3e-4, set: {optimizer.lr: 3.0e-4}}\n")
+        "variants:\n  - {name: lr3e-3}\n  - {name: lr3e-4, set: {optimizer.lr: 3.0e-4}}\n"
+        "  - {name: lr1e-3, seeds: [3, 4], set: {optimizer.lr: 1.0e-3}}\n")
     store = tmp_path / "runs.sqlite"
     # Main-run compute for the ledger.
     smol("train", tmp_path / "base.yaml", "--out", tmp_path / "main", "--store", store, "--tag", "main", "--no-samples")
     r = json.loads(smol("ablate", tmp_path / "sweep.yaml", "--out", tmp_path / "out", "--store", store, "--parallel", "2", "--json",
                         env={"SMOL_BIN": smol_binary()}).stdout)
     runs = rows(store, "SELECT id, output_dir, tags, core_hours FROM run WHERE tags LIKE '%ablation%'")
-    assert len(runs) == 4 and all("sweep:lr" in t for _, _, t, _ in runs)
-    for variant in ("lr3e-3", "lr3e-4"):
-        for metric in ("val_loss", "loss"):
-            vals = []
-            for seed in (1, 2):
-                (rid,), = rows(store, "SELECT id FROM run WHERE output_dir = ?", str(tmp_path / "out" / f"{variant}-seed{seed}"))
-                (v,), = rows(store, "SELECT value FROM metric WHERE run_id = ? AND name = ? ORDER BY step DESC LIMIT 1", rid, metric)
-                vals.append(v)
+    assert len(runs) == 6 and all("sweep:lr" in t for _, _, t, _ in runs)
+
+    def last(variant, seed, metric):
+        (rid,), = rows(store, "SELECT id FROM run WHERE output_dir = ?", str(tmp_path / "out" / f"{variant}-seed{seed}"))
+        (v,), = rows(store, "SELECT value FROM metric WHERE run_id = ? AND name = ? ORDER BY step DESC LIMIT 1", rid, metric)
+        return v
+
+    seeds = {"lr3e-3": (1, 2), "lr3e-4": (1, 2), "lr1e-3": (3, 4)}
+    for metric in ("val_loss", "loss"):
+        base = [last("lr3e-3", s, metric) for s in (1, 2)]
+        for variant in seeds:
+            vals = [last(variant, s, metric) for s in seeds[variant]]
             c = r["cells"][variant][metric]
-            assert c["values"] == vals
+            assert c["values"] == vals and c["seeds"] == list(seeds[variant])
             assert c["mean"] == pytest.approx(np.mean(vals), rel=1e-12) and c["std"] == pytest.approx(np.std(vals, ddof=1), rel=1e-9)
-            assert c["ci95"] == pytest.approx(T95[1] * np.std(vals, ddof=1) / np.sqrt(2), rel=1e-9)
-            if variant == "lr3e-4":
-                b = r["cells"]["lr3e-3"][metric]
-                se = np.sqrt(np.var(vals, ddof=1) / 2 + np.var(b["values"], ddof=1) / 2)
-                d = np.mean(vals) - np.mean(b["values"])
-                assert c["difference"] == pytest.approx(d, rel=1e-9) and c["difference_stderr"] == pytest.approx(se, rel=1e-9)
-                assert c["verdict"] == ("neutral" if abs(d) <= 2 * se else ("hurts" if d > 0 else "helps"))
+            assert c["ci95"] == pytest.approx(stats.t.ppf(0.975, 1) * np.std(vals, ddof=1) / np.sqrt(2), rel=1e-9)
+            if variant == "lr3e-3":
+                assert "comparison" not in c and "verdict" not in c
+                continue
+            k = c["comparison"]
+            if variant == "lr3e-4":      # same seeds: paired
+                ref = stats.ttest_rel(vals, base)
+                d = np.array(vals) - np.array(base)
+                se, df = np.std(d, ddof=1) / np.sqrt(2), 1
+                assert k["test"] == "paired"
+            else:                        # other seeds: Welch
+                ref = stats.ttest_ind(vals, base, equal_var=False)
+                se, df = np.sqrt(np.var(vals, ddof=1) / 2 + np.var(base, ddof=1) / 2), ref.df
+                assert k["test"] == "welch"
+            assert k["difference"] == pytest.approx(np.mean(vals) - np.mean(base), rel=1e-9)
+            assert k["stderr"] == pytest.approx(se, rel=1e-9) and k["df"] == pytest.approx(df, rel=1e-9)
+            assert k["t"] == pytest.approx(ref.statistic, rel=1e-9) and k["p_value"] == pytest.approx(ref.pvalue, rel=1e-7)
+            assert k["min_detectable"] == pytest.approx((stats.t.ppf(0.975, df) + stats.t.ppf(0.8, df)) * se, rel=1e-7)
+            assert c["verdict"] == ("neutral" if ref.pvalue >= 0.05 else ("hurts" if k["difference"] > 0 else "helps"))
     # Ten times smaller LR after 20 steps: clearly worse than the baseline beyond seed noise.
     assert r["cells"]["lr3e-4"]["val_loss"]["verdict"] == "hurts"
     assert r["ablation_core_hours"] == pytest.approx(sum(h for *_, h in runs), rel=1e-9)
     (main_h,), = rows(store, "SELECT core_hours FROM run WHERE tags LIKE '%main%'")
     assert r["main_core_hours"] == pytest.approx(main_h, rel=1e-9)
     md = (tmp_path / "out/report.md").read_text()
-    assert "| lr3e-4 |" in md and "hurts" in md and "![val_loss](val_loss.svg)" in md
+    assert "| lr3e-4 |" in md and "paired (1 d.o.f.)" in md and "| welch (" in md and "![val_loss](val_loss.svg)" in md
     svg = ET.parse(tmp_path / "out/val_loss.svg").getroot()
-    assert len(svg.findall(".//{http://www.w3.org/2000/svg}polygon")) == 2   # one band per variant
+    assert len(svg.findall(".//{http://www.w3.org/2000/svg}polygon")) == 3   # one band per variant
     again = smol("ablate", tmp_path / "sweep.yaml", "--out", tmp_path / "out", "--store", store, env={"SMOL_BIN": smol_binary()}).stdout
-    assert "4 runs (4 already done)" in again
-    assert rows(store, "SELECT COUNT(*) FROM run") == [(5,)]
+    assert "6 runs (6 already done)" in again
+    assert rows(store, "SELECT COUNT(*) FROM run") == [(7,)]
     bad = tmp_path / "bad.yaml"
     bad.write_text("base: base.yaml\nvariants:\n  - {name: a, set: {optimizer.lr: -1}}\n")
     r = smol("ablate", bad, "--store", store, check=False)

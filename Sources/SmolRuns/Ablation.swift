@@ -14,11 +14,14 @@ import Yams
 ///     variants:
 ///       - {name: code25}
 ///       - {name: code10, set: {data.stages: [{start_tokens: 0, weights: {prose: 0.9, code: 0.1}}]}}
+///       - {name: other, seeds: [4, 5, 6]}   # its own seeds: compared unpaired (Welch)
 public struct AblationSweep: Sendable {
     public struct Variant: Sendable {
         public var name: String
         /// `key.path=value` overrides, as `smol train --set` takes them.
         public var overrides: [String]
+        /// The sweep's seeds unless the variant names its own.
+        public var seeds: [UInt64]
     }
     public var name: String
     public var baseConfig: String
@@ -40,6 +43,9 @@ public struct AblationSweep: Sendable {
         guard let base = root["base"] as? String else { throw bad("missing key 'base' (the base training config)") }
         let dir = (path as NSString).deletingLastPathComponent
         let basePath = base.hasPrefix("/") || dir.isEmpty ? base : (dir as NSString).appendingPathComponent(base)
+        if let given = root["seeds"], !((given as? [Int]).map { $0.allSatisfy { $0 >= 0 } } ?? false) {
+            throw bad("seeds: give a list of non-negative integer seeds")
+        }
         let seeds = (root["seeds"] as? [Int] ?? [1]).map { UInt64($0) }
         guard !seeds.isEmpty, Set(seeds).count == seeds.count else { throw bad("seeds: give distinct seeds") }
         func overrides(_ any: Any?, _ where_: String) throws -> [String] {
@@ -52,9 +58,16 @@ public struct AblationSweep: Sendable {
         var variants: [Variant] = []
         for (i, v) in list.enumerated() {
             guard let name = v["name"] as? String, !name.isEmpty else { throw bad("variants[\(i)]: missing 'name'") }
-            for k in v.keys where k != "name" && k != "set" { throw bad("variants[\(i)]: unknown key '\(k)'") }
+            for k in v.keys where !["name", "set", "seeds"].contains(k) { throw bad("variants[\(i)]: unknown key '\(k)' (known: name, seeds, set)") }
+            var variantSeeds = seeds
+            if let own = v["seeds"] {
+                guard let list = own as? [Int], !list.isEmpty, list.allSatisfy({ $0 >= 0 }), Set(list).count == list.count else {
+                    throw bad("variants[\(i)].seeds: give distinct non-negative integer seeds")
+                }
+                variantSeeds = list.map { UInt64($0) }
+            }
             guard name.allSatisfy({ $0.isLetter || $0.isNumber || "_-.".contains($0) }) else { throw bad("variants[\(i)]: name '\(name)' must be letters, digits, _ - .") }
-            variants.append(Variant(name: name, overrides: common + (try overrides(v["set"], "variants[\(i)]"))))
+            variants.append(Variant(name: name, overrides: common + (try overrides(v["set"], "variants[\(i)]")), seeds: variantSeeds))
         }
         guard Set(variants.map(\.name)).count == variants.count else { throw bad("variant names must be distinct") }
         let baseline = root["baseline"] as? String ?? variants[0].name
@@ -77,7 +90,7 @@ public struct AblationSweep: Sendable {
 
     public func jobs(outputRoot: String) -> [Job] {
         variants.flatMap { v in
-            seeds.map { s in
+            v.seeds.map { s in
                 Job(variant: v.name, seed: s, outputDir: (outputRoot as NSString).appendingPathComponent("\(v.name)-seed\(s)"),
                     overrides: v.overrides + ["training.seed=\(s)"])
             }
@@ -86,20 +99,24 @@ public struct AblationSweep: Sendable {
 }
 
 /// The statistics of a finished sweep: per variant and metric the final value over seeds (mean,
-/// 95% confidence interval with Student's t), the difference from the baseline and a verdict
-/// judged against the seed noise, and the compute ledger.
+/// 95% confidence interval with Student's t), the difference from the baseline tested against the
+/// seed noise (paired over shared seeds, Welch otherwise; see SeedComparison), a verdict, and the
+/// compute ledger.
 public struct AblationReport: Codable, Sendable {
     public struct Cell: Codable, Sendable {
+        public var seeds: [UInt64]
         public var values: [Double]
         public var mean: Double
         public var std: Double
         public var ci95: Double
-        /// mean − baseline mean, and its standard error sqrt(s_v²/n_v + s_b²/n_b)
+        /// mean − baseline mean and its standard error (as in `comparison`)
         public var difference: Double?
         public var differenceStderr: Double?
-        /// helps / neutral / hurts: |difference| > 2 standard errors of the difference, in the metric's good direction.
+        public var comparison: SeedComparison?
+        /// helps / hurts when the test's two-sided p < 0.05, in the metric's good direction; neutral
+        /// otherwise, and when there is no noise estimate (one seed).
         public var verdict: String?
-        enum CodingKeys: String, CodingKey { case values, mean, std, ci95, difference, verdict, differenceStderr = "difference_stderr" }
+        enum CodingKeys: String, CodingKey { case seeds, values, mean, std, ci95, difference, comparison, verdict, differenceStderr = "difference_stderr" }
     }
     public var sweep: String
     public var baseline: String
@@ -116,14 +133,10 @@ public struct AblationReport: Codable, Sendable {
         case ablationCoreHours = "ablation_core_hours", mainCoreHours = "main_core_hours"
     }
 
-    /// Two-sided 95% Student t quantiles for 1…30 degrees of freedom.
-    static let t95: [Double] = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-                                2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
-
     public init(sweep: AblationSweep, jobs: [AblationSweep.Job], store: RunStore) throws {
         self.sweep = sweep.name; baseline = sweep.baseline; seeds = sweep.seeds; metrics = sweep.metrics
         variants = sweep.variants.map(\.name)
-        var values: [String: [String: [Double]]] = [:]
+        var values: [String: [String: [(seed: UInt64, value: Double)]]] = [:]
         var hours = 0.0
         for job in jobs {
             let run = try store.find(job.outputDir)
@@ -132,31 +145,30 @@ public struct AblationReport: Codable, Sendable {
                 guard let last = try store.series(run: run.id, metric: m).last else {
                     throw RunStoreError("run \(run.id) (\(job.outputDir)) has no '\(m)' (it has: \(try store.metricNames(run: run.id).joined(separator: ", ")))")
                 }
-                values[job.variant, default: [:]][m, default: []].append(last.value)
+                values[job.variant, default: [:]][m, default: []].append((job.seed, last.value))
             }
         }
         ablationCoreHours = hours
         mainCoreHours = try store.runs(tag: "main").reduce(0) { $0 + $1.coreHours }
         runs = jobs.count
-        // Each variant's spread over seeds first; the differences from the baseline come from those.
-        func summary(_ x: [Double]) -> Cell {
-            let n = Double(x.count), mean = x.reduce(0, +) / n
-            let std = x.count > 1 ? (x.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / (n - 1)).squareRoot() : 0
-            let t = x.count > 1 ? AblationReport.t95[min(x.count - 2, AblationReport.t95.count - 1)] : 0
-            return Cell(values: x, mean: mean, std: std, ci95: t * std / n.squareRoot())
+        func summary(_ x: [(seed: UInt64, value: Double)]) -> Cell {
+            let v = x.map(\.value), n = Double(v.count), mean = v.reduce(0, +) / n
+            let std = v.count > 1 ? (v.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / (n - 1)).squareRoot() : 0
+            let t = v.count > 1 ? StudentT.quantile(0.975, df: n - 1) : 0
+            return Cell(seeds: x.map(\.seed), values: v, mean: mean, std: std, ci95: t * std / n.squareRoot())
         }
         cells = [:]
         for v in variants {
             for m in sweep.metrics {
                 var cell = summary(values[v]![m]!)
-                if v != sweep.baseline {
-                    let b = summary(values[sweep.baseline]![m]!)
-                    let d = cell.mean - b.mean
-                    let se = (cell.std * cell.std / Double(cell.values.count) + b.std * b.std / Double(b.values.count)).squareRoot()
-                    cell.difference = d; cell.differenceStderr = se
-                    let good = metricLowerIsBetter(m) ? d < 0 : d > 0
-                    // With one seed each there is no noise estimate (se = 0): no verdict but neutral.
-                    cell.verdict = abs(d) > 2 * se && se > 0 ? (good ? "helps" : "hurts") : "neutral"
+                if v != sweep.baseline, let c = SeedComparison.compare(variant: values[v]![m]!, baseline: values[sweep.baseline]![m]!) {
+                    cell.comparison = c
+                    cell.difference = c.difference; cell.differenceStderr = c.standardError
+                    let good = metricLowerIsBetter(m) ? c.difference < 0 : c.difference > 0
+                    cell.verdict = c.pValue < SeedComparison.alpha ? (good ? "helps" : "hurts") : "neutral"
+                } else if v != sweep.baseline {
+                    cell.difference = cell.mean - summary(values[sweep.baseline]![m]!).mean
+                    cell.verdict = "neutral"   // one seed: no noise estimate, no verdict but neutral
                 }
                 cells[v, default: [:]][m] = cell
             }
@@ -167,15 +179,27 @@ public struct AblationReport: Codable, Sendable {
         func f(_ x: Double) -> String { String(format: "%.4f", x) }
         var s = "# Ablation: \(sweep)\n\nBaseline: **\(baseline)**; seeds: \(seeds.map(String.init).joined(separator: ", ")); "
         s += "\(runs) runs. Values are each run's last evaluation; ± is the 95% confidence interval over seeds (Student's t). "
-        s += "A variant helps or hurts when its difference from the baseline exceeds twice the standard error of the difference "
-        s += "(the seed noise of both); otherwise it is neutral.\n\n"
+        s += "A variant is compared with the baseline by a paired t-test on the per-seed differences when both ran the same seeds "
+        s += "(the same seed gives the same initialisation and data order, so the noise they share cancels), by Welch's t-test "
+        s += "otherwise. It helps or hurts when the two-sided p < 0.05, and is neutral otherwise. \"Detectable\" is the smallest "
+        s += "difference these seeds would detect with 80% power at the measured noise; \"seeds\" is how many seeds the "
+        s += "observed difference would need for that.\n\n"
         for m in metrics {
             s += "## \(m) (\(metricLowerIsBetter(m) ? "lower" : "higher") is better)\n\n"
-            s += "| variant | mean ± CI | per seed | vs baseline | verdict |\n|---|---|---|---|---|\n"
+            s += "| variant | mean ± CI | per seed | vs baseline ± SE | test | p | detectable | seeds | verdict |\n"
+            s += "|---|---|---|---|---|---|---|---|---|\n"
             for v in variants {
                 let c = cells[v]![m]!
-                let diff = c.difference.map { String(format: "%+.4f ± %.4f", $0, 2 * (c.differenceStderr ?? 0)) } ?? "–"
-                s += "| \(v)\(v == baseline ? " (baseline)" : "") | \(f(c.mean)) ± \(f(c.ci95)) | \(c.values.map(f).joined(separator: ", ")) | \(diff) | \(c.verdict ?? "–") |\n"
+                var tail = "| – | – | – | – | – | \(c.verdict ?? "–") |"
+                if let k = c.comparison {
+                    let p = k.pValue < 1e-4 ? String(format: "%.1e", k.pValue) : String(format: "%.4f", k.pValue)
+                    tail = String(format: "| %+.4f ± %.4f | %@ (%@ d.o.f.) | %@ | %.4f | %@ | %@ |", k.difference, k.standardError,
+                                  k.test, String(format: k.degreesOfFreedom == k.degreesOfFreedom.rounded() ? "%.0f" : "%.1f", k.degreesOfFreedom),
+                                  p, k.minDetectable, k.seedsToDetect.map(String.init) ?? (k.difference == 0 ? "–" : ">1000"), c.verdict ?? "–")
+                } else if let d = c.difference {
+                    tail = String(format: "| %+.4f | – | – | – | – | %@ |", d, c.verdict ?? "–")
+                }
+                s += "| \(v)\(v == baseline ? " (baseline)" : "") | \(f(c.mean)) ± \(f(c.ci95)) | \(c.values.map(f).joined(separator: ", ")) \(tail)\n"
             }
             if let p = plots[m] { s += "\n![\(m)](\(p))\n" }
             s += "\n"
