@@ -374,3 +374,113 @@ def test_a_tasks_scores_do_not_depend_on_the_tasks_before_it(smol, tmp_path):
     alone = run_eval(smol, tmp_path / "alone", [TASKS / "smol_facts_ar.yaml"])[1]["smol_facts_ar"]
     after = run_eval(smol, tmp_path / "after", [TASKS / "smol_facts_en.yaml", TASKS / "smol_facts_ar.yaml"])[1]["smol_facts_ar"]
     assert [d["loglikelihoods"] for d in alone] == [d["loglikelihoods"] for d in after]
+
+
+LM_BASE = """dataset_path: json
+output_type: multiple_choice
+test_split: test
+target_delimiter: " "
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+  - metric: acc_norm
+metadata:
+  version: 2.0
+"""
+
+
+def test_lm_eval_task_yamls_are_read_as_they_are(smol, facts, tmp_path):
+    """An lm-evaluation-harness task file (with `include`, `dataset_kwargs.data_files`, a per-record
+    `description`, a `doc_to_choice` template that lm-eval reads with ast.literal_eval, an integer
+    target) gives the prompts jinja2 renders from it and the log-likelihoods of the same items in
+    smol's layout; `--output-format lm-eval` writes lm-eval's result keys."""
+    import ast
+    import jinja2
+    items = [json.loads(line) for line in (TASKS / "smol_facts_en.jsonl").read_text().splitlines()][:6]
+    (tmp_path / "data").mkdir()
+    with open(tmp_path / "data/recs.jsonl", "w") as f:
+        for i, it in enumerate(items):
+            f.write(json.dumps({"sentence": it["query"], "opts": it["choices"], "label": it["gold"], "topic": f"fact {i}'s"}) + "\n")
+    (tmp_path / "_base.yaml").write_text(LM_BASE)
+    description = "Topic: {{topic}}.\n\n"
+    (tmp_path / "lm_facts.yaml").write_text(
+        "include: _base.yaml\ntask: lm_facts\ndataset_kwargs:\n  data_files:\n    test: data/recs.jsonl\n"
+        f"description: {json.dumps(description)}\ndoc_to_text: \"{{{{sentence}}}}\"\ndoc_to_choice: \"{{{{opts}}}}\"\n"
+        "doc_to_target: label\n")
+    out = tmp_path / "out"
+    smol("eval", GGUF, "--tasks", tmp_path / "lm_facts.yaml", "--output", out, "--output-format", "lm-eval")
+    details = [json.loads(line) for line in (out / "details/lm_facts.jsonl").read_text().splitlines()]
+    env = jinja2.Environment(keep_trailing_newline=True)   # as lm_eval.utils renders its templates
+    base = facts[1]["smol_facts_en"][:6]
+    for d, b, it, rec in zip(details, base, items, map(json.loads, (tmp_path / "data/recs.jsonl").read_text().splitlines())):
+        choices = ast.literal_eval(env.from_string("{{opts}}").render(**rec))
+        assert d["context"] == env.from_string(description).render(**rec) + rec["sentence"]
+        assert d["continuations"] == [" " + c for c in choices] == b["continuations"]
+        # The description only adds context before the query: the choices are scored as before.
+        assert d["gold"] == [it["gold"]] and len(d["loglikelihoods"]) == len(b["loglikelihoods"])
+    r = json.loads((out / "results.json").read_text())
+    acc = np.array([d["metrics"]["acc"] for d in details])
+    assert r["results"]["lm_facts"]["acc,none"] == pytest.approx(acc.mean(), abs=1e-12)
+    assert r["results"]["lm_facts"]["acc_stderr,none"] == pytest.approx(acc.std(ddof=1) / math.sqrt(len(acc)), abs=1e-12)
+    assert "acc_norm,none" in r["results"]["lm_facts"] and r["results"]["lm_facts"]["alias"] == "lm_facts"
+    assert r["n-shot"] == {"lm_facts": 0} and r["versions"] == {"lm_facts": 2}
+    assert r["n-samples"]["lm_facts"] == {"original": 6, "effective": 6}
+    assert r["higher_is_better"]["lm_facts"] == {"acc": True, "acc_norm": True}
+    assert r["configs"]["lm_facts"]["output_type"] == "multiple_choice"
+
+
+def test_lm_eval_rolling_and_generation_tasks(smol, facts, tmp_path):
+    """loglikelihood_rolling scores doc_to_target's text; generate_until stops at `until`; the
+    numbers are those of the same items in smol's layout."""
+    (tmp_path / "ppl.yaml").write_text(
+        f"task: ppl\ndataset_path: json\ndataset_kwargs: {{data_files: {{test: {TASKS / 'smol_prose_ppl.jsonl'}}}}}\n"
+        "test_split: test\noutput_type: loglikelihood_rolling\ndoc_to_text: \"\"\ndoc_to_target: \"{{text}}\"\n"
+        "metric_list: [{metric: bits_per_byte}]\n")
+    (tmp_path / "qa.yaml").write_text(
+        f"task: qa\ndataset_path: json\ndataset_kwargs: {{data_files: {{test: {TASKS / 'smol_qa_en.jsonl'}}}}}\n"
+        "test_split: test\noutput_type: generate_until\ndoc_to_text: \"{{query}}\"\ndoc_to_target: \"{{answers[0]}}\"\n"
+        "generation_kwargs: {until: [\"\\n\"], max_gen_toks: 8, do_sample: false}\nmetric_list: [{metric: exact_match}]\n")
+    _, d = run_eval(smol, tmp_path / "out", [tmp_path / "ppl.yaml", tmp_path / "qa.yaml"], "--limit", "3")
+    results, base = facts
+    for ours, theirs in zip(d["ppl"], base["smol_prose_ppl"][:3]):
+        assert ours["loglikelihoods"] == theirs["loglikelihoods"] and ours["bytes"] == theirs["bytes"]
+    for row in d["qa"]:
+        assert "\n" not in row["prediction"] and set(row["metrics"]) == {"em"}
+        assert row["metrics"]["em"] == float(row["prediction"] == row["answers"][0])
+
+
+def test_lm_eval_task_files_smol_cannot_honour_are_refused(smol, tmp_path):
+    (tmp_path / "d.jsonl").write_text('{"q": "x", "c": ["a", "b"], "l": 0}\n')
+    common = "dataset_path: json\ndataset_kwargs: {data_files: {test: d.jsonl}}\ntest_split: test\noutput_type: multiple_choice\n" \
+             "doc_to_text: q\ndoc_to_choice: c\ndoc_to_target: l\n"
+    cases = {
+        "fn.yaml": ("task: t\n" + common.replace("doc_to_text: q", "doc_to_text: !function utils.doc_to_text"), "fn.yaml:6: doc_to_text"),
+        "hub.yaml": ("task: t\n" + common.replace("dataset_path: json", "dataset_path: allenai/ai2_arc"), "dataset_path"),
+        "metric.yaml": ("task: t\n" + common + "metric_list: [{metric: mcc}]\n", "metric_list[0]"),
+        "filter.yaml": ("task: t\n" + common + "filter_list: [{name: x}]\n", "filter_list"),
+        "ll.yaml": ("task: t\n" + common.replace("multiple_choice", "loglikelihood"), "output_type"),
+        "split.yaml": ("task: t\n" + common.replace("test_split: test", "test_split: validation"), "test_split"),
+        "file.yaml": ("task: t\n" + common.replace("d.jsonl", "nowhere.jsonl"), "nowhere.jsonl"),
+        "key.yaml": ("task: t\n" + common + "doc_to_txt: q\n", "doc_to_txt"),
+        "em.yaml": ("task: t\n" + common + "metric_list: [{metric: exact_match, ignore_case: true}]\n", "ignore_case"),
+    }
+    for name, (text, needle) in cases.items():
+        (tmp_path / name).write_text(text)
+        r = smol("eval", GGUF, "--tasks", tmp_path / name, "--output", tmp_path / "o", check=False)
+        assert r.returncode == 1 and needle in r.stderr and name in r.stderr, (name, r.stderr)
+        assert r.stderr.count("\n") <= 2 and "Fatal error" not in r.stderr
+
+
+def test_num_fewshot_and_apply_chat_template_flags(smol, tmp_path):
+    """The flags do what the task-file keys do (those are checked against jinja2 above)."""
+    data = TASKS / "smol_facts_en.jsonl"
+    (tmp_path / "plain.yaml").write_text(f"name: plain\nkind: multiple_choice\ndata: {data}\nmetrics: [acc]\n")
+    (tmp_path / "keyed.yaml").write_text(f"name: keyed\nkind: multiple_choice\ndata: {data}\nmetrics: [acc]\nnum_fewshot: 2\nchat_template: true\n")
+    _, flagged = run_eval(smol, tmp_path / "a", [tmp_path / "plain.yaml"], "--limit", "3", "--num-fewshot", "2", "--apply-chat-template")
+    _, keyed = run_eval(smol, tmp_path / "b", [tmp_path / "keyed.yaml"], "--limit", "3")
+    for a, b in zip(flagged["plain"], keyed["keyed"]):
+        assert a["context"] == b["context"] and a["loglikelihoods"] == b["loglikelihoods"]
+        assert a["context"].count("<|im_start|>user") == 3   # two examples and the question
+    r = json.loads((tmp_path / "a/results.json").read_text())
+    assert r["tasks"]["plain"]["spec"]["num_fewshot"] == 2

@@ -95,14 +95,15 @@ public struct EvalResults: Codable, Sendable {
 
     /// Writes results.json and details/TASK.jsonl under `dir`, each through a temporary file renamed
     /// into place, so an interrupted run never leaves a half-written file under the final name.
-    public func write(to dir: String, details: [String: [ItemDetail]]) throws {
+    /// `resultsData` replaces this file's own JSON (another layout, such as lm-eval's).
+    public func write(to dir: String, details: [String: [ItemDetail]], resultsData: Data? = nil) throws {
         let fm = FileManager.default
         let detailDir = (dir as NSString).appendingPathComponent("details")
         try fm.createDirectory(atPath: detailDir, withIntermediateDirectories: true)
         for (task, rows) in details {
             try atomicWrite(try EvalResults.jsonLines(rows), to: (detailDir as NSString).appendingPathComponent(task + ".jsonl"))
         }
-        try atomicWrite(try EvalResults.encoder().encode(self), to: (dir as NSString).appendingPathComponent("results.json"))
+        try atomicWrite(try resultsData ?? EvalResults.encoder().encode(self), to: (dir as NSString).appendingPathComponent("results.json"))
     }
 
     /// Reads a results.json (or the results.json inside a directory).

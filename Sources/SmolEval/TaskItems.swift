@@ -27,8 +27,12 @@ public struct EvalTask {
     /// SHA-256 of the items file's bytes, so results say exactly what was scored.
     public let itemsHash: String
 
-    public static func load(_ path: String) throws -> EvalTask {
-        let spec = try TaskSpec.load(path)
+    /// `numFewshot` and `chatTemplate` override the task file's (lm-eval's `--num_fewshot` and
+    /// `--apply_chat_template`).
+    public static func load(_ path: String, numFewshot: Int? = nil, chatTemplate: Bool? = nil) throws -> EvalTask {
+        var spec = try TaskSpec.load(path)
+        if let n = numFewshot { spec.numFewshot = n }
+        if let c = chatTemplate { spec.chatTemplate = c }
         let dir = (path as NSString).deletingLastPathComponent
         func resolve(_ p: String) -> String { p.hasPrefix("/") || dir.isEmpty ? p : (dir as NSString).appendingPathComponent(p) }
         let dataPath = resolve(spec.data)
@@ -77,11 +81,14 @@ public struct EvalTask {
 struct ItemConverter {
     let spec: TaskSpec
     let text: FieldOrTemplate?, target: FieldOrTemplate?, choice: [FieldOrTemplate]?, choiceList: Bool
+    let description: JinjaTemplate?
 
     init(spec: TaskSpec) throws {
         self.spec = spec
         text = try spec.docToText.map(FieldOrTemplate.init)
         target = try spec.docToTarget.map(FieldOrTemplate.init)
+        do { description = try spec.description.map { try JinjaTemplate($0, trimBlocks: false, lstripBlocks: false) } }
+        catch { throw EvalError("description: \(error)") }
         switch spec.docToChoice {
         case .one(let s)?: choice = [try FieldOrTemplate(s)]; choiceList = false
         case .list(let l)?: choice = try l.map(FieldOrTemplate.init); choiceList = true
@@ -113,7 +120,11 @@ struct ItemConverter {
             }
         case .lmEval:
             let value = JinjaValue.object(doc)
-            if spec.kind == .perplexity { item.text = try text!.string(value); return item }
+            // lm-eval scores doc_to_target's text in loglikelihood_rolling tasks.
+            if spec.kind == .perplexity { item.text = try (target ?? text!).string(value); return item }
+            if let description {
+                do { item.instruction = try description.render(doc) } catch { throw EvalError("description: \(error)") }
+            }
             item.query = try text!.string(value)
             let t = try target!.value(value)
             if spec.kind == .generative {
@@ -123,9 +134,12 @@ struct ItemConverter {
             if choiceList {
                 item.choices = try choice!.map { try $0.string(value) }
             } else {
-                let v = try choice![0].value(value)
-                guard case .array(let list) = v else { throw EvalError("doc_to_choice must give a list, got \(v.printed)") }
-                item.choices = list.map(\.printed)
+                // A field gives a list; a template gives text that lm-eval reads with ast.literal_eval.
+                switch try choice![0].value(value) {
+                case .array(let list): item.choices = list.map(\.printed)
+                case .string(let rendered): item.choices = try PythonListLiteral.strings(rendered)
+                case let v: throw EvalError("doc_to_choice must give a list, got \(v.printed)")
+                }
             }
             // The target is a choice index, or the text of the right choice.
             let asText = t.printed.trimmingCharacters(in: .whitespaces)

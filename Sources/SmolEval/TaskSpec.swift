@@ -89,6 +89,8 @@ public struct TaskSpec: Codable, Sendable {
     public var docToText: String?
     public var docToChoice: DocToChoice?
     public var docToTarget: String?
+    /// lm-eval's `description`: a template rendered per record and put before the few-shot examples.
+    public var description: String?
 
     /// lm-eval's doc_to_choice: a field name or template, or a list of templates.
     public enum DocToChoice: Codable, Sendable {
@@ -108,7 +110,7 @@ public struct TaskSpec: Codable, Sendable {
         case numFewshot = "num_fewshot", fewshotSeed = "fewshot_seed", fewshotData = "fewshot_data"
         case targetDelimiter = "target_delimiter", fewshotDelimiter = "fewshot_delimiter", chatTemplate = "chat_template"
         case unconditionedPrompt = "unconditioned_prompt", maxTokens = "max_tokens"
-        case docToText = "doc_to_text", docToChoice = "doc_to_choice", docToTarget = "doc_to_target"
+        case docToText = "doc_to_text", docToChoice = "doc_to_choice", docToTarget = "doc_to_target", description
     }
 
     public init(name: String, kind: TaskKind, data: String) { self.name = name; self.kind = kind; self.data = data }
@@ -139,6 +141,7 @@ public struct TaskSpec: Codable, Sendable {
         docToText = try c.decodeIfPresent(String.self, forKey: .docToText)
         docToChoice = try c.decodeIfPresent(DocToChoice.self, forKey: .docToChoice)
         docToTarget = try c.decodeIfPresent(String.self, forKey: .docToTarget)
+        description = try c.decodeIfPresent(String.self, forKey: .description)
     }
 
     /// The metrics computed when the task names none.
@@ -176,10 +179,15 @@ public struct TaskSpec: Codable, Sendable {
         if format == .lmEval && kind != .perplexity && docToTarget == nil { throw bad("doc_to_target", "required with format lm-eval") }
     }
 
-    /// Reads a task file.
+    /// Reads a task file: smol's own layout, or an lm-evaluation-harness task YAML as it is.
     public static func load(_ path: String) throws -> TaskSpec {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw EvalError("\(path): cannot read task file") }
         do { try YAMLLimits.check(text, path: path) } catch { throw EvalError("\(error)") }
+        if let root = (try? Yams.load(yaml: text)) as? [String: Any], LMEvalTaskFile.isLMEval(root) {
+            let spec = try LMEvalTaskFile.spec(try LMEvalTaskFile.merged(path), path: path)
+            try spec.validate(file: path)
+            return spec
+        }
         do {
             let spec = try YAMLDecoder().decode(TaskSpec.self, from: text)
             try spec.validate(file: path)

@@ -10,7 +10,9 @@ struct EvalCommand: ParsableCommand {
         abstract: "Evaluate a model on tasks: log-likelihood multiple choice, generation, perplexity.",
         discussion: """
         TASKS are task files (YAML) or directories of them; a bare name is looked up in tasks/.
-        Writes DIR/results.json (per task and metric: value and stderr; config; versions; hashes
+        A task file is smol's layout or an lm-evaluation-harness task YAML as it is (`task`,
+        `output_type`, `dataset_path: json` with `dataset_kwargs.data_files`, `doc_to_*`,
+        `metric_list`, ...). Writes DIR/results.json (per task and metric: value and stderr; config; versions; hashes
         of items and prompts) and DIR/details/TASK.jsonl (one record per item). Scores do not
         depend on --batch-size.
 
@@ -27,16 +29,23 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Score only the first N items of each task.") var limit: Int?
     @Option(help: "Bootstrap resamples for errors of non-mean metrics.") var bootstrap: Int = 1000
     @Option(help: "Seed of sampling (maj@k) and the bootstrap.") var seed: UInt64 = 1234
+    @Option(help: "Few-shot examples for every task (overrides the task files).") var numFewshot: Int?
+    @Flag(help: "Put every prompt through the model's chat template as a user turn.") var applyChatTemplate = false
+    @Option(help: "results.json layout: smol, or lm-eval (lm-evaluation-harness's keys, e.g. \"acc,none\").") var outputFormat: EvalOutputFormat = .smol
     @Flag(help: "Print the results JSON instead of a table.") var json = false
+
+    func validate() throws {
+        guard batchSize >= 1 else { throw ValidationError("--batch-size must be ≥ 1") }
+        guard bootstrap >= 2 else { throw ValidationError("--bootstrap must be ≥ 2") }
+        if let l = limit, l < 1 { throw ValidationError("--limit must be ≥ 1") }
+        if let c = contextLength, c < 2 { throw ValidationError("--context-length must be ≥ 2") }
+        if let n = numFewshot, n < 0 || n > 1000 { throw ValidationError("--num-fewshot must be in 0...1000") }
+    }
 
     func run() throws {
         try runReportingErrors {
-            guard batchSize >= 1 else { throw CLIError(message: "--batch-size must be ≥ 1") }
-            guard bootstrap >= 2 else { throw CLIError(message: "--bootstrap must be ≥ 2") }
-            if let l = limit, l < 1 { throw CLIError(message: "--limit must be ≥ 1") }
-            if let c = contextLength, c < 2 { throw CLIError(message: "--context-length must be ≥ 2") }
             let taskFiles = try EvalCommand.resolveTasks(tasks)
-            let loaded = try taskFiles.map(EvalTask.load)
+            let loaded = try taskFiles.map { try EvalTask.load($0, numFewshot: numFewshot, chatTemplate: applyChatTemplate ? true : nil) }
             var names = Set<String>()
             for t in loaded where !names.insert(t.spec.name).inserted { throw CLIError(message: "\(t.path): task name '\(t.spec.name)' used twice") }
             let pretrained = try PretrainedModel.load(model)
@@ -56,16 +65,21 @@ struct EvalCommand: ParsableCommand {
             let out = try EvalResults(model: pretrained, options: options, contextLength: evaluator.scorer.capacity, tasks: results)
             let name = ((model as NSString).lastPathComponent as NSString).deletingPathExtension
             let dir = output ?? ("eval" as NSString).appendingPathComponent(name)
-            try out.write(to: dir, details: details)
+            switch outputFormat {
+            case .smol: try out.write(to: dir, details: details)
+            case .lmEval: try out.write(to: dir, details: details, resultsData: try LMEvalResults(out).data())
+            }
             if json {
-                print(String(decoding: try EvalResults.encoder().encode(out), as: UTF8.self))
+                let data = outputFormat == .smol ? try EvalResults.encoder().encode(out) : try LMEvalResults(out).data()
+                print(String(decoding: data, as: UTF8.self))
                 return
             }
-            print(padRight("task", 22) + padRight("metric", 18) + "     value    stderr      n")
+            let width = max(22, (results.map(\.task.count).max() ?? 0) + 2)
+            print(padRight("task", width) + padRight("metric", 18) + "     value    stderr      n")
             for r in results {
                 for m in r.spec.resolvedMetrics {
                     let v = r.metrics[m]!
-                    print(padRight(r.task, 22) + padRight(m, 18) + String(format: "%10.4f %9.4f %6d", v.value, v.stderr, r.items))
+                    print(padRight(r.task, width) + padRight(m, 18) + String(format: "%10.4f %9.4f %6d", v.value, v.stderr, r.items))
                 }
             }
             print("wrote \(dir)/results.json and \(dir)/details/")
@@ -93,6 +107,11 @@ struct EvalCommand: ParsableCommand {
         guard !files.isEmpty else { throw CLIError(message: "--tasks: no tasks given") }
         return files
     }
+}
+
+enum EvalOutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case smol
+    case lmEval = "lm-eval"
 }
 
 struct LeaderboardCommand: ParsableCommand {
