@@ -132,7 +132,12 @@ def test_bad_requests_get_json_4xx(smol, config, tmp_path, dashboard):  # noqa: 
         assert e.value.code == status, path
         assert json.loads(e.value.read())["error"]
     with urllib.request.urlopen(url + "/api/runs/1/series?metric=loss", timeout=30) as r:
-        assert [p["step"] for p in json.loads(r.read())] == [1, 2, 3]
+        view = json.loads(r.read())
+        assert [p["step"] for p in view["points"]] == [1, 2, 3] and view["total"] == 3 and not view["downsampled"]
+    for query in ("from=x", "from=5&to=1", "points=1", "format=xml"):
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(url + "/api/runs/1/series?metric=loss&" + query, timeout=30)
+        assert e.value.code == 400 and json.loads(e.value.read())["error"], query
 
 
 def test_ablation_reports_and_their_plots(smol, config, tmp_path, dashboard):  # noqa: F811
@@ -156,3 +161,78 @@ def test_ablation_reports_and_their_plots(smol, config, tmp_path, dashboard):  #
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(url + path, timeout=30)
         assert e.value.code in (status, 404), path
+
+
+def long_store(smol, config, tmp_path, runs=4, steps=200_000):
+    """A store holding `runs` runs of `steps` steps each (the issue's 2.4M-row store, in its
+    shape): one real training makes the schema and a run row; the rest is inserted here."""
+    store = tmp_path / "runs.sqlite"
+    smol("train", config, "--out", tmp_path / "a", "--store", store, "--no-samples", "--set", "training.steps=3")
+    con = sqlite3.connect(store)
+    cols = [c[1] for c in con.execute("PRAGMA table_info(run)")]
+    rng = np.random.default_rng(0)
+    curves = {}
+    for r in range(runs):
+        run_id = con.execute(f"INSERT INTO run ({','.join(c for c in cols if c != 'id')}) "
+                             f"SELECT {','.join(c for c in cols if c != 'id')} FROM run WHERE id = 1").lastrowid
+        step = np.arange(1, steps + 1)
+        loss = 2 + 8 / np.sqrt(step) + 0.05 * rng.standard_normal(steps) + 0.1 * r
+        loss[123_457] = 50.0          # a spike that downsampling must not hide
+        curves[run_id] = loss
+        con.executemany("INSERT INTO metric (run_id, step, tokens, name, value, time) VALUES (?, ?, ?, 'loss', ?, 0)",
+                        ((run_id, int(s), int(s) * 4096, float(v)) for s, v in zip(step, loss)))
+    con.commit()
+    con.close()
+    return store, curves
+
+
+def test_long_runs_are_downsampled_by_the_server_and_zoom_to_full_resolution(smol, config, tmp_path, dashboard):  # noqa: F811
+    store, curves = long_store(smol, config, tmp_path)
+    url = dashboard(store)
+    run = 2
+    steps = len(curves[run])
+    t0 = time.time()
+    with urllib.request.urlopen(f"{url}/api/runs/{run}/series?metric=loss", timeout=60) as r:
+        body = r.read()
+    seconds = time.time() - t0
+    view = json.loads(body)
+    # ~2,000 points instead of 200,000: about 0.3 MB of JSON instead of 12 MB.
+    assert view["downsampled"] and view["total"] == steps and len(view["points"]) == 2000 and len(body) < 400_000, len(body)
+    print(f"series of {steps} steps: {len(body)} bytes in {seconds:.2f} s")
+    # Each bucket against NumPy over the same equal-width step buckets.
+    step = np.arange(1, steps + 1)
+    bucket = (step - 1) * 2000 // steps
+    loss = curves[run]
+    for i in (0, 1, 617, 1234, 1999):
+        sel = bucket == i
+        p = view["points"][i]
+        assert p["n"] == sel.sum() and p["step"] == pytest.approx(step[sel].mean())
+        assert p["value"] == pytest.approx(loss[sel].mean(), rel=1e-12)
+        assert p["min"] == pytest.approx(loss[sel].min()) and p["max"] == pytest.approx(loss[sel].max())
+    assert max(p["max"] for p in view["points"]) == 50.0      # the spike survives
+    # Zoomed into 1,500 steps: every point, as stored.
+    with urllib.request.urlopen(f"{url}/api/runs/{run}/series?metric=loss&from=100001&to=101500", timeout=60) as r:
+        zoom = json.loads(r.read())
+    assert not zoom["downsampled"] and zoom["total"] == 1500
+    assert [p["value"] for p in zoom["points"]] == pytest.approx(loss[100_000:101_500].tolist(), rel=1e-15)
+    # The raw series stays exportable.
+    with urllib.request.urlopen(f"{url}/api/runs/{run}/series?metric=loss&format=csv", timeout=60) as r:
+        lines = r.read().decode().splitlines()
+    assert lines[0] == "step,tokens,value" and len(lines) == steps + 1
+    assert float(lines[123_458].split(",")[2]) == 50.0
+
+    # The page, in headless Chromium, over four such runs.
+    html = dump_dom(url + "/?runs=2,3,4,5&metric=loss&x=steps")
+    for r in (2, 3, 4, 5):
+        x, y, a = plotted(html, r)
+        assert len(x) == 2000
+        line = elements(html, "polyline", data_run=str(r), **{"class": "raw"})[0]
+        assert line["data-total"] == str(steps) and line["data-downsampled"] == "true"
+        band = elements(html, "polygon", data_run=str(r), **{"class": "range"})
+        assert len(band) == 1 and len(band[0]["points"].split()) == 4000
+    assert a["y-max"] >= 50.0                          # the plot's range holds the spike
+    html = dump_dom(url + "/?runs=2&metric=loss&x=steps&from=100001&to=101500")
+    x, y, a = plotted(html, 2)
+    assert len(x) == 1500 and not elements(html, "polygon", **{"class": "range"})
+    assert y == pytest.approx(loss[100_000:101_500], abs=(a["y-max"] - a["y-min"]) / a["height"] * 0.01)
+    assert x == pytest.approx(np.arange(100_001, 101_501), abs=(a["x-max"] - a["x-min"]) / a["width"] * 0.01)

@@ -1,6 +1,8 @@
 /// The dashboard's single page: plain HTML, CSS and JavaScript, no external resources. It reads
-/// the JSON API, draws curves as SVG (smoothed before downsampling, raw faint behind, the
-/// baseline's tolerance band when a run has a baseline) and polls every 3 seconds.
+/// the JSON API, draws curves as SVG (raw faint behind the smoothed curve, the baseline's tolerance
+/// band when a run has a baseline) and polls every 3 seconds. Long series arrive downsampled by the
+/// server (bucket means with their min–max range drawn as a faint band); a step range (from / to)
+/// zooms in, at full resolution once the range is short enough.
 enum DashboardPage {
     static let html = #"""
 <!doctype html>
@@ -23,6 +25,8 @@ pre{background:#f6f6f6;padding:.6em;white-space:pre-wrap;font-size:.85em}
 <label>metric <select id="metric"></select></label>
 <label>x <select id="xaxis"><option>tokens</option><option>steps</option></select></label>
 <label>smoothing <input id="smooth" type="range" min="0" max="0.99" step="0.01" value="0.6"> <span id="smoothv">0.6</span></label>
+<label>steps <input id="from" type="number" placeholder="from" style="width:7em"> – <input id="to" type="number" placeholder="to" style="width:7em"></label>
+<button id="zoomreset">all steps</button> <span id="resolution"></span>
 </div>
 <div id="plotbox"></div>
 <h2>Events and alerts</h2><table id="events"><thead><tr><th>run</th><th>step</th><th>kind</th><th>message</th></tr></thead><tbody></tbody></table>
@@ -35,12 +39,19 @@ let selected = new Set((params.get("runs") || "").split(",").filter(s => s).map(
 let metric = params.get("metric") || "loss";
 document.getElementById("xaxis").value = params.get("x") || "tokens";
 if (params.get("smooth")) document.getElementById("smooth").value = params.get("smooth");
+document.getElementById("from").value = params.get("from") || "";
+document.getElementById("to").value = params.get("to") || "";
 let runs = [], details = {}, series = {};
 const colors = ["#1f77b4","#d62728","#2ca02c","#ff7f0e","#9467bd","#8c564b","#e377c2","#17becf"];
 const esc = s => String(s).replace(/[&<>"]/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;","\"":"&quot;"}[c]));
 async function get(url) { const r = await fetch(url); if (!r.ok) throw new Error(url + ": " + r.status + " " + (await r.text())); return r.json(); }
-function smoothed(y, w) { let last = 0; return y.map((v, i) => { last = last * w + (1 - w) * v; return w === 0 ? v : last / (1 - Math.pow(w, i + 1)); }); }
-function keep(n, max) { if (n <= max) return [...Array(n).keys()]; const s = Math.ceil(n / max), k = []; for (let i = 0; i < n; i += s) k.push(i); if (k[k.length - 1] !== n - 1) k.push(n - 1); return k; }
+// Debiased exponential moving average; a bucket of n points counts as n steps of the average, so
+// the curve keeps its shape whatever the server's downsampling.
+function smoothed(y, w, counts) {
+  let last = 0, norm = 0;
+  return y.map((v, i) => { const wi = Math.pow(w, counts ? counts[i] : 1); last = last * wi + (1 - wi) * v; norm = norm * wi + (1 - wi); return w === 0 ? v : last / norm; });
+}
+function range() { const a = document.getElementById("from").value, b = document.getElementById("to").value; return (a !== "" ? "&from=" + Number(a) : "") + (b !== "" ? "&to=" + Number(b) : ""); }
 function interp(xs, ys, x) { if (x < xs[0] || x > xs[xs.length - 1]) return null; let i = xs.findIndex(v => v >= x); if (xs[i] === x || i === 0) return ys[i]; const t = (x - xs[i - 1]) / (xs[i] - xs[i - 1]); return ys[i - 1] + t * (ys[i] - ys[i - 1]); }
 function renderRuns() {
   const tb = document.querySelector("#runs tbody");
@@ -60,16 +71,17 @@ function renderPlot() {
   const box = document.getElementById("plotbox"), xaxis = document.getElementById("xaxis").value, w = Number(document.getElementById("smooth").value);
   document.getElementById("smoothv").textContent = w.toFixed(2);
   const lines = [];
-  for (const id of selected) { const s = series[id + "|" + metric]; if (s && s.length) lines.push({id, pts: s}); }
+  for (const id of selected) { const s = series[id + "|" + metric]; if (s && s.points.length) lines.push({id, pts: s.points, view: s}); }
   const bands = [];
   for (const id of selected) {
     const run = runs.find(r => r.id === id), b = run && baselineOf(run);
-    if (b && b.metric === metric) { const s = series[b.run.id + "|" + metric]; if (s && s.length) bands.push({id, base: b.run.id, tol: b.tolerance, pts: s}); }
+    if (b && b.metric === metric) { const s = series[b.run.id + "|" + metric]; if (s && s.points.length) bands.push({id, base: b.run.id, tol: b.tolerance, pts: s.points}); }
   }
-  if (!lines.length) { box.innerHTML = "<p>Select runs that have the metric.</p>"; return; }
+  document.getElementById("resolution").textContent = lines.map(l => `run ${l.id}: ${l.view.downsampled ? l.pts.length + " buckets of " + l.view.total + " points" : l.view.total + " points"}`).join("; ");
+  if (!lines.length) { box.innerHTML = "<p>Select runs that have the metric" + (range() ? " in this step range" : "") + ".</p>"; return; }
   const X = p => xaxis === "steps" ? p.step : p.tokens;
-  const all = lines.flatMap(l => l.pts).concat(bands.flatMap(b => b.pts.flatMap(p => [{...p, value: p.value * (1 + b.tol)}, {...p, value: p.value * (1 - b.tol)}])));
-  const xs = all.map(X), ys = all.map(p => p.value).filter(Number.isFinite);
+  const all = lines.flatMap(l => l.pts.flatMap(p => p.min == null ? [p] : [p, {...p, value: p.min}, {...p, value: p.max}])).concat(bands.flatMap(b => b.pts.flatMap(p => [{...p, value: p.value * (1 + b.tol)}, {...p, value: p.value * (1 - b.tol)}])));
+  const xs = all.map(X), ys = all.map(p => p.value).filter(v => v != null && Number.isFinite(v));
   let xMin = Math.min(...xs), xMax = Math.max(...xs), yMin = Math.min(...ys), yMax = Math.max(...ys);
   if (xMax <= xMin) xMax = xMin + 1; if (yMax - yMin < 1e-12) { yMin -= .5; yMax += .5; }
   const pad = (yMax - yMin) * .05; yMin -= pad; yMax += pad;
@@ -88,9 +100,14 @@ function renderPlot() {
     s += `<polygon class="baseline-band" data-run="${b.id}" data-baseline="${b.base}" fill="#999" fill-opacity="0.2" stroke="none" points="${top.concat(bot).join(" ")}"/>`;
   }
   lines.forEach((l, i) => {
-    const c = colors[i % colors.length], ys = l.pts.map(p => p.value), sm = smoothed(ys, w), k = keep(ys.length, 1000);
-    s += `<polyline class="raw" data-run="${l.id}" data-n="${k.length}" fill="none" stroke="${c}" stroke-opacity="0.25" points="${k.map(j => f(px(X(l.pts[j]))) + "," + f(py(ys[j]))).join(" ")}"/>`;
-    s += `<polyline class="smoothed" data-run="${l.id}" fill="none" stroke="${c}" stroke-width="2" points="${k.map(j => f(px(X(l.pts[j]))) + "," + f(py(sm[j]))).join(" ")}"/>`;
+    const c = colors[i % colors.length], pts = l.pts.filter(p => p.value != null && Number.isFinite(p.value)), ys = pts.map(p => p.value);
+    const sm = smoothed(ys, w, l.view.downsampled ? pts.map(p => p.n) : null);
+    if (l.view.downsampled) {
+      const top = pts.map(p => `${f(px(X(p)))},${f(py(p.max))}`), bot = pts.slice().reverse().map(p => `${f(px(X(p)))},${f(py(p.min))}`);
+      s += `<polygon class="range" data-run="${l.id}" fill="${c}" fill-opacity="0.12" stroke="none" points="${top.concat(bot).join(" ")}"/>`;
+    }
+    s += `<polyline class="raw" data-run="${l.id}" data-n="${pts.length}" data-total="${l.view.total}" data-downsampled="${l.view.downsampled}" fill="none" stroke="${c}" stroke-opacity="0.25" points="${pts.map(p => f(px(X(p))) + "," + f(py(p.value))).join(" ")}"/>`;
+    s += `<polyline class="smoothed" data-run="${l.id}" fill="none" stroke="${c}" stroke-width="2" points="${pts.map((p, j) => f(px(X(p))) + "," + f(py(sm[j]))).join(" ")}"/>`;
     const run = runs.find(r => r.id === l.id);
     s += `<text x="${L + pw - 8}" y="${T + 16 + 16 * i}" text-anchor="end" fill="${c}" font-size="12">${l.id}: ${esc(run ? run.name : "")}</text>`;
   });
@@ -126,7 +143,7 @@ async function refresh() {
     }
     for (const id of need) {
       const names = details[id] ? details[id].metrics : (await get("/api/runs/" + id)).metrics;
-      if (names.includes(metric)) series[id + "|" + metric] = await get("/api/runs/" + id + "/series?metric=" + encodeURIComponent(metric));
+      if (names.includes(metric)) series[id + "|" + metric] = await get("/api/runs/" + id + "/series?metric=" + encodeURIComponent(metric) + "&points=2000" + range());
     }
     renderDetails(); renderPlot();
     document.getElementById("error").textContent = "";
@@ -141,6 +158,9 @@ async function loadAblations() {
 document.getElementById("metric").onchange = e => { metric = e.target.value; refresh(); };
 document.getElementById("xaxis").onchange = renderPlot;
 document.getElementById("smooth").oninput = renderPlot;
+document.getElementById("from").onchange = refresh;
+document.getElementById("to").onchange = refresh;
+document.getElementById("zoomreset").onclick = () => { document.getElementById("from").value = ""; document.getElementById("to").value = ""; refresh(); };
 refresh(); loadAblations();
 setInterval(refresh, 3000);
 </script>

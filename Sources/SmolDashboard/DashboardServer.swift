@@ -10,7 +10,10 @@ import SmolRuns
 ///     GET /                                  the page
 ///     GET /api/runs                          every run
 ///     GET /api/runs/ID                       one run: record, metric names, events, evaluations
-///     GET /api/runs/ID/series?metric=NAME    one metric's points (step, tokens, value)
+///     GET /api/runs/ID/series?metric=NAME[&from=STEP&to=STEP&points=2000]
+///                                            one metric: every point, or min/mean/max buckets when
+///                                            the range holds more than `points` (SeriesView)
+///     GET /api/runs/ID/series?metric=NAME&format=csv   the raw series, every point
 ///     GET /api/ablations                     ablation reports (report.json) found under the report roots
 public struct DashboardServer: Sendable {
     public let storePath: String
@@ -62,12 +65,32 @@ public struct DashboardServer: Sendable {
         }
         router.get("/api/runs/:id/series") { request, context -> Response in
             let run = try DashboardServer.run(store, context)
-            guard let metric = request.uri.queryParameters.get("metric"), !metric.isEmpty else {
+            let q = request.uri.queryParameters
+            guard let metric = q.get("metric"), !metric.isEmpty else {
                 throw Failure(status: .badRequest, message: "give ?metric=NAME")
             }
-            let points = try store.series(run: run.id, metric: metric)
-            guard !points.isEmpty else { throw Failure(status: .notFound, message: "run \(run.id) has no metric '\(metric)'") }
-            return try json(points)
+            func integer(_ key: String) throws -> Int? {
+                guard let raw = q.get(key) else { return nil }
+                guard let v = Int(raw), abs(v) < 1 << 53 else { throw Failure(status: .badRequest, message: "\(key) must be an integer, got '\(raw)'") }
+                return v
+            }
+            let from = try integer("from"), to = try integer("to")
+            if let a = from, let b = to, a > b { throw Failure(status: .badRequest, message: "from (\(a)) is after to (\(b))") }
+            let points = try integer("points") ?? 2000
+            guard (2...100_000).contains(points) else { throw Failure(status: .badRequest, message: "points must be in 2...100000") }
+            switch q.get("format") ?? "json" {
+            case "json":
+                let view = try store.seriesView(run: run.id, metric: metric, from: from, to: to, maxPoints: points)
+                guard view.total > 0 || from != nil || to != nil else { throw Failure(status: .notFound, message: "run \(run.id) has no metric '\(metric)'") }
+                return try json(view)
+            case "csv":
+                let csv = try store.seriesCSV(run: run.id, metric: metric, from: from, to: to)
+                guard csv.utf8.count > 18 || from != nil || to != nil else { throw Failure(status: .notFound, message: "run \(run.id) has no metric '\(metric)'") }
+                let name = "run\(run.id)-\(metric.replacingOccurrences(of: "/", with: "_")).csv"
+                return Response(status: .ok, headers: [.contentType: "text/csv", .contentDisposition: "attachment; filename=\"\(name)\""],
+                                body: .init(byteBuffer: ByteBuffer(string: csv)))
+            case let f: throw Failure(status: .badRequest, message: "format must be json or csv, got '\(f)'")
+            }
         }
         router.get("/api/ablations") { _, _ -> Response in
             var reports: [[String: String]] = []
