@@ -122,6 +122,38 @@ def test_a_run_directory_is_held_by_one_training_and_never_trained_into_afresh(s
     assert (busy / "metrics.jsonl").exists()   # --force did not clear a directory it could not lock
 
 
+def test_a_full_disk_while_appending_metrics_stops_cleanly_with_whole_lines(smol, config, tmp_path):
+    """The file-size limit (RLIMIT_FSIZE, SIGXFSZ ignored) makes a write fail as a full disk does:
+    partway through a line. The run exits 1 naming metrics.jsonl, by no signal; the log holds whole
+    lines only; the checkpoint from before is intact and the run resumes from it."""
+    import resource
+    import signal
+    import subprocess
+    from conftest import smol_binary
+    out = tmp_path / "run"
+    smol("train", config, "--out", out, "--no-store", "--set", "training.steps=5", "--set", "training.checkpoint_every=5")
+    size = (out / "metrics.jsonl").stat().st_size
+    line = max(len(x) for x in (out / "metrics.jsonl").read_bytes().splitlines())
+
+    def limited():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size + 3 * line + line // 2, resource.RLIM_INFINITY))
+
+    r = subprocess.run([smol_binary(), "train", str(config), "--out", str(out), "--no-store", "--resume",
+                        "--set", "training.steps=40", "--set", "training.checkpoint_every=0"],
+                       capture_output=True, text=True, preexec_fn=limited, timeout=300)
+    assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
+    assert "metrics.jsonl" in r.stderr and "cannot append" in r.stderr and "Fatal error" not in r.stderr
+    text = (out / "metrics.jsonl").read_bytes()
+    assert text.endswith(b"\n") and len(text) > size
+    rows = [json.loads(x) for x in text.splitlines()]          # every line whole
+    assert max(x["step"] for x in rows if "step" in x) < 40
+    # The checkpoint of step 5 was never touched: resuming from it (with room to write) finishes.
+    r = smol("train", config, "--out", out, "--no-store", "--resume", "--set", "training.steps=8", "--set", "training.checkpoint_every=0",
+             "--allow-config-change")
+    assert r.returncode == 0 and "step_00000005" in "".join(p.name for p in (out / "checkpoints").iterdir())
+
+
 def test_resume_with_a_changed_config_is_refused_unless_allowed(smol, config, tmp_path):
     out = tmp_path / "run"
     smol("train", config, "--out", out, "--set", "training.steps=5")

@@ -645,8 +645,13 @@ final class MetricsLog {
         var data = try enc.encode(value)
         data.append(0x0A)
         // FileHandle.write(_:) traps on a full disk; this one throws, and the run stops naming the file.
+        // A partly written line is cut off again, so the log holds whole lines only.
+        let end = (try? handle.offset()) ?? 0
         do { try handle.write(contentsOf: data) }
-        catch { throw ConfigError.invalidFile(path: path, reason: "cannot append to the metrics log: \(error)") }
+        catch {
+            try? handle.truncate(atOffset: end)
+            throw ConfigError.invalidFile(path: path, reason: "cannot append to the metrics log: \(error)")
+        }
     }
     deinit { try? handle.close() }
 }
