@@ -10,7 +10,8 @@ import SmolWeights
 /// The directory is assembled beside the target and renamed into place, so a failed export
 /// leaves nothing half-written and never touches an existing directory.
 public enum Exporter {
-    public static func export(_ m: PretrainedModel, to out: String) throws {
+    /// `extraFiles` (name → bytes) are written into the directory too, e.g. a merge's recipe.
+    public static func export(_ m: PretrainedModel, to out: String, extraFiles: [String: Data] = [:]) throws {
         let fm = FileManager.default
         if fm.fileExists(atPath: out) { throw HubError.invalid(path: out, reason: "already exists; export writes a new directory") }
         let tmp = out + ".tmp-\(getpid())"
@@ -18,6 +19,11 @@ public enum Exporter {
         try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true)
         do {
             try write(m, into: tmp)
+            for (name, data) in extraFiles {
+                guard fm.createFile(atPath: (tmp as NSString).appendingPathComponent(name), contents: data) else {
+                    throw HubError.invalid(path: out, reason: "cannot write \(name)")
+                }
+            }
             try fm.moveItem(atPath: tmp, toPath: out)
         } catch {
             try? fm.removeItem(atPath: tmp)

@@ -28,6 +28,16 @@ public final class BPETokenizer {
 
     public var vocabSize: Int { idToToken.count }
 
+    /// The same tokens: every id's string, the merges with their ranks, and the added tokens.
+    /// What a token id means to a model's weights; the file layout (tokenizer.json or GGUF) and
+    /// the pre-tokenizer's spelling do not matter.
+    public func hasSameTokens(as other: BPETokenizer) -> Bool {
+        guard idToToken == other.idToToken, merges.count == other.merges.count else { return false }
+        for (k, v) in merges { guard let w = other.merges[k], w.rank == v.rank, w.id == v.id else { return false } }
+        func added(_ t: BPETokenizer) -> [String] { t.addedTokens.map { "\($0.id) \($0.content) \($0.special)" }.sorted() }
+        return added(self) == added(other)
+    }
+
     public init(vocab: [String: Int32], merges: [(String, String)], addedTokens: [AddedToken], preTokenizer: PreTokenizer,
                 normalizer: Normalizer? = nil, postProcessor: PostProcessor? = nil,
                 ignoreMerges: Bool = false, source: String = "<tokenizer>") throws {
