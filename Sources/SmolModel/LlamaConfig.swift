@@ -17,6 +17,8 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
     public var intermediateSize: Int
     public var rmsNormEps: Double
     public var ropeTheta: Double
+    /// YaRN context extension (`rope_scaling`); nil is plain RoPE.
+    public var ropeScaling: RopeScaling?
     public var tieWordEmbeddings: Bool
     public var maxPositionEmbeddings: Int
     public var headDimOverride: Int?
@@ -38,6 +40,7 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
         case headDimOverride = "head_dim", noRopeLayerInterval = "no_rope_layer_interval"
         case noRopeLayers = "no_rope_layers", intraDocumentMasking = "intra_document_masking"
         case initializerRange = "initializer_range", hiddenAct = "hidden_act", modelType = "model_type"
+        case ropeScaling = "rope_scaling"
     }
 
     /// Keys a config's model section may hold beside the model's own: `init_from` is read by the
@@ -79,6 +82,7 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
         intraDocumentMasking = try c.decodeIfPresent(Bool.self, forKey: .intraDocumentMasking) ?? false
         initializerRange = try c.decodeIfPresent(Double.self, forKey: .initializerRange) ?? 0.02
         hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? "silu"
+        ropeScaling = try c.decodeIfPresent(RopeScaling.self, forKey: .ropeScaling)
     }
 
     public var headDim: Int { headDimOverride ?? (numAttentionHeads > 0 ? hiddenSize / numAttentionHeads : 0) }
@@ -114,6 +118,7 @@ public struct LlamaConfig: Codable, Equatable, Sendable {
         if headDim % 2 != 0 { throw fail(.headDimOverride, "head dimension \(headDim) must be even for RoPE") }
         if !(rmsNormEps > 0) { throw fail(.rmsNormEps, "must be positive, got \(rmsNormEps)") }
         if !(ropeTheta > 0) { throw fail(.ropeTheta, "must be positive, got \(ropeTheta)") }
+        try ropeScaling?.validate(maxPositionEmbeddings: maxPositionEmbeddings)
         if !(initializerRange >= 0) || !initializerRange.isFinite { throw fail(.initializerRange, "must be ≥ 0, got \(initializerRange)") }
         if let n = noRopeLayerInterval, n < 1 { throw fail(.noRopeLayerInterval, "must be ≥ 1, got \(n)") }
         if let list = noRopeLayers, list.count != numHiddenLayers || list.contains(where: { $0 != 0 && $0 != 1 }) {

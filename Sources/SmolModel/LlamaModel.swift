@@ -64,7 +64,7 @@ public final class LlamaModel {
         self.config = config
         parameters = ParameterStore(config: config)
         gradients = FloatBuffer(count: parameters.count)
-        rope = RoPETable(headDim: config.headDim, maxPositions: config.maxPositionEmbeddings, theta: config.ropeTheta)
+        rope = RoPETable(headDim: config.headDim, maxPositions: config.maxPositionEmbeddings, theta: config.ropeTheta, scaling: config.ropeScaling)
     }
 
     /// Refuses a training shape whose activations (about 4 bytes × tokens × layers × (4·hidden +

@@ -32,8 +32,13 @@ enum GGUFModel {
         guard let embed = g.tensorInfo("token_embd.weight"), embed.dimensions.count == 2 else { throw fail("no 2-D tensor token_embd.weight") }
         let heads = try int("attention.head_count"), hidden = try int("embedding_length")
         let headDim = m[arch + ".attention.key_length"]?.int ?? m[arch + ".rope.dimension_count"]?.int ?? hidden / heads
+        var ropeScaling: RopeScaling?
         if let scaling = m[arch + ".rope.scaling.type"]?.string, scaling != "none" {
-            throw fail("RoPE scaling '\(scaling)' is not supported yet")
+            guard scaling == "yarn" else { throw fail("RoPE scaling '\(scaling)' is not supported (none and yarn are)") }
+            guard let factor = m[arch + ".rope.scaling.factor"]?.double else { throw fail("\(arch).rope.scaling.factor is missing") }
+            ropeScaling = RopeScaling(factor: factor, originalMaxPositionEmbeddings: m[arch + ".rope.scaling.original_context_length"]?.int,
+                                      betaFast: m[arch + ".rope.scaling.yarn_beta_fast"]?.double,
+                                      betaSlow: m[arch + ".rope.scaling.yarn_beta_slow"]?.double)
         }
         var c = LlamaConfig(vocabSize: m[arch + ".vocab_size"]?.int ?? embed.dimensions[1], hiddenSize: hidden,
                             numHiddenLayers: try int("block_count"), numAttentionHeads: heads,
@@ -46,6 +51,7 @@ enum GGUFModel {
                             headDim: headDim == hidden / heads ? nil : headDim,
                             noRopeLayerInterval: known.modelType == "smollm3" ? 4 : nil, modelType: known.modelType)
         c.rmsNormEps = Double(Float(c.rmsNormEps))   // stored as float32; keep the value the file holds
+        c.ropeScaling = ropeScaling
         do { try c.validate() } catch { throw fail("its \(arch).* metadata gives an invalid model: \(error)") }
         return c
     }

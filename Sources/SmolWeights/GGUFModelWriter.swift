@@ -39,6 +39,15 @@ public enum GGUFModelWriter {
             (a + "rope.dimension_count", .u32(UInt32(c.headDim))), (a + "vocab_size", .u32(UInt32(c.vocabSize))),
             (a + "attention.key_length", .u32(UInt32(c.headDim))), (a + "attention.value_length", .u32(UInt32(c.headDim))),
         ]
+        if let y = c.ropeScaling {   // llama.cpp's YaRN keys (its mscale is YaRN's default attention factor)
+            let f = y.parameters(dim: c.headDim, theta: c.ropeTheta, maxPositionEmbeddings: c.maxPositionEmbeddings).attentionFactor
+            if abs(f - (y.factor > 1 ? 0.1 * Foundation.log(y.factor) + 1 : 1)) > 1e-6 {
+                throw HubError.invalid(path: path, reason: "rope_scaling's attention factor \(f) has no GGUF key llama.cpp reads; only the default (0.1·ln(factor) + 1) exports")
+            }
+            w.metadata += [(a + "rope.scaling.type", .string("yarn")), (a + "rope.scaling.factor", .f32(Float(y.factor))),
+                           (a + "rope.scaling.original_context_length", .u32(UInt32(y.originalMaxPositionEmbeddings ?? c.maxPositionEmbeddings))),
+                           (a + "rope.scaling.yarn_beta_fast", .f32(Float(y.betaFast ?? 32))), (a + "rope.scaling.yarn_beta_slow", .f32(Float(y.betaSlow ?? 1)))]
+        }
         do { w.metadata += try assets.tokenizer.ggufMetadata(bosToken: assets.bosToken, eosToken: assets.eosToken) }
         catch { throw HubError.invalid(path: path, reason: "\(error)") }
         if let t = assets.chatTemplate { w.metadata.append(("tokenizer.chat_template", .string(t))) }

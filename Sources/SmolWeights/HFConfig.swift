@@ -4,7 +4,7 @@ import SmolModel
 /// config.json as Hugging Face transformers reads it, for the architectures the one Llama block
 /// implements: LlamaForCausalLM (SmolLM2), SmolLM3ForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM.
 /// Reading refuses what the block would silently compute wrong (another architecture, an o_proj or
-/// MLP bias, RoPE scaling, sliding windows) with the key that says so.
+/// MLP bias, RoPE scaling other than YaRN, sliding windows) with the key that says so.
 public struct HFConfig: Codable {
     public var torchDtype = "float32"
     public var llama: LlamaConfig
@@ -49,9 +49,13 @@ public struct HFConfig: Codable {
             throw unsupported("attention_bias", "attention biases are supported only as Qwen2's (q/k/v, no o_proj bias)")
         }
         if try extra.decodeIfPresent(Bool.self, forKey: .mlpBias) == true { throw unsupported("mlp_bias", "MLP biases are not supported") }
+        var scaling: RopeScaling?
         for key in [ExtraKeys.ropeScaling, .ropeParameters] {
             if let rope = try extra.decodeIfPresent(RopeParameters.self, forKey: key), rope.kind != "default" {
-                throw unsupported(key.rawValue, "RoPE scaling '\(rope.kind)' is not supported yet (the model would run with plain RoPE)")
+                guard rope.kind == "yarn" else {
+                    throw unsupported(key.rawValue, "RoPE scaling '\(rope.kind)' is not supported (default and yarn are; the model would run with the wrong positions)")
+                }
+                scaling = try extra.decode(RopeScaling.self, forKey: key)
             }
         }
         let theta = try extra.decodeIfPresent(RopeParameters.self, forKey: .ropeParameters)?.ropeTheta
@@ -74,6 +78,7 @@ public struct HFConfig: Codable {
                             noRopeLayers: try opt(.noRopeLayers),
                             intraDocumentMasking: try opt(.intraDocumentMasking) ?? false,
                             initializerRange: try opt(.initializerRange) ?? 0.02, modelType: type)
+        llama.ropeScaling = scaling
     }
 
     /// The model_type transformers must load: a Llama with NoPE layers is a SmolLM3.

@@ -12,7 +12,7 @@ import SmolTrainer
 struct DevCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dev", abstract: "Developer tools used by the tests.", shouldDisplay: false,
-        subcommands: [Logits.self, Parity.self, GGUFInfo.self])
+        subcommands: [Logits.self, Parity.self, GGUFInfo.self, Rope.self])
 
     /// Prints a GGUF file's scalar metadata and tensor infos as JSON (compared with the `gguf` package).
     struct GGUFInfo: ParsableCommand {
@@ -146,6 +146,22 @@ struct DevCommand: ParsableCommand {
                 for t in tokens.suffix(decode) { logits = try session.feed([t]) }
                 struct Out: Encodable { let ids: [Int32]; let logits: [Float] }
                 printJSON(Out(ids: tokens, logits: logits))
+            }
+        }
+    }
+
+    /// A model's RoPE frequencies: inverse frequency per rotation pair and the attention factor.
+    struct Rope: ParsableCommand {
+        @Argument(help: "A config.json, GGUF, HF directory or run.") var model: String
+        func run() throws {
+            try runReportingErrors {
+                let c = try PretrainedModel.readConfig(model)
+                let dim = c.headDim
+                var inverse = (0..<dim / 2).map { Foundation.pow(c.ropeTheta, -2.0 * Double($0) / Double(dim)) }
+                var attention = 1.0
+                if let y = c.ropeScaling { (inverse, attention) = y.parameters(dim: dim, theta: c.ropeTheta, maxPositionEmbeddings: c.maxPositionEmbeddings) }
+                struct Out: Encodable { let inv_freq: [Double]; let attention_factor: Double; let rope_scaling: RopeScaling? }
+                printJSON(Out(inv_freq: inverse, attention_factor: attention, rope_scaling: c.ropeScaling))
             }
         }
     }
