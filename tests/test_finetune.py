@@ -69,9 +69,9 @@ data:
 training:
   seq_len: 256
   micro_batch: 4
-  steps: 30
+  steps: 16
   eval_every: 0
-  checkpoint_every: 30
+  checkpoint_every: 16
   seed: 5
   peak_gflops: 100
   sample_tokens: 0
@@ -92,14 +92,15 @@ training:
 def test_continued_pretraining_lowers_bits_per_byte(finetuned):
     b = finetuned["before"]["results"]["licence_ppl"]["bits_per_byte"]
     a = finetuned["after"]["results"]["licence_ppl"]["bits_per_byte"]
+    print(f"held-out licence bits per byte: {b:.4f} before, {a:.4f} after 16 steps")
     assert a <= 0.9 * b, (b, a)
     assert finetuned["peak_rss"] <= 5 * 2**30, finetuned["peak_rss"]
     steps = [json.loads(l) for l in finetuned["train_out"].splitlines() if l.startswith("{") and '"kind":"train"' in l]
-    assert len(steps) == 30
+    assert len(steps) == 16
 
 
 def test_the_run_carries_the_tokenizer_and_chat_template(smol, finetuned):
-    ck = finetuned["dir"] / "run" / "checkpoints" / "step_00000030"
+    ck = finetuned["dir"] / "run" / "checkpoints" / "step_00000016"
     tc = json.loads((ck / "tokenizer_config.json").read_text())
     assert "<|im_start|>" in tc["chat_template"] and tc["eos_token"] == "<|im_end|>"
     assert json.loads((ck / "config.json").read_text())["model_type"] == "llama"

@@ -29,10 +29,14 @@ public struct ItemDetail: Codable, Sendable {
     /// Perplexity items: log-likelihood of the whole text, its words and UTF-8 bytes.
     public var words: Int?
     public var bytes: Int?
+    /// Needle items: the context length asked for and the needle's depth in percent.
+    public var needleLength: Int?
+    public var needleDepth: Double?
     public var metrics: [String: Double]
 
     enum CodingKeys: String, CodingKey {
         case task, line, context, continuations, gold, tokens, greedy, answers, prediction, samples, words, bytes, metrics
+        case needleLength = "needle_length", needleDepth = "needle_depth"
         case logLikelihoods = "loglikelihoods", unconditionedLogLikelihoods = "unconditioned_loglikelihoods"
     }
 }
@@ -47,9 +51,11 @@ public struct TaskResult: Codable, Sendable {
     public var metrics: [String: MetricValue]
     public var seconds: Double
     public var spec: TaskSpec
+    /// Needle tasks: accuracy per (length, depth).
+    public var needleGrid: [NeedleCell]?
 
     enum CodingKeys: String, CodingKey {
-        case task, version, kind, items, metrics, seconds, spec
+        case task, version, kind, items, metrics, seconds, spec, needleGrid = "needle_grid"
         case itemsHash = "items_hash", promptsHash = "prompts_hash"
     }
 }
@@ -99,8 +105,13 @@ public final class Evaluator {
         let builder = PromptBuilder(task: task)
         var details: [ItemDetail] = []
         var promptHasher = SHA256()
+        let haystack = task.haystack.map(NeedleHaystack.sentences) ?? []
+        let sentenceTokens = haystack.map { model.tokenizer.encode(" " + $0, addSpecialTokens: false).count }   // as joined
         for i in 0..<count {
-            let prompt = try builder.prompt(for: i, model: model)
+            let prompt = spec.kind == .needle
+                ? Prompt(context: try NeedleHaystack.prompt(task.items[i], haystack: haystack, sentenceTokens: sentenceTokens, tokenizer: model.tokenizer),
+                         continuations: [])
+                : try builder.prompt(for: i, model: model)
             promptHasher.update(data: Data((prompt.context + "\u{1F}" + prompt.continuations.joined(separator: "\u{1E}") + "\u{1D}").utf8))
             let item = task.items[i]
             var d = ItemDetail(task: spec.name, line: item.line, context: prompt.context, metrics: [:])
@@ -108,14 +119,16 @@ public final class Evaluator {
             case .multipleChoice: try scoreChoices(task, item: item, prompt: prompt, into: &d)
             case .generative: try generate(task, item: item, index: i, prompt: prompt, into: &d)
             case .perplexity: try scoreText(item: item, into: &d)
+            case .needle: try findNeedle(task, item: item, prompt: prompt, into: &d)
             }
             details.append(d)
             progress(i + 1, count)
         }
         let metrics = aggregate(spec, details)
-        let result = TaskResult(task: spec.name, version: spec.version, kind: spec.kind, items: count, itemsHash: task.itemsHash,
+        var result = TaskResult(task: spec.name, version: spec.version, kind: spec.kind, items: count, itemsHash: task.itemsHash,
                                 promptsHash: hexString(promptHasher.finalize()),
                                 metrics: metrics, seconds: Date().timeIntervalSince(t0), spec: spec)
+        if spec.kind == .needle { result.needleGrid = NeedleCell.grid(details) }
         return (result, details)
     }
 
@@ -194,6 +207,24 @@ public final class Evaluator {
             let voted = Evaluator.majority(samples.map(norm.normalize))
             d.metrics["maj_at_k"] = item.answers.contains { norm.normalize($0) == voted } ? 1 : 0
         }
+    }
+
+    /// Greedy answer to a needle prompt; right when the value appears in it (RULER's string match).
+    func findNeedle(_ task: EvalTask, item: EvalItem, prompt: Prompt, into d: inout ItemDetail) throws {
+        let ids = model.tokenizer.encode(prompt.context, addSpecialTokens: true)
+        let capacity = generator.session.capacity
+        guard ids.count + task.spec.maxTokens <= capacity else {
+            throw EvalError("\(task.path): lengths: a \(item.needleLength)-token context and \(task.spec.maxTokens) answer tokens do not fit the \(capacity)-token window (--context-length, or the model's max_position_embeddings)")
+        }
+        var o = GenerationOptions()
+        o.maxTokens = task.spec.maxTokens; o.temperature = 0; o.stop = task.spec.stop
+        let prediction = try generator.generate(promptIds: ids, options: o).text
+        d.answers = item.answers
+        d.prediction = prediction
+        d.tokens = [ids.count]
+        d.needleLength = item.needleLength
+        d.needleDepth = item.needleDepth
+        d.metrics["acc"] = prediction.contains(item.answers[0]) ? 1 : 0
     }
 
     /// The most frequent answer; ties go to the one seen first (Python's Counter.most_common).

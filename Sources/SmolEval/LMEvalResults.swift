@@ -11,7 +11,7 @@ public struct LMEvalResults {
 
     /// smol metric → lm-eval's name for it (the others keep their names).
     static let metricNames = ["em": "exact_match"]
-    static let outputTypes: [TaskKind: String] = [.multipleChoice: "multiple_choice", .generative: "generate_until", .perplexity: "loglikelihood_rolling"]
+    static let outputTypes: [TaskKind: String] = [.multipleChoice: "multiple_choice", .generative: "generate_until", .perplexity: "loglikelihood_rolling", .needle: "generate_until"]
 
     public func json() -> [String: Any] {
         func number(_ x: Double) -> Any { x.isFinite ? x : "N/A" }

@@ -34,6 +34,7 @@ public struct Leaderboard: Codable, Sendable {
         case .multipleChoice: preferred = ["acc_norm", "acc"]
         case .generative: preferred = ["qem", "em", "f1"]
         case .perplexity: preferred = ["bits_per_byte"]
+        case .needle: preferred = ["acc"]
         }
         return preferred.first(where: available.contains) ?? available.sorted().first ?? ""
     }

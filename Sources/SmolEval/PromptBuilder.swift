@@ -47,7 +47,7 @@ public struct PromptBuilder {
         case .multipleChoice:
             return task.spec.formulation == .mcf ? item.choices.indices.map { letters[$0] } : item.choices
         case .generative: return [item.answers[0]]
-        case .perplexity: return []
+        case .perplexity, .needle: return []
         }
     }
 

@@ -14,6 +14,9 @@ public struct EvalItem: Sendable {
     public var answers: [String] = []
     /// Plain text of perplexity items.
     public var text = ""
+    /// Needle items: the context length (tokens) and the needle's depth (percent).
+    public var needleLength = 0
+    public var needleDepth = 0.0
 }
 
 /// A task ready to run: its spec, items and few-shot pool.
@@ -26,6 +29,8 @@ public struct EvalTask {
     public let poolIsItems: Bool
     /// SHA-256 of the items file's bytes, so results say exactly what was scored.
     public let itemsHash: String
+    /// Needle tasks: the filler text.
+    public var haystack: String? = nil
 
     /// `numFewshot` and `chatTemplate` override the task file's (lm-eval's `--num_fewshot` and
     /// `--apply_chat_template`).
@@ -36,6 +41,14 @@ public struct EvalTask {
         let dir = (path as NSString).deletingLastPathComponent
         func resolve(_ p: String) -> String { p.hasPrefix("/") || dir.isEmpty ? p : (dir as NSString).appendingPathComponent(p) }
         let dataPath = resolve(spec.data)
+        if spec.kind == .needle {   // the data file is the haystack; the items are drawn
+            guard let data = FileManager.default.contents(atPath: dataPath), let text = String(data: data, encoding: .utf8) else {
+                throw EvalError("\(dataPath): cannot read the haystack text")
+            }
+            guard !NeedleHaystack.sentences(text).isEmpty else { throw EvalError("\(dataPath): the haystack has no sentences") }
+            let items = NeedleHaystack.items(spec: spec)
+            return EvalTask(spec: spec, path: path, items: items, fewshotPool: [], poolIsItems: false, itemsHash: sha256Hex(data), haystack: text)
+        }
         let (items, hash) = try readItems(dataPath, spec: spec)
         guard !items.isEmpty else { throw EvalError("\(dataPath): no items") }
         var pool = items, poolIsItems = true
@@ -103,7 +116,7 @@ struct ItemConverter {
             let goldKey = spec.format == .smol ? "gold" : "gold_index"
             item.instruction = try optionalString(doc, "instruction") ?? ""
             switch spec.kind {
-            case .perplexity:
+            case .perplexity, .needle:   // needle items are drawn, never read; kept total for the compiler
                 item.text = try string(doc, "text")
             case .multipleChoice:
                 item.query = try string(doc, "query")

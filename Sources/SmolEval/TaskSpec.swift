@@ -17,6 +17,8 @@ public enum TaskKind: String, Codable, Sendable {
     case generative
     /// Log-likelihood of plain texts: perplexities and bits per byte.
     case perplexity
+    /// RULER's single needle in a haystack: `data` is the filler text; accuracy by length × depth.
+    case needle
 }
 
 /// How multiple-choice items are put to the model (the playbook's cloze vs MCF).
@@ -91,6 +93,10 @@ public struct TaskSpec: Codable, Sendable {
     public var docToTarget: String?
     /// lm-eval's `description`: a template rendered per record and put before the few-shot examples.
     public var description: String?
+    /// Needle tasks: context lengths in tokens, needle depths in percent, needles per cell.
+    public var lengths: [Int] = [256, 512, 1024]
+    public var depths: [Double] = [0, 25, 50, 75, 100]
+    public var needlesPerCell = 4
 
     /// lm-eval's doc_to_choice: a field name or template, or a list of templates.
     public enum DocToChoice: Codable, Sendable {
@@ -111,6 +117,7 @@ public struct TaskSpec: Codable, Sendable {
         case targetDelimiter = "target_delimiter", fewshotDelimiter = "fewshot_delimiter", chatTemplate = "chat_template"
         case unconditionedPrompt = "unconditioned_prompt", maxTokens = "max_tokens"
         case docToText = "doc_to_text", docToChoice = "doc_to_choice", docToTarget = "doc_to_target", description
+        case lengths, depths, needlesPerCell = "needles_per_cell"
     }
 
     public init(name: String, kind: TaskKind, data: String) { self.name = name; self.kind = kind; self.data = data }
@@ -142,6 +149,9 @@ public struct TaskSpec: Codable, Sendable {
         docToChoice = try c.decodeIfPresent(DocToChoice.self, forKey: .docToChoice)
         docToTarget = try c.decodeIfPresent(String.self, forKey: .docToTarget)
         description = try c.decodeIfPresent(String.self, forKey: .description)
+        lengths = try c.decodeIfPresent([Int].self, forKey: .lengths) ?? [256, 512, 1024]
+        depths = try c.decodeIfPresent([Double].self, forKey: .depths) ?? [0, 25, 50, 75, 100]
+        needlesPerCell = try c.decodeIfPresent(Int.self, forKey: .needlesPerCell) ?? 4
     }
 
     /// The metrics computed when the task names none.
@@ -150,6 +160,7 @@ public struct TaskSpec: Codable, Sendable {
         case .multipleChoice: return ["acc", "acc_norm", "acc_norm_tokens", "acc_norm_bytes", "acc_pmi"]
         case .generative: return ["em", "qem", "f1"]
         case .perplexity: return ["word_perplexity", "byte_perplexity", "bits_per_byte"]
+        case .needle: return ["acc"]
         }
     }
 
@@ -157,6 +168,7 @@ public struct TaskSpec: Codable, Sendable {
         .multipleChoice: ["acc", "acc_norm", "acc_norm_tokens", "acc_norm_bytes", "acc_pmi"],
         .generative: ["em", "qem", "f1", "maj_at_k"],
         .perplexity: ["word_perplexity", "byte_perplexity", "bits_per_byte"],
+        .needle: ["acc"],
     ]
 
     public var resolvedMetrics: [String] { metrics ?? TaskSpec.defaultMetrics(kind) }
@@ -174,6 +186,11 @@ public struct TaskSpec: Codable, Sendable {
             throw bad("metrics", "unknown metric '\(m)' for a \(kind.rawValue) task (known: \(known.sorted().joined(separator: ", ")))")
         }
         if resolvedMetrics.contains("maj_at_k") && samples < 2 { throw bad("samples", "maj_at_k needs samples ≥ 2") }
+        if kind == .needle {
+            guard !lengths.isEmpty, lengths.allSatisfy({ (32...(1 << 20)).contains($0) }) else { throw bad("lengths", "give context lengths in 32...1048576 tokens") }
+            guard !depths.isEmpty, depths.allSatisfy({ (0...100).contains($0) }) else { throw bad("depths", "give depths in percent, 0...100") }
+            guard (1...10_000).contains(needlesPerCell) else { throw bad("needles_per_cell", "must be in 1...10000, got \(needlesPerCell)") }
+        }
         if format == .lmEval && docToText == nil { throw bad("doc_to_text", "required with format lm-eval") }
         if format == .lmEval && kind == .multipleChoice && docToChoice == nil { throw bad("doc_to_choice", "required with format lm-eval") }
         if format == .lmEval && kind != .perplexity && docToTarget == nil { throw bad("doc_to_target", "required with format lm-eval") }

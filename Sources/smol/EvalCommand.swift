@@ -10,6 +10,7 @@ struct EvalCommand: ParsableCommand {
         abstract: "Evaluate a model on tasks: log-likelihood multiple choice, generation, perplexity.",
         discussion: """
         TASKS are task files (YAML) or directories of them; a bare name is looked up in tasks/.
+        A `kind: needle` task (RULER's single needle) also writes DIR/TASK.heatmap.svg.
         A task file is smol's layout or an lm-evaluation-harness task YAML as it is (`task`,
         `output_type`, `dataset_path: json` with `dataset_kwargs.data_files`, `doc_to_*`,
         `metric_list`, ...). Writes DIR/results.json (per task and metric: value and stderr; config; versions; hashes
@@ -65,6 +66,14 @@ struct EvalCommand: ParsableCommand {
             let out = try EvalResults(model: pretrained, options: options, contextLength: evaluator.scorer.capacity, tasks: results)
             let name = ((model as NSString).lastPathComponent as NSString).deletingPathExtension
             let dir = output ?? ("eval" as NSString).appendingPathComponent(name)
+            for r in results {
+                guard let grid = r.needleGrid else { continue }
+                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                let svg = (dir as NSString).appendingPathComponent("\(r.task).heatmap.svg")
+                guard FileManager.default.createFile(atPath: svg, contents: Data(NeedleCell.heatmapSVG(task: r.task, cells: grid).utf8)) else {
+                    throw CLIError(message: "\(svg): cannot write")
+                }
+            }
             switch outputFormat {
             case .smol: try out.write(to: dir, details: details)
             case .lmEval: try out.write(to: dir, details: details, resultsData: try LMEvalResults(out).data())
