@@ -16,4 +16,4 @@ test -x .build/release/smol
 swift test 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]|^Test Case .* (started|passed)'
 status=${PIPESTATUS[0]}
 [ "$status" -eq 0 ] || { echo "swift test failed" >&2; exit "$status"; }
-python3 -m pytest -q tests
+python3 -m pytest -q --durations=25 tests
