@@ -69,11 +69,11 @@ def run(args, cwd):
         return "timeout"
 
 
-def fuzz(seeds, name, source, command, tmp_path, copy_dir=False):
+def fuzz(seeds, name, source, command, tmp_path, copy_dir=False, cases=None):
     rng = random.Random(name)
     original = source.read_bytes()
     signals = []
-    for case in range(CASES):
+    for case in range(cases or CASES):
         target = tmp_path / f"{case}-{source.name}"
         if copy_dir:
             shutil.copytree(source.parent, target)
@@ -129,3 +129,17 @@ def test_task_files(seeds, tmp_path):
         task.write_text((seeds["dir"] / "task.yaml").read_text().replace("items.jsonl", items.name))
         return ["eval", seeds["dir"] / "tiny.gguf", "--tasks", task, "--output", tmp_path / "e2"]
     fuzz(seeds, "items", seeds["dir"] / "items.jsonl", with_task, tmp_path)
+
+
+def test_lm_eval_and_needle_task_files(seeds, tmp_path):
+    d = seeds["dir"]
+    (d / "lm.jsonl").write_text("".join(json.dumps({"q": f"{i} plus one is", "c": [str(i + 1), str(i + 2)], "l": 0}) + "\n" for i in range(4)))
+    (d / "lm.yaml").write_text("task: lm\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: lm.jsonl\ntest_split: test\n"
+                               "output_type: multiple_choice\ndescription: \"{{q}}\\n\"\ndoc_to_text: \"{{q}}\"\n"
+                               "doc_to_choice: \"{{c}}\"\ndoc_to_target: l\nmetric_list:\n  - metric: acc\nmetadata: {version: 1.0}\n")
+    (d / "needle.yaml").write_text("name: needle\nkind: needle\ndata: corpus.jsonl\nlengths: [40, 64]\ndepths: [0, 100]\n"
+                                   "needles_per_cell: 1\nmax_tokens: 2\n")
+    for name in ("lm.jsonl", "corpus.jsonl"):
+        shutil.copy(d / name, tmp_path / name)
+    for name in ("lm", "needle"):
+        fuzz(seeds, name, d / f"{name}.yaml", lambda p: ["eval", d / "tiny.gguf", "--tasks", p, "--output", tmp_path / "o"], tmp_path, cases=30)

@@ -57,7 +57,7 @@ def test_needle_task_contexts_scores_and_heat_map(smol, tmp_path):
 
 def test_needle_tasks_that_cannot_run_are_refused(smol, tmp_path):
     prose = ROOT / "data/corpus/prose.txt"
-    for text, needle in ((f"lengths: [16]\n", "lengths"), ("depths: [150]\n", "depths"), ("needles_per_cell: 0\n", "needles_per_cell")):
+    for text, needle in ((f"lengths: [16]\n", "lengths"), ("lengths: [40]\n", "cannot hold the question"), ("depths: [150]\n", "depths"), ("needles_per_cell: 0\n", "needles_per_cell")):
         (tmp_path / "t.yaml").write_text(f"name: t\nkind: needle\ndata: {prose}\n" + text)
         r = smol("eval", GGUF, "--tasks", tmp_path / "t.yaml", "--output", tmp_path / "o", check=False)
         assert r.returncode == 1 and needle in r.stderr and "t.yaml" in r.stderr, r.stderr

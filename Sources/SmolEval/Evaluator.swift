@@ -108,10 +108,15 @@ public final class Evaluator {
         let haystack = task.haystack.map(NeedleHaystack.sentences) ?? []
         let sentenceTokens = haystack.map { model.tokenizer.encode(" " + $0, addSpecialTokens: false).count }   // as joined
         for i in 0..<count {
-            let prompt = spec.kind == .needle
-                ? Prompt(context: try NeedleHaystack.prompt(task.items[i], haystack: haystack, sentenceTokens: sentenceTokens, tokenizer: model.tokenizer),
-                         continuations: [])
-                : try builder.prompt(for: i, model: model)
+            let prompt: Prompt
+            if spec.kind == .needle {
+                do {
+                    prompt = Prompt(context: try NeedleHaystack.prompt(task.items[i], haystack: haystack, sentenceTokens: sentenceTokens,
+                                                                       tokenizer: model.tokenizer), continuations: [])
+                } catch let e as EvalError { throw EvalError("\(task.path): \(e.description)") }
+            } else {
+                prompt = try builder.prompt(for: i, model: model)
+            }
             promptHasher.update(data: Data((prompt.context + "\u{1F}" + prompt.continuations.joined(separator: "\u{1E}") + "\u{1D}").utf8))
             let item = task.items[i]
             var d = ItemDetail(task: spec.name, line: item.line, context: prompt.context, metrics: [:])

@@ -68,7 +68,7 @@ public enum NeedleHaystack {
             + tokenizer.encode(" " + needle(key: key, value: value), addSpecialTokens: false).count
         let budget = item.needleLength - fixed
         guard budget > 0 else {
-            throw EvalError("a context of \(item.needleLength) tokens cannot hold the question and the needle (\(fixed) tokens)")
+            throw EvalError("lengths: a context of \(item.needleLength) tokens cannot hold the question and the needle (\(fixed) tokens)")
         }
         var chosen: [String] = [], used = 0, i = 0
         while true {
