@@ -51,6 +51,7 @@ public struct DashboardServer: Sendable {
     public func makeRouter() throws -> Router<BasicRequestContext> {
         let store = try RunStore(path: storePath)
         let roots = reportRoots
+        let cache = SeriesCache()
         let router = Router()
         router.add(middleware: JSONErrors())
         router.get("/") { _, _ -> Response in
@@ -80,7 +81,9 @@ public struct DashboardServer: Sendable {
             guard (2...100_000).contains(points) else { throw Failure(status: .badRequest, message: "points must be in 2...100000") }
             switch q.get("format") ?? "json" {
             case "json":
-                let view = try store.seriesView(run: run.id, metric: metric, from: from, to: to, maxPoints: points)
+                let view = try cache.view(.init(run: run.id, metric: metric, from: from, to: to, points: points), run: run) {
+                    try store.seriesView(run: run.id, metric: metric, from: from, to: to, maxPoints: points)
+                }
                 guard view.total > 0 || from != nil || to != nil else { throw Failure(status: .notFound, message: "run \(run.id) has no metric '\(metric)'") }
                 return try json(view)
             case "csv":
