@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from conftest import smol_binary
@@ -168,8 +169,9 @@ def test_shapes_and_field_named_errors(server):
         ({**chat, "seed": -1}, "seed", "seed"),
         ({**chat, "n": 1.5}, "n", "n"),
         ({**chat, "max_tokens": "ten"}, "max_tokens", "max_tokens"),
-        ({**chat, "logprobs": True}, "logprobs", "logprobs"),
+        ({**chat, "logprobs": True, "stream": True}, "logprobs", "stream"),
         ({**chat, "top_logprobs": 3}, "top_logprobs", "logprobs"),
+        ({**chat, "logprobs": True, "top_logprobs": 21}, "top_logprobs", "0...20"),
         ({"messages": [{"role": "user", "content": 5}]}, "messages.0.content", "content"),
         ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, "messages.0.content", "text"),
         ({"messages": [{"content": "x"}]}, "messages.0.role", "role"),
@@ -177,7 +179,8 @@ def test_shapes_and_field_named_errors(server):
     for body, field, word in cases:
         status, answer = request(server, "POST", "/v1/chat/completions", body)
         assert status == 400 and answer["error"]["param"] == field and word in answer["error"]["message"], (body, answer)
-    for body, field in [({"prompt": "x", "logprobs": 2}, "logprobs"), ({"prompt": "x", "echo": True}, "echo")]:
+    for body, field in [({"prompt": "x", "logprobs": 9}, "logprobs"), ({"prompt": "x", "echo": True}, "echo"),
+                        ({"prompt": "x", "logprobs": 1, "stream": True}, "logprobs")]:
         status, answer = request(server, "POST", "/v1/completions", body)
         assert status == 400 and answer["error"]["param"] == field, (body, answer)
 
@@ -208,3 +211,34 @@ def test_sigterm_during_a_long_generation_exits_promptly():
     finally:
         if p.poll() is None:
             p.kill()
+
+
+def test_logprobs_match_the_numpy_model(smol, server):
+    """Each generated token's log-probability (and the top alternatives) against log-softmax of the
+    NumPy float64 model's logits after the same tokens."""
+    from smollm2 import hf_tokenizer, numpy_reference, ref_logits
+    prompt = "The capital of France is"
+    gen = json.loads(smol("generate", GGUF, "--prompt", prompt, "--greedy", "--max-tokens", "4", "--json").stdout)
+    status, body = request(server, "POST", "/v1/completions", {"prompt": prompt, "max_tokens": 4, "temperature": 0, "logprobs": 3})
+    assert status == 200, body
+    lp = body["choices"][0]["logprobs"]
+    tok = hf_tokenizer()
+    ids = gen["prompt_ids"] + gen["generated_ids"]
+    logits = ref_logits(numpy_reference(), ids)
+    assert lp["tokens"] == [tok.decode([i]) for i in gen["generated_ids"]]
+    assert lp["text_offset"] == list(np.cumsum([0] + [len(t) for t in lp["tokens"][:-1]]))
+    for k, token_id in enumerate(gen["generated_ids"]):
+        row = logits[len(gen["prompt_ids"]) - 1 + k]
+        ref = row - row.max() - np.log(np.exp(row - row.max()).sum())
+        assert lp["token_logprobs"][k] == pytest.approx(ref[token_id], abs=2e-2)
+        top = np.argsort(ref)[::-1][:3]
+        assert set(lp["top_logprobs"][k]) == {tok.decode([int(i)]) for i in top}
+        for i in top:
+            assert lp["top_logprobs"][k][tok.decode([int(i)])] == pytest.approx(ref[i], abs=2e-2)
+    chat = {"messages": [{"role": "user", "content": "Hi"}], "temperature": 0, "max_tokens": 3, "logprobs": True, "top_logprobs": 2}
+    status, body = request(server, "POST", "/v1/chat/completions", chat)
+    content = body["choices"][0]["logprobs"]["content"]
+    assert len(content) == body["usage"]["completion_tokens"] and all(len(c["top_logprobs"]) == 2 for c in content)
+    assert "".join(bytes(c["bytes"]).decode("utf-8", "replace") for c in content) == body["choices"][0]["message"]["content"]
+    for c in content:   # greedy: the chosen token is the most likely one
+        assert c["logprob"] == pytest.approx(c["top_logprobs"][0]["logprob"]) and c["logprob"] <= 0

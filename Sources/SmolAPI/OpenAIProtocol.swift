@@ -113,13 +113,50 @@ public struct Usage: Codable, Sendable {
     enum CodingKeys: String, CodingKey { case promptTokens = "prompt_tokens", completionTokens = "completion_tokens", totalTokens = "total_tokens" }
 }
 
+/// A chat choice's `logprobs`: {"content": [{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}]}.
+public struct ChatLogprobs: Codable, Sendable {
+    public struct Alternative: Codable, Sendable {
+        public var token: String
+        public var logprob: Double
+        public var bytes: [UInt8]
+        public init(token: String, logprob: Double, bytes: [UInt8]) { self.token = token; self.logprob = logprob; self.bytes = bytes }
+    }
+    public struct Entry: Codable, Sendable {
+        public var token: String
+        public var logprob: Double
+        public var bytes: [UInt8]
+        public var topLogprobs: [Alternative]
+        public init(token: String, logprob: Double, bytes: [UInt8], topLogprobs: [Alternative]) {
+            self.token = token; self.logprob = logprob; self.bytes = bytes; self.topLogprobs = topLogprobs
+        }
+        enum CodingKeys: String, CodingKey { case token, logprob, bytes, topLogprobs = "top_logprobs" }
+    }
+    public var content: [Entry]
+    public init(content: [Entry]) { self.content = content }
+}
+
+/// A completion choice's legacy `logprobs`: parallel lists, and per token a map of alternatives.
+public struct CompletionLogprobs: Codable, Sendable {
+    public var tokens: [String]
+    public var tokenLogprobs: [Double]
+    public var topLogprobs: [[String: Double]]
+    public var textOffset: [Int]
+    public init(tokens: [String], tokenLogprobs: [Double], topLogprobs: [[String: Double]], textOffset: [Int]) {
+        self.tokens = tokens; self.tokenLogprobs = tokenLogprobs; self.topLogprobs = topLogprobs; self.textOffset = textOffset
+    }
+    enum CodingKeys: String, CodingKey { case tokens, tokenLogprobs = "token_logprobs", topLogprobs = "top_logprobs", textOffset = "text_offset" }
+}
+
 public struct ChatCompletionResponse: Codable, Sendable {
     public struct Choice: Codable, Sendable {
         public var index: Int
         public var message: ChatMessageBody
         public var finishReason: String
-        public init(index: Int, message: ChatMessageBody, finishReason: String) { self.index = index; self.message = message; self.finishReason = finishReason }
-        enum CodingKeys: String, CodingKey { case index, message, finishReason = "finish_reason" }
+        public var logprobs: ChatLogprobs?
+        public init(index: Int, message: ChatMessageBody, finishReason: String, logprobs: ChatLogprobs? = nil) {
+            self.index = index; self.message = message; self.finishReason = finishReason; self.logprobs = logprobs
+        }
+        enum CodingKeys: String, CodingKey { case index, message, logprobs, finishReason = "finish_reason" }
     }
     public var id: String
     public var object = "chat.completion"
@@ -162,11 +199,15 @@ public struct CompletionResponse: Codable, Sendable {
         public var index: Int
         public var text: String
         public var finishReason: String?
-        public init(index: Int, text: String, finishReason: String?) { self.index = index; self.text = text; self.finishReason = finishReason }
-        enum CodingKeys: String, CodingKey { case index, text, finishReason = "finish_reason" }
+        public var logprobs: CompletionLogprobs?
+        public init(index: Int, text: String, finishReason: String?, logprobs: CompletionLogprobs? = nil) {
+            self.index = index; self.text = text; self.finishReason = finishReason; self.logprobs = logprobs
+        }
+        enum CodingKeys: String, CodingKey { case index, text, logprobs, finishReason = "finish_reason" }
         public func encode(to encoder: Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
             try c.encode(index, forKey: .index); try c.encode(text, forKey: .text); try c.encode(finishReason, forKey: .finishReason)
+            try c.encode(logprobs, forKey: .logprobs)   // null when not asked, as OpenAI sends it
         }
     }
     public var id: String

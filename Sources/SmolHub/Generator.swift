@@ -12,7 +12,17 @@ public struct GenerationOptions: Sendable {
     public var seed: UInt64 = 0
     /// Generation ends before the first occurrence of any of these strings.
     public var stop: [String] = []
+    /// Report each generated token's log-probability and this many most likely alternatives
+    /// (nil: none). Log-probabilities are the model's own (temperature 1), as OpenAI's API reports them.
+    public var logprobs: Int? = nil
     public init() {}
+}
+
+/// A generated token's log-probability under the model, with the most likely alternatives.
+public struct TokenLogprob: Sendable {
+    public var id: Int32
+    public var logprob: Double
+    public var top: [(id: Int32, logprob: Double)]
 }
 
 public struct GenerationResult: Sendable {
@@ -23,6 +33,8 @@ public struct GenerationResult: Sendable {
     public var promptTokens: Int
     public var prefillSeconds: Double
     public var decodeSeconds: Double
+    /// One per generated token when `options.logprobs` is set.
+    public var logprobs: [TokenLogprob] = []
 }
 
 /// Prompt in, text out: batched prefill through the KV cache, then one token at a time, with
@@ -54,12 +66,14 @@ public final class Generator {
         var logits = try session.feed(promptIds)
         let prefill = Date().timeIntervalSince(t0)
         var ids: [Int32] = [], emitted = 0, finish = "length"
+        var logprobs: [TokenLogprob] = []
         var text = ""
         let t1 = Date()
         while ids.count < budget {
             if isCancelled() { finish = "cancelled"; break }
             let next = sampler.next(logits)
             if pretrained.stopIds.contains(next) { finish = "stop"; break }
+            if let k = options.logprobs { logprobs.append(Generator.logprob(of: next, in: logits, top: k)) }
             ids.append(next)
             text = tokenizer.decode(ids)
             if let cut = options.stop.compactMap({ text.range(of: $0)?.lowerBound }).min() {
@@ -78,7 +92,24 @@ public final class Generator {
         }
         if text.count > emitted { onText(String(text.dropFirst(emitted))) }
         return GenerationResult(ids: ids, text: text, finishReason: finish, promptTokens: promptIds.count,
-                                prefillSeconds: prefill, decodeSeconds: Date().timeIntervalSince(t1))
+                                prefillSeconds: prefill, decodeSeconds: Date().timeIntervalSince(t1), logprobs: logprobs)
+    }
+
+    /// log softmax(logits)[id], and the `top` most likely tokens with theirs (in float64).
+    static func logprob(of id: Int32, in logits: [Float], top: Int) -> TokenLogprob {
+        let m = Double(logits.max() ?? 0)
+        var sum = 0.0
+        for l in logits { sum += Foundation.exp(Double(l) - m) }
+        let lse = m + Foundation.log(sum)
+        var best: [(id: Int32, logprob: Double)] = []
+        if top > 0 {
+            for (i, l) in logits.enumerated() where best.count < top || Double(l) - lse > best[best.count - 1].logprob {
+                best.append((Int32(i), Double(l) - lse))
+                best.sort { $0.logprob > $1.logprob }
+                if best.count > top { best.removeLast() }
+            }
+        }
+        return TokenLogprob(id: id, logprob: Double(logits[Int(id)]) - lse, top: best)
     }
 
     /// Characters at the end of `text` that are a proper prefix of some stop string.

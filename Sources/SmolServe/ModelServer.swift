@@ -223,8 +223,12 @@ public struct ModelServer {
     }
 
     func chatCompletion(_ body: ChatCompletionRequest, connection: any Channel) async throws -> Response {
-        if body.logprobs == true || body.topLogprobs != nil {
-            throw APIError(.badRequest, "logprobs are not supported by smol serve", param: body.logprobs == true ? "logprobs" : "top_logprobs")
+        if let k = body.topLogprobs {
+            guard body.logprobs == true else { throw APIError(.badRequest, "top_logprobs needs logprobs: true", param: "top_logprobs") }
+            guard (0...20).contains(k) else { throw APIError(.badRequest, "top_logprobs must be in 0...20", param: "top_logprobs") }
+        }
+        if body.logprobs == true && body.stream == true {
+            throw APIError(.badRequest, "logprobs are not supported with stream: true by smol serve", param: "logprobs")
         }
         var o = try options(maxTokens: body.maxCompletionTokens ?? body.maxTokens, temperature: body.temperature, topP: body.topP,
                             n: body.n, stop: body.stop, seed: body.seed, model: body.model)
@@ -248,15 +252,29 @@ public struct ModelServer {
                                 closing: { ChatCompletionChunk(id: id, created: created, model: model, choices: [.init(index: 0, delta: .init(), finishReason: $0)]) })
         }
         defer { admission.done() }
+        if body.logprobs == true { o.logprobs = body.topLogprobs ?? 0 }
         let r = try await served.generate(promptIds: ids, options: o, cancel: cancel)
+        let tok = served.pretrained.tokenizer
+        func alternative(_ id: Int32, _ lp: Double) -> ChatLogprobs.Alternative {
+            let b = tok.bytes(of: id)
+            return .init(token: String(decoding: b, as: UTF8.self), logprob: lp, bytes: b)
+        }
+        let logprobs = body.logprobs == true ? ChatLogprobs(content: r.logprobs.map { t in
+            let a = alternative(t.id, t.logprob)
+            return .init(token: a.token, logprob: a.logprob, bytes: a.bytes, topLogprobs: t.top.map { alternative($0.id, $0.logprob) })
+        }) : nil
         return try json(ChatCompletionResponse(id: id, created: created, model: modelID,
-                                               choices: [.init(index: 0, message: .init(role: "assistant", content: r.text), finishReason: r.finishReason)],
+                                               choices: [.init(index: 0, message: .init(role: "assistant", content: r.text), finishReason: r.finishReason,
+                                                               logprobs: logprobs)],
                                                usage: Usage(promptTokens: ids.count, completionTokens: r.ids.count, totalTokens: ids.count + r.ids.count)))
     }
 
     func completion(_ body: CompletionRequest, connection: any Channel) async throws -> Response {
-        if body.logprobs != nil { throw APIError(.badRequest, "logprobs are not supported by smol serve", param: "logprobs") }
-        if body.echo == true { throw APIError(.badRequest, "echo is not supported by smol serve", param: "echo") }
+        if let k = body.logprobs {
+            guard (0...5).contains(k) else { throw APIError(.badRequest, "logprobs must be in 0...5", param: "logprobs") }
+            if body.stream == true { throw APIError(.badRequest, "logprobs are not supported with stream: true by smol serve", param: "logprobs") }
+        }
+        if body.echo == true { throw APIError(.badRequest, "echo (prompt log-probabilities) is not supported by smol serve", param: "echo") }
         var o = try options(maxTokens: body.maxTokens ?? 16, temperature: body.temperature, topP: body.topP, n: body.n,
                             stop: body.stop, seed: body.seed, model: body.model)
         let ids = try promptIds(body.prompt, addSpecial: true, maxTokens: o.maxTokens)
@@ -271,8 +289,20 @@ public struct ModelServer {
                                 closing: { CompletionResponse(id: id, created: created, model: model, choices: [.init(index: 0, text: "", finishReason: $0)]) })
         }
         defer { admission.done() }
+        o.logprobs = body.logprobs
         let r = try await served.generate(promptIds: ids, options: o, cancel: cancel)
-        return try json(CompletionResponse(id: id, created: created, model: modelID, choices: [.init(index: 0, text: r.text, finishReason: r.finishReason)],
+        var logprobs: CompletionLogprobs?
+        if body.logprobs != nil {
+            let tok = served.pretrained.tokenizer
+            func text(_ id: Int32) -> String { String(decoding: tok.bytes(of: id), as: UTF8.self) }
+            var offsets: [Int] = [], offset = 0
+            for t in r.logprobs { offsets.append(offset); offset += text(t.id).count }
+            logprobs = CompletionLogprobs(tokens: r.logprobs.map { text($0.id) }, tokenLogprobs: r.logprobs.map(\.logprob),
+                                          topLogprobs: r.logprobs.map { t in Dictionary(t.top.map { (text($0.id), $0.logprob) }, uniquingKeysWith: max) },
+                                          textOffset: offsets)
+        }
+        return try json(CompletionResponse(id: id, created: created, model: modelID,
+                                           choices: [.init(index: 0, text: r.text, finishReason: r.finishReason, logprobs: logprobs)],
                                            usage: Usage(promptTokens: ids.count, completionTokens: r.ids.count, totalTokens: ids.count + r.ids.count)))
     }
 }

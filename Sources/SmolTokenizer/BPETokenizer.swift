@@ -213,6 +213,15 @@ public final class BPETokenizer {
         return symbols
     }
 
+    /// The UTF-8 bytes one token stands for (a byte-level token may hold part of a character).
+    public func bytes(of id: Int32) -> [UInt8] {
+        if let a = addedTokens.first(where: { $0.id == id }) { return Array(a.content.utf8) }
+        guard id >= 0, Int(id) < idToToken.count else { return [] }
+        let t = idToToken[Int(id)]
+        if preTokenizer.isByteLevel, let b = ByteLevel.decode(t) { return b }
+        return Array(t.utf8)
+    }
+
     /// Text of `ids`: byte-level tokens back to bytes, decoded as UTF-8 together so a character
     /// split across tokens comes back whole (invalid sequences become U+FFFD).
     public func decode(_ ids: [Int32]) -> String {
