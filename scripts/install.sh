@@ -11,7 +11,7 @@ if ! dpkg -s libopenblas-dev pkg-config libopenmpi-dev openmpi-bin libsqlite3-de
   $SUDO apt-get update -q
   $SUDO apt-get install -y -q --no-install-recommends libopenblas-dev pkg-config libopenmpi-dev openmpi-bin libsqlite3-dev chromium g++
 fi
-python3 -m pip install -q --disable-pip-version-check numpy scipy pytest pyyaml tokenizers gguf jinja2 openai
+python3 -m pip install -q --disable-pip-version-check numpy scipy pytest pyyaml tokenizers gguf jinja2 openai datasketch
 # The architectures and exports are checked against transformers itself (PyPI's torch wheel also
 # brings its CUDA libraries, about 3 GB; nothing here runs on a GPU).
 python3 -m pip install -q --disable-pip-version-check torch transformers

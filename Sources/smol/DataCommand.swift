@@ -14,7 +14,7 @@ struct DataCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "data",
         abstract: "Prepare training data: tokenise corpora into shards; find evaluation overlap.",
-        subcommands: [Prepare.self, Decontaminate.self])
+        subcommands: [Prepare.self, Decontaminate.self, Dedup.self])
 
     struct Prepare: ParsableCommand {
         static let configuration = CommandConfiguration(

@@ -1,0 +1,129 @@
+import Crypto
+import Foundation
+import SmolTensor
+
+/// Exact and near-duplicate removal as datatrove's MinHash deduplication does it: documents are
+/// normalised (lower case, punctuation to spaces, white space collapsed), cut into word n-grams,
+/// each n-gram hashed (the first 8 bytes of its SHA-1), and the signature is the minimum over the
+/// n-grams of `hashes` permutations ((a·h + b) mod 2⁶¹−1, low 32 bits). Locality-sensitive hashing
+/// puts two documents in one cluster when all the values of any one band of the signature agree;
+/// the first document of each cluster (in input order) is kept. Exact duplicates (the same text
+/// byte for byte) are removed first, by SHA-256.
+public struct MinHashDeduplicator {
+    public struct Parameters: Codable, Sendable, Equatable {
+        public var ngram = 5
+        public var bands = 14
+        public var rowsPerBand = 8
+        public var seed: UInt64 = 1
+        public var hashes: Int { bands * rowsPerBand }
+        public init(ngram: Int = 5, bands: Int = 14, rowsPerBand: Int = 8, seed: UInt64 = 1) {
+            self.ngram = ngram; self.bands = bands; self.rowsPerBand = rowsPerBand; self.seed = seed
+        }
+        enum CodingKeys: String, CodingKey { case ngram, bands, rowsPerBand = "rows_per_band", seed }
+    }
+
+    public enum Verdict: Equatable, Sendable {
+        case kept
+        /// The same bytes as document `of` (its index in input order).
+        case exactDuplicate(of: Int)
+        /// In one LSH cluster with document `of`, the cluster's first.
+        case nearDuplicate(of: Int)
+    }
+
+    static let prime: UInt64 = (1 << 61) - 1
+    public let parameters: Parameters
+    let a: [UInt64], b: [UInt64]
+
+    public init(_ parameters: Parameters = Parameters()) {
+        self.parameters = parameters
+        var rng = RandomStream(seed: parameters.seed, purpose: "minhash")
+        var a: [UInt64] = [], b: [UInt64] = []
+        for _ in 0..<parameters.hashes {
+            a.append(1 + UInt64(rng.nextInt(below: Int(MinHashDeduplicator.prime - 1))))
+            b.append(UInt64(rng.nextInt(below: Int(MinHashDeduplicator.prime))))
+        }
+        self.a = a; self.b = b
+    }
+
+    /// Lower case, every character that is not a letter or digit to a space, white space collapsed.
+    public static func normalize(_ text: String) -> String {
+        var out = ""
+        var space = false
+        for ch in text.lowercased() {
+            if ch.isLetter || ch.isNumber { out.append(ch); space = false }
+            else if !space && !out.isEmpty { out.append(" "); space = true }
+        }
+        if out.last == " " { out.removeLast() }
+        return out
+    }
+
+    /// Word n-grams of the normalised text (the whole text when it has fewer words).
+    public func shingles(_ text: String) -> [String] {
+        let words = MinHashDeduplicator.normalize(text).split(separator: " ").map(String.init)
+        let n = parameters.ngram
+        guard words.count >= n else { return words.isEmpty ? [] : [words.joined(separator: " ")] }
+        return (0...(words.count - n)).map { words[$0..<($0 + n)].joined(separator: " ") }
+    }
+
+    /// The first 8 bytes of SHA-1, little-endian.
+    static func shingleHash(_ s: String) -> UInt64 {
+        let digest = Array(Insecure.SHA1.hash(data: Data(s.utf8)))
+        var h: UInt64 = 0
+        for i in 0..<8 { h |= UInt64(digest[i]) << (8 * UInt64(i)) }
+        return h
+    }
+
+    /// (x · y) mod 2⁶¹ − 1 without overflow.
+    static func mulmod(_ x: UInt64, _ y: UInt64) -> UInt64 {
+        let (hi, lo) = x.multipliedFullWidth(by: y)
+        // 2⁶¹ ≡ 1: fold the 122-bit product into 61-bit pieces.
+        let low = lo & prime, mid = (lo >> 61) | (hi << 3)
+        var r = low + (mid & prime) + (mid >> 61)
+        while r >= prime { r -= prime }
+        return r
+    }
+
+    public func signature(_ text: String) -> [UInt32] {
+        let hashes = shingles(text).map { MinHashDeduplicator.shingleHash($0) % MinHashDeduplicator.prime }
+        var sig = [UInt32](repeating: .max, count: parameters.hashes)
+        for h in hashes {
+            for k in 0..<parameters.hashes {
+                var v = MinHashDeduplicator.mulmod(a[k], h) + b[k]
+                if v >= MinHashDeduplicator.prime { v -= MinHashDeduplicator.prime }
+                let low = UInt32(truncatingIfNeeded: v)
+                if low < sig[k] { sig[k] = low }
+            }
+        }
+        return sig
+    }
+
+    /// A verdict for each document, in order.
+    public func deduplicate(_ texts: [String]) -> [Verdict] {
+        var verdicts = [Verdict](repeating: .kept, count: texts.count)
+        var exact: [String: Int] = [:]
+        var parent = Array(texts.indices)
+        func find(_ x: Int) -> Int { var x = x; while parent[x] != x { parent[x] = parent[parent[x]]; x = parent[x] }; return x }
+        var buckets = [[String: Int]](repeating: [:], count: parameters.bands)
+        for (i, text) in texts.enumerated() {
+            let key = SHA256.hash(data: Data(text.utf8)).map { String(format: "%02x", $0) }.joined()
+            if let first = exact[key] { verdicts[i] = .exactDuplicate(of: first); continue }
+            exact[key] = i
+            let sig = signature(text)
+            guard sig.first != .max else { continue }   // no words: nothing to compare
+            for band in 0..<parameters.bands {
+                let slice = sig[(band * parameters.rowsPerBand)..<((band + 1) * parameters.rowsPerBand)]
+                let bandKey = slice.map(String.init).joined(separator: ",")
+                if let other = buckets[band][bandKey] {
+                    let (r1, r2) = (find(i), find(other))
+                    if r1 != r2 { parent[max(r1, r2)] = min(r1, r2) }   // the earlier document stays the root
+                } else { buckets[band][bandKey] = i }
+            }
+        }
+        for i in texts.indices {
+            if case .exactDuplicate = verdicts[i] { continue }
+            let root = find(i)
+            if root != i { verdicts[i] = .nearDuplicate(of: root) }
+        }
+        return verdicts
+    }
+}
