@@ -88,7 +88,7 @@ public struct DashboardServer: Sendable {
                 return try json(view)
             case "csv":
                 let csv = try store.seriesCSV(run: run.id, metric: metric, from: from, to: to)
-                guard csv.utf8.count > 18 || from != nil || to != nil else { throw Failure(status: .notFound, message: "run \(run.id) has no metric '\(metric)'") }
+                guard csv.utf8.count > RunStore.seriesCSVHeader.utf8.count || from != nil || to != nil else { throw Failure(status: .notFound, message: "run \(run.id) has no metric '\(metric)'") }
                 let name = "run\(run.id)-\(metric.replacingOccurrences(of: "/", with: "_")).csv"
                 return Response(status: .ok, headers: [.contentType: "text/csv", .contentDisposition: "attachment; filename=\"\(name)\""],
                                 body: .init(byteBuffer: ByteBuffer(string: csv)))

@@ -69,11 +69,13 @@ extension RunStore {
         }
     }
 
+    public static let seriesCSVHeader = "step,tokens,value\n"
+
     /// Every point of a metric in [from, to] as CSV (step,tokens,value): the raw series, for export.
     public func seriesCSV(run: Int64, metric: String, from: Int? = nil, to: Int? = nil) throws -> String {
         try db.read { db in
             let (table, where_, base) = try seriesSource(db, run: run, metric: metric)
-            var out = "step,tokens,value\n"
+            var out = RunStore.seriesCSVHeader
             let rows = try Row.fetchCursor(db, sql: "SELECT step, tokens, value FROM \(table) WHERE \(where_) AND step >= ? AND step <= ? ORDER BY step",
                                            arguments: StatementArguments(base + [from ?? Int.min / 4, to ?? Int.max / 4] as [DatabaseValueConvertible]))
             while let r = try rows.next() {
