@@ -105,8 +105,14 @@ public final class Evaluator {
         let builder = PromptBuilder(task: task)
         var details: [ItemDetail] = []
         var promptHasher = SHA256()
-        let haystack = task.haystack.map(NeedleHaystack.sentences) ?? []
-        let sentenceTokens = haystack.map { model.tokenizer.encode(" " + $0, addSpecialTokens: false).count }   // as joined
+        // Token counts (as joined, after a space) of the sentences the longest context can use:
+        // a prompt never reads past them, so the rest of a large haystack is never tokenised.
+        var haystack: [String] = [], sentenceTokens: [Int] = [], total = 0
+        for s in task.haystack ?? [] {
+            if total > spec.lengths.max() ?? 0 { break }
+            let n = model.tokenizer.encode(" " + s, addSpecialTokens: false).count
+            haystack.append(s); sentenceTokens.append(n); total += n
+        }
         for i in 0..<count {
             let prompt: Prompt
             if spec.kind == .needle {

@@ -25,23 +25,29 @@ enum LMEvalTaskFile {
         "word_perplexity": "word_perplexity", "byte_perplexity": "byte_perplexity", "bits_per_byte": "bits_per_byte",
     ]
 
-    /// The YAML of `path` with its `include`s merged under it (the including file wins), as lm-eval does.
-    static func merged(_ path: String, depth: Int = 0) throws -> [String: Any] {
-        func bad(_ why: String) -> EvalError { EvalError("\(path): \(why)") }
-        guard depth < 8 else { throw bad("include: nested more than 8 deep") }
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw bad("cannot read task file") }
+    /// An included file, read, checked and parsed, with its own includes merged.
+    static func load(_ path: String, depth: Int) throws -> [String: Any] {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw EvalError("\(path): cannot read task file") }
         do { try YAMLLimits.check(text, path: path) } catch { throw EvalError("\(error)") }
+        let loaded: Any?
+        do { loaded = try Yams.load(yaml: text) } catch { throw EvalError("\(path): YAML syntax error: \(error)") }
+        guard let root = loaded as? [String: Any] else { throw EvalError("\(path): top level must be a mapping") }
+        return try merged(root, text: text, path: path, depth: depth)
+    }
+
+    /// `root` (parsed from `text`, the file at `path`) with its `include`s merged under it (the
+    /// including file wins), as lm-eval does.
+    static func merged(_ root: [String: Any], text: String, path: String, depth: Int = 0) throws -> [String: Any] {
+        guard depth < 8 else { throw EvalError("\(path): include: nested more than 8 deep") }
         for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where line.contains("!function") {
             let key = line.split(separator: ":").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
             throw EvalError("\(path):\(i + 1): \(key): !function is Python code, which smol cannot run; give a field name or a Jinja template")
         }
-        let loaded: Any?
-        do { loaded = try Yams.load(yaml: text) } catch { throw bad("YAML syntax error: \(error)") }
-        guard var root = loaded as? [String: Any] else { throw bad("top level must be a mapping") }
+        var root = root
         if let include = root.removeValue(forKey: "include") {
-            guard let name = include as? String else { throw bad("include: must be a file name") }
+            guard let name = include as? String else { throw EvalError("\(path): include: must be a file name") }
             let dir = (path as NSString).deletingLastPathComponent
-            let base = try merged(name.hasPrefix("/") || dir.isEmpty ? name : (dir as NSString).appendingPathComponent(name), depth: depth + 1)
+            let base = try load(name.hasPrefix("/") || dir.isEmpty ? name : (dir as NSString).appendingPathComponent(name), depth: depth + 1)
             root = base.merging(root) { _, mine in mine }
         }
         return root

@@ -29,8 +29,8 @@ public struct EvalTask {
     public let poolIsItems: Bool
     /// SHA-256 of the items file's bytes, so results say exactly what was scored.
     public let itemsHash: String
-    /// Needle tasks: the filler text.
-    public var haystack: String? = nil
+    /// Needle tasks: the filler text's sentences.
+    public var haystack: [String]? = nil
 
     /// `numFewshot` and `chatTemplate` override the task file's (lm-eval's `--num_fewshot` and
     /// `--apply_chat_template`).
@@ -45,9 +45,10 @@ public struct EvalTask {
             guard let data = FileManager.default.contents(atPath: dataPath), let text = String(data: data, encoding: .utf8) else {
                 throw EvalError("\(dataPath): cannot read the haystack text")
             }
-            guard !NeedleHaystack.sentences(text).isEmpty else { throw EvalError("\(dataPath): the haystack has no sentences") }
+            let sentences = NeedleHaystack.sentences(text)
+            guard !sentences.isEmpty else { throw EvalError("\(dataPath): the haystack has no sentences") }
             let items = NeedleHaystack.items(spec: spec)
-            return EvalTask(spec: spec, path: path, items: items, fewshotPool: [], poolIsItems: false, itemsHash: sha256Hex(data), haystack: text)
+            return EvalTask(spec: spec, path: path, items: items, fewshotPool: [], poolIsItems: false, itemsHash: sha256Hex(data), haystack: sentences)
         }
         let (items, hash) = try readItems(dataPath, spec: spec)
         guard !items.isEmpty else { throw EvalError("\(dataPath): no items") }

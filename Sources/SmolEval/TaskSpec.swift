@@ -201,7 +201,7 @@ public struct TaskSpec: Codable, Sendable {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw EvalError("\(path): cannot read task file") }
         do { try YAMLLimits.check(text, path: path) } catch { throw EvalError("\(error)") }
         if let root = (try? Yams.load(yaml: text)) as? [String: Any], LMEvalTaskFile.isLMEval(root) {
-            let spec = try LMEvalTaskFile.spec(try LMEvalTaskFile.merged(path), path: path)
+            let spec = try LMEvalTaskFile.spec(try LMEvalTaskFile.merged(root, text: text, path: path), path: path)
             try spec.validate(file: path)
             return spec
         }

@@ -166,11 +166,12 @@ public struct ModelServer {
         let buffer: ByteBuffer
         do { buffer = try await request.body.collect(upTo: maxBodyBytes) }
         catch { throw APIError(.contentTooLarge, "request body larger than \(maxBodyBytes) bytes") }
-        let data = Data(buffer.readableBytesView)
-        do { _ = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]) }
-        catch { throw APIError(.badRequest, "request body is not valid JSON") }
-        do { return try JSONDecoder().decode(T.self, from: data) }
-        catch let e as DecodingError {
+        do { return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView)) }
+        catch let DecodingError.dataCorrupted(ctx) where ctx.codingPath.isEmpty {
+            // Numbers out of range are decoded with their key named (decodeIntegerIfPresent), so a
+            // keyless corruption is the document itself.
+            throw APIError(.badRequest, "request body is not valid JSON")
+        } catch let e as DecodingError {
             throw APIError(.badRequest, "invalid request body: \(describeDecodingError(e))", param: decodingErrorKey(e))
         }
         catch { throw APIError(.badRequest, "invalid request body: \(error)") }
