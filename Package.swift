@@ -44,7 +44,7 @@ let package = Package(
         .target(name: "SmolTensor", dependencies: ["CBLAS"], swiftSettings: fast),
         .target(name: "SmolFormats", dependencies: ["SmolTensor"], swiftSettings: checked),
         .target(name: "SmolModel", dependencies: ["SmolTensor"], swiftSettings: fast),
-        .target(name: "SmolData", dependencies: ["SmolTensor", "SmolModel", "SmolTokenizer", "SmolJinja"], swiftSettings: fast),
+        .target(name: "SmolData", dependencies: ["SmolTensor", "SmolModel", "SmolTokenizer", "SmolJinja", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: fast),
         .target(name: "SmolTokenizer", dependencies: ["SmolFormats"], swiftSettings: fast),
         .target(name: "SmolInfra", dependencies: ["SmolTensor", "SmolModel", "SmolMPI"], swiftSettings: fast),
         // The weights layer under training and inference: HF config, readers, the one HF writer.
