@@ -10,6 +10,9 @@ public struct TokenBatch {
     public var tokens: [Int32], targets: [Int32]
     public var documentStart: [Int32]?
     public var lossWeights: [Float]?
+    /// Preference pairs (one per row, chosen then rejected): the reference model's summed
+    /// completion log-probabilities, chosen and rejected for each row (2 × batch), nil otherwise.
+    public var referenceLogProbs: [Double]?
 
     /// Σ of the weights of the targets that carry loss (their count without weights).
     public var lossWeight: Double {
@@ -45,10 +48,11 @@ public enum ModelError: Error, CustomStringConvertible {
 /// RMSNorm → SwiGLU MLP → residual] → RMSNorm → tied or separate output head.
 /// The forward and backward passes are written out op by op below.
 public final class LlamaModel {
-    public let config: LlamaConfig
+    /// The architecture; only `setRopeTheta` changes it (a long-context stage).
+    public private(set) var config: LlamaConfig
     public let parameters: ParameterStore
     public let gradients: FloatBuffer
-    let rope: RoPETable
+    private(set) var rope: RoPETable
     /// Quantised copies of the matrices for single-token decoding (set by the GGUF loader).
     public var decodeWeights: DecodeWeights?
     private var workspace: Workspace?
@@ -65,6 +69,14 @@ public final class LlamaModel {
         parameters = ParameterStore(config: config)
         gradients = FloatBuffer(count: parameters.count)
         rope = RoPETable(headDim: config.headDim, maxPositions: config.maxPositionEmbeddings, theta: config.ropeTheta, scaling: config.ropeScaling)
+    }
+
+    /// A new RoPE base (a long-context stage raises it): the table is rebuilt and the config says so,
+    /// so checkpoints and exports carry the θ the weights are trained for.
+    public func setRopeTheta(_ theta: Double) {
+        guard theta != config.ropeTheta else { return }
+        config.ropeTheta = theta
+        rope = RoPETable(headDim: config.headDim, maxPositions: config.maxPositionEmbeddings, theta: theta, scaling: config.ropeScaling)
     }
 
     /// Refuses a training shape whose activations (about 4 bytes × tokens × layers × (4·hidden +
@@ -112,8 +124,15 @@ public final class LlamaModel {
     /// weight) and the number of counted targets.
     /// With `computeGradients`, the backward pass runs too and ADDS into `gradients`
     /// (d(lossScale · Σ loss)/dθ), so micro-batches accumulate.
+    ///
+    /// `reweight` serves objectives over whole sequences (DPO, APO), whose per-token weights depend
+    /// on the sequences' own log-probabilities: the head first scores every target unweighted, then
+    /// `reweight(tokenLosses, weights)` sets the loss weights from those per-token losses
+    /// (−log p of each target, 0 where none), and the head's gradient and the backward use them.
+    /// The loss returned is then the unweighted one. It costs one extra pass of the head, not a forward.
     @discardableResult
-    public func forward(_ batch: TokenBatch, lossScale: Float = 1, computeGradients: Bool) throws -> (loss: Double, count: Int) {
+    public func forward(_ batch: TokenBatch, lossScale: Float = 1, computeGradients: Bool,
+                        reweight: ((_ tokenLosses: UnsafeBufferPointer<Float>, _ weights: UnsafeMutableBufferPointer<Float>) -> Void)? = nil) throws -> (loss: Double, count: Int) {
         prepare(batch: batch.batch, seqLen: batch.seqLen, training: computeGradients)
         let ws = workspace!
         try load(batch, into: ws)
@@ -139,6 +158,18 @@ public final class LlamaModel {
             RMSNorm.forward(y: ws.finalNorm.pointer, rstd: ws.finalRstd.pointer, x: last.pointer, w: weight("model.norm.weight"), n: n, c: c, eps: eps)
         }
         let wantGrad = computeGradients && training
+        if let reweight, wantGrad {
+            let unweighted = Profiler.time("head+loss") {
+                ws.head.forward(x: ws.finalNorm.pointer, w: weight(headName), targets: ws.targets, weights: nil, n: n, scale: 1, dx: nil, dw: nil)
+            }
+            reweight(UnsafeBufferPointer(start: ws.head.tokenLosses, count: n), UnsafeMutableBufferPointer(start: ws.lossWeights, count: n))
+            _ = Profiler.time("head+loss") {
+                ws.head.forward(x: ws.finalNorm.pointer, w: weight(headName), targets: ws.targets, weights: ws.lossWeights, n: n, scale: lossScale,
+                                dx: ws.dNorm.pointer, dw: g(headName))
+            }
+            backward(ws: ws, eps: eps)
+            return unweighted
+        }
         let result = Profiler.time("head+loss") { ws.head.forward(x: ws.finalNorm.pointer, w: weight(headName), targets: ws.targets, weights: ws.lossWeights, n: n, scale: lossScale,
                                      dx: wantGrad ? ws.dNorm.pointer : nil, dw: wantGrad ? g(headName) : nil) }
         if wantGrad { backward(ws: ws, eps: eps) }
@@ -249,6 +280,14 @@ public final class LlamaModel {
     }
 
     /// Logits [B·T, V] for every position of `batch` (for tests and evaluation of small inputs).
+    /// Each target's −log p (0 where the target is −1), unweighted, from a forward without gradients.
+    public func tokenLosses(_ batch: TokenBatch) throws -> [Float] {
+        var b = batch
+        b.lossWeights = nil
+        try forward(b, computeGradients: false)
+        return Array(UnsafeBufferPointer(start: workspace!.head.tokenLosses, count: b.batch * b.seqLen))
+    }
+
     public func logits(_ batch: TokenBatch) throws -> [Float] {
         try forward(batch, computeGradients: false)
         let ws = workspace!, n = ws.tokens, c = config.hiddenSize, v = config.vocabSize

@@ -8,6 +8,8 @@ final class CrossEntropyHead {
     let vocab: Int, hidden: Int, chunkRows: Int
     private let logits: FloatBuffer
     private let rowLoss: FloatBuffer
+    /// The last forward's per-row losses (weighted by the weights given; 0 for ignored rows).
+    var tokenLosses: UnsafePointer<Float> { UnsafePointer(rowLoss.pointer) }
 
     init(vocab: Int, hidden: Int, maxRows: Int, maxChunkFloats: Int = 1 << 24) {
         self.vocab = vocab; self.hidden = hidden
