@@ -69,7 +69,9 @@ class Reference:
         pos = (np.arange(T)[None, :] - ds).reshape(-1)
         return allowed, pos
 
-    def forward_backward(self, tokens, targets, B, T, doc_start=None, grad=True):
+    def forward_backward(self, tokens, targets, B, T, doc_start=None, grad=True, weights=None, scale=None):
+        """Loss Σ wᵢ·CEᵢ · scale over counted targets (default: each weight 1, scale 1/count) and its
+        gradient; with grad=False, (logits, loss, per-token CE)."""
         p, H, KV, D, L, eps = self.p, self.H, self.KV, self.D, self.L, self.eps
         rep = H // KV
         N = B * T
@@ -115,13 +117,15 @@ class Reference:
         valid = targets >= 0
         count = valid.sum()
         losses = lse - logits[np.arange(N), np.where(valid, targets, 0)]
-        loss = (losses * valid).sum() / count
+        w = np.ones(N) if weights is None else np.asarray(weights, np.float64)
+        k = 1.0 / count if scale is None else scale
+        loss = (losses * valid * w).sum() * k
         if not grad:
-            return logits, loss, None
+            return logits, loss, losses * valid
         grads = {k: np.zeros_like(v) for k, v in p.items()}
         dlogits = np.exp(logits - lse[:, None])
         dlogits[np.arange(N), np.where(valid, targets, 0)] -= 1
-        dlogits *= valid[:, None] / count
+        dlogits *= (valid * w * k)[:, None]
         headname = "model.embed_tokens.weight" if self.tied else "lm_head.weight"
         grads[headname] += dlogits.T @ hf
         dhf = dlogits @ W

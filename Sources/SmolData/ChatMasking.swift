@@ -36,6 +36,13 @@ public struct MaskedConversation {
     /// The conversation had no system message and the template put its own default there.
     public var defaultSystemInjected: Bool
     public var lossTokenCount: Int { mask.reduce(0) { $0 + Int($1) } }
+
+    /// Keeps loss only on tokens from message `k`'s content on (a preference pair's completion:
+    /// earlier assistant turns belong to the prompt).
+    mutating func keepLoss(fromMessage k: Int) {
+        guard let start = contentBytes[k]?.lowerBound else { mask = mask.map { _ in 0 }; return }
+        for i in mask.indices where byteOffsets[i + 1] <= start { mask[i] = 0 }
+    }
 }
 
 public struct ChatMaskingError: Error, CustomStringConvertible {

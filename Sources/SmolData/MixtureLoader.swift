@@ -19,7 +19,21 @@ public struct DataPosition: Codable, Equatable, Sendable {
     }
     public var samples = 0
     public var sources: [Source] = []
+    /// The long-context stage this position belongs to (nil: the first), and each source's tokens
+    /// drawn in the stages before it.
+    public var contextStage: Int?
+    public var earlierTokens: [Int]?
+    enum CodingKeys: String, CodingKey { case samples, sources, contextStage = "context_stage", earlierTokens = "earlier_tokens" }
     public init(sources: Int = 0) { self.sources = Array(repeating: Source(), count: sources) }
+
+    /// The position a new context stage starts from: every source at the start of a fresh order
+    /// (windows of the new length), the samples drawn and the tokens so far kept.
+    public func startingStage(_ k: Int, seqLen previousSeqLen: Int) -> DataPosition {
+        var p = DataPosition(sources: sources.count)
+        p.samples = samples; p.contextStage = k
+        p.earlierTokens = sources.indices.map { (earlierTokens?[$0] ?? 0) + sources[$0].drawn * previousSeqLen }
+        return p
+    }
 
     /// Rank `rank`'s position among `ranks` data-parallel ranks, from the positions of the ranks that
     /// wrote a checkpoint. Same count: that rank's own (the resume is exact). Another count: the
@@ -30,6 +44,8 @@ public struct DataPosition: Codable, Equatable, Sendable {
         if old.count == ranks { return old[rank] }
         var p = DataPosition(sources: old.first?.sources.count ?? 0)
         p.samples = old.reduce(0) { $0 + $1.samples } / ranks
+        p.contextStage = old.first?.contextStage
+        p.earlierTokens = old.first?.earlierTokens.map { t in t.indices.map { s in old.reduce(0) { $0 + ($1.earlierTokens?[s] ?? 0) } / ranks } }
         for s in p.sources.indices {
             // Old rank r read order positions r, r + W, …, (offset − 1)·W + r of its epoch.
             let first = old.indices.min { (old[$0].sources[s].epoch, old[$0].sources[s].offset * old.count + $0)
@@ -57,6 +73,11 @@ public final class MixtureLoader {
     public let seed: UInt64
     public let rank: Int, worldSize: Int
     public private(set) var position: DataPosition
+    /// Mixed into each epoch's order (a context stage's windows get orders of their own).
+    public var orderSalt = ""
+    /// The global sequence and token count this loader's sequences start from: sequence g is at
+    /// tokens.origin + (g − sequence.origin) × seq_len (a context stage changes seq_len mid-run).
+    public var origin = (sequence: 0, tokens: 0)
     private var orders: [[Int]]
     private var orderEpochs: [Int]
     private var windows: [(source: Int, window: Int)] = []
@@ -81,7 +102,7 @@ public final class MixtureLoader {
 
     /// The source of the run's g-th sequence.
     public func source(ofSequence g: Int) -> Int {
-        let w = stage(atTokens: g * seqLen).weights
+        let w = stage(atTokens: origin.tokens + (g - origin.sequence) * seqLen).weights
         let total = w.reduce(0, +)
         var rng = RandomStream(seed: seed, purpose: "mixture", coordinates: [g])
         var u = rng.nextDouble() * total
@@ -106,7 +127,7 @@ public final class MixtureLoader {
         let count = sources[s].count
         if p.offset * worldSize + rank >= count { p.epoch += 1; p.offset = 0 }
         if orderEpochs[s] != p.epoch {
-            orders[s] = MixtureLoader.order(count: count, seed: seed, source: names[s], epoch: p.epoch)
+            orders[s] = MixtureLoader.order(count: count, seed: seed, source: names[s] + orderSalt, epoch: p.epoch)
             orderEpochs[s] = p.epoch
         }
         let w = orders[s][p.offset * worldSize + rank]
@@ -119,7 +140,7 @@ public final class MixtureLoader {
     public var accounting: [(name: String, tokens: Int, epochs: Double)] {
         sources.indices.map { s in
             let perEpoch = max(1, (sources[s].count - rank + worldSize - 1) / worldSize)
-            return (names[s], position.sources[s].drawn * seqLen, Double(position.sources[s].drawn) / Double(perEpoch))
+            return (names[s], (position.earlierTokens?[s] ?? 0) + position.sources[s].drawn * seqLen, Double(position.sources[s].drawn) / Double(perEpoch))
         }
     }
 

@@ -41,7 +41,12 @@ public enum TrainBenchmark {
         public var worldSize = 1
         public var totalTokensPerSecond = 0.0
         public var communicationShare = 0.0
+        /// What the step optimises; for a preference objective, the seconds the frozen reference
+        /// takes to score one step's pairs (paid once before training, not per step).
+        public var objective = TrainingObjective.pretrain
+        public var referenceSecondsPerStep: Double?
         enum CodingKeys: String, CodingKey {
+            case objective, referenceSecondsPerStep = "reference_seconds_per_step"
             case worldSize = "world_size", totalTokensPerSecond = "total_tokens_per_s", communicationShare = "communication_share"
             case name, batch, seqLen = "seq_len", parameters, steps, secondsPerStep = "seconds_per_step"
             case tokensPerSecond = "tokens_per_s", modelGflops = "model_gflops", mfu, peakGflops = "peak_gflops"
@@ -51,9 +56,15 @@ public enum TrainBenchmark {
 
     /// Runs `warmup` untimed steps, then `steps` timed ones; reports the median step time. Under
     /// data parallelism every rank runs the shape on its own tokens and the gradients are summed.
+    ///
+    /// SFT and preference objectives run the same rows, so their step times compare: each row holds
+    /// two documents of seq_len / 2 tokens (a preference pair: chosen, rejected), attention stopping
+    /// at their edge, with loss on the second half of each (the completion).
     public static func run(_ shape: Shape, steps: Int, warmup: Int = 1, peakGflops: Double,
-                           collectives: Collectives = SingleProcess(), zero: Int = 0) throws -> Result {
-        let model = try LlamaModel(config: shape.model)
+                           collectives: Collectives = SingleProcess(), zero: Int = 0, objective: TrainingObjective = .pretrain) throws -> Result {
+        var config = shape.model
+        config.intraDocumentMasking = objective.usesChatData
+        let model = try LlamaModel(config: config)
         model.parameters.initialize(seed: 1, std: 0.02)
         let shard = zero >= 1 ? TrainStep.shard(count: model.parameters.count, ranks: collectives.size, rank: collectives.rank) : nil
         let step = TrainStep(model: model, optimizer: AdamW(config: OptimizerConfig(), parameters: model.parameters, shard: shard),
@@ -61,7 +72,15 @@ public enum TrainBenchmark {
         var rng = RandomStream(seed: 1, purpose: "bench-tokens", coordinates: [collectives.rank])
         let n = shape.batch * shape.seqLen
         let tokens = (0..<(n + 1)).map { _ in Int32(rng.nextInt(below: shape.model.vocabSize)) }
-        let batch = TokenBatch(batch: shape.batch, seqLen: shape.seqLen, tokens: Array(tokens[0..<n]), targets: Array(tokens[1...n]))
+        var batch = TokenBatch(batch: shape.batch, seqLen: shape.seqLen, tokens: Array(tokens[0..<n]), targets: Array(tokens[1...n]))
+        var referenceSeconds: Double?
+        if objective.usesChatData {
+            let half = shape.seqLen / 2
+            batch.documentStart = (0..<n).map { Int32($0 % shape.seqLen < half ? 0 : half) }
+            for i in 0..<n where (i % shape.seqLen) % half < half / 2 { batch.targets[i] = -1 }
+            batch.referenceLogProbs = [Double](repeating: -20, count: 2 * shape.batch)
+            if let p = objective.preference { step.preference = (p, 0.1) }
+        }
         var times: [Double] = [], comm: [Double] = []
         for i in 0..<(warmup + steps) {
             step.resetTimers()
@@ -69,6 +88,11 @@ public enum TrainBenchmark {
             try step([batch], lr: 1e-4)
             let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
             if i >= warmup { times.append(dt); comm.append(step.communicationSeconds / dt) }
+        }
+        if objective.preference != nil {   // the reference's forward over one step's pairs, warm
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            _ = try model.tokenLosses(batch)
+            referenceSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
         }
         times.sort(); comm.sort()
         let median = times[times.count / 2]
@@ -78,6 +102,6 @@ public enum TrainBenchmark {
                       steps: steps, secondsPerStep: median, tokensPerSecond: tps, modelGflops: gflops,
                       mfu: gflops / peakGflops, peakGflops: peakGflops, peakRssBytes: 0, threads: Parallel.threads,
                       blasCore: BLAS.coreName, worldSize: collectives.size, totalTokensPerSecond: tps * Double(collectives.size),
-                      communicationShare: comm[comm.count / 2])
+                      communicationShare: comm[comm.count / 2], objective: objective, referenceSecondsPerStep: referenceSeconds)
     }
 }

@@ -37,6 +37,35 @@ public struct DataStageConfig: Codable, Equatable, Sendable {
     }
 }
 
+/// A long-context stage: from `start_tokens` on, rows of `seq_len` tokens and RoPE base
+/// `rope_theta` (SmolLM3: 4k → 32k → 64k by raising θ); `micro_batch` defaults to keeping
+/// micro_batch × seq_len as before (at least 1).
+public struct ContextStageConfig: Codable, Equatable, Sendable {
+    public var startTokens: Int
+    public var seqLen: Int
+    public var ropeTheta: Double?
+    public var microBatch: Int?
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case startTokens = "start_tokens", seqLen = "seq_len", ropeTheta = "rope_theta", microBatch = "micro_batch" }
+    public init(startTokens: Int, seqLen: Int, ropeTheta: Double? = nil, microBatch: Int? = nil) {
+        self.startTokens = startTokens; self.seqLen = seqLen; self.ropeTheta = ropeTheta; self.microBatch = microBatch
+    }
+    public init(from decoder: Decoder) throws {
+        try rejectUnknownKeys(decoder, known: CodingKeys.allCases.map(\.rawValue), section: "training.context_stages[]")
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        startTokens = try c.decode(Int.self, forKey: .startTokens)
+        seqLen = try c.decode(Int.self, forKey: .seqLen)
+        ropeTheta = try c.decodeIfPresent(Double.self, forKey: .ropeTheta)
+        microBatch = try c.decodeIfPresent(Int.self, forKey: .microBatch)
+    }
+}
+
+/// The shape a run trains at over a stretch of tokens: stage 0 is the `training` section's own.
+public struct ContextStage: Equatable, Sendable {
+    public var startTokens: Int, seqLen: Int, microBatch: Int
+    public var ropeTheta: Double
+}
+
 /// Where the training data comes from: either `train` (one source) or named `sources` with
 /// weights, optionally switched by `stages` at token counts.
 public struct DataConfig: Codable, Equatable, Sendable {
@@ -99,9 +128,19 @@ public struct DataConfig: Codable, Equatable, Sendable {
 }
 
 /// The loop: batch shape, length of the run, evaluation and checkpoint cadence, seed.
-/// What the step learns from: every next token (pretraining), or only the tokens chat shards'
-/// loss masks mark (SFT: assistant content and end-of-turn), conversations packed per row.
-public enum TrainingObjective: String, Codable, Sendable, CaseIterable { case pretrain, sft }
+/// What the step learns from: every next token (pretraining), only the tokens chat shards' loss
+/// masks mark (SFT: assistant content and end-of-turn, conversations packed per row), or pairs of
+/// completions from preference shards (DPO, APO-zero, APO-down against the frozen init model).
+public enum TrainingObjective: String, Codable, Sendable, CaseIterable {
+    case pretrain, sft, dpo
+    case apoZero = "apo_zero"
+    case apoDown = "apo_down"
+
+    /// The preference objective, nil for pretraining and SFT.
+    public var preference: PreferenceObjective? { PreferenceObjective(rawValue: rawValue) }
+    /// Whether the data are chat shards with loss masks (SFT and preference pairs).
+    public var usesChatData: Bool { self != .pretrain }
+}
 
 /// The mean an SFT step's loss takes: over assistant tokens (each token weighs the same), or over
 /// conversations (each conversation's tokens share a weight of one).
@@ -109,6 +148,8 @@ public enum LossNormalization: String, Codable, Sendable, CaseIterable { case to
 
 public struct TrainingConfig: Codable, Equatable, Sendable {
     public var objective: TrainingObjective = .pretrain
+    /// Preference objectives: β, the strength of the pull towards the reference model (trl's default 0.1).
+    public var beta: Double = 0.1
     public var lossNormalization: LossNormalization = .token
     public var seqLen: Int = 256
     public var microBatch: Int = 8
@@ -133,6 +174,9 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var evalTasksEvery: Int?
     /// Score only the first N items of each task (keeps in-training evaluation cheap).
     public var evalTasksLimit: Int?
+    /// Long-context stages after the first (whose shape is this section's seq_len and micro_batch
+    /// and the model's rope_theta).
+    public var contextStages: [ContextStageConfig] = []
     /// Run `smol preflight` (under the same mpirun) before step 1 and stop on a FAIL.
     public var preflight = false
     /// The GEMM GFLOP/s each rank should reach (preflight's --expect-gemm-gflops); without it ranks
@@ -140,12 +184,12 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var preflightGemmGflops: Double?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case objective, lossNormalization = "loss_normalization", seqLen = "seq_len", microBatch = "micro_batch", tokensPerBatch = "tokens_per_batch", steps
+        case objective, beta, lossNormalization = "loss_normalization", seqLen = "seq_len", microBatch = "micro_batch", tokensPerBatch = "tokens_per_batch", steps
         case tokenBudget = "token_budget", evalEvery = "eval_every", evalBatches = "eval_batches"
         case checkpointEvery = "checkpoint_every", keepCheckpoints = "keep_checkpoints", seed
         case peakGflops = "peak_gflops", samplePrompts = "sample_prompts", sampleTokens = "sample_tokens"
         case evalTasks = "eval_tasks", evalTasksEvery = "eval_tasks_every", evalTasksLimit = "eval_tasks_limit"
-        case preflight, preflightGemmGflops = "preflight_gemm_gflops"
+        case preflight, preflightGemmGflops = "preflight_gemm_gflops", contextStages = "context_stages"
     }
     public init() {}
     public init(from decoder: Decoder) throws {
@@ -153,6 +197,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = TrainingConfig()
         objective = try c.decodeIfPresent(TrainingObjective.self, forKey: .objective) ?? d.objective
+        beta = try c.decodeIfPresent(Double.self, forKey: .beta) ?? d.beta
         lossNormalization = try c.decodeIfPresent(LossNormalization.self, forKey: .lossNormalization) ?? d.lossNormalization
         seqLen = try c.decodeIfPresent(Int.self, forKey: .seqLen) ?? d.seqLen
         microBatch = try c.decodeIfPresent(Int.self, forKey: .microBatch) ?? d.microBatch
@@ -171,6 +216,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         evalTasksEvery = try c.decodeIfPresent(Int.self, forKey: .evalTasksEvery)
         evalTasksLimit = try c.decodeIfPresent(Int.self, forKey: .evalTasksLimit)
         preflight = try c.decodeIfPresent(Bool.self, forKey: .preflight) ?? false
+        contextStages = try c.decodeIfPresent([ContextStageConfig].self, forKey: .contextStages) ?? []
         preflightGemmGflops = try c.decodeIfPresent(Double.self, forKey: .preflightGemmGflops)
     }
 
@@ -178,6 +224,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     public var accumulationSteps: Int { accumulationSteps(dataParallel: 1) }
     /// Micro-batches per rank per step: tokens_per_batch is the global batch, micro_batch per rank.
     public func accumulationSteps(dataParallel dp: Int) -> Int { batchTokens / (microBatch * seqLen * dp) }
+    public func accumulationSteps(dataParallel dp: Int, stage: ContextStage) -> Int { batchTokens / (stage.microBatch * stage.seqLen * dp) }
 
     /// Checks that the global batch splits over `dp` ranks, naming the keys.
     public func validate(dataParallel dp: Int) throws {
@@ -185,8 +232,35 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
             throw ConfigError.invalidValue(key: "training.tokens_per_batch", reason:
                 "\(batchTokens) is not a multiple of training.micro_batch × training.seq_len × parallel.dp = \(microBatch) × \(seqLen) × \(dp)")
         }
+        for (i, st) in stages(ropeTheta: 1).enumerated().dropFirst() where batchTokens % (st.microBatch * st.seqLen * dp) != 0 {
+            throw ConfigError.invalidValue(key: "training.context_stages[\(i - 1)].micro_batch", reason:
+                "tokens_per_batch \(batchTokens) is not a multiple of micro_batch × seq_len × parallel.dp = \(st.microBatch) × \(st.seqLen) × \(dp)")
+        }
     }
     public var totalSteps: Int { steps ?? ((tokenBudget ?? 0) + batchTokens - 1) / max(batchTokens, 1) }
+
+    /// Every context stage, the first being this section's shape at `ropeTheta` (the model's).
+    public func stages(ropeTheta: Double) -> [ContextStage] {
+        var out = [ContextStage(startTokens: 0, seqLen: seqLen, microBatch: microBatch, ropeTheta: ropeTheta)]
+        for c in contextStages {
+            let last = out[out.count - 1]
+            out.append(ContextStage(startTokens: c.startTokens, seqLen: c.seqLen,
+                                    microBatch: c.microBatch ?? max(1, last.microBatch * last.seqLen / max(c.seqLen, 1)),
+                                    ropeTheta: c.ropeTheta ?? last.ropeTheta))
+        }
+        return out
+    }
+
+    /// The index of the stage in force for a step that starts at `tokens` tokens.
+    public func stageIndex(ropeTheta: Double, atTokens tokens: Int) -> Int {
+        stages(ropeTheta: ropeTheta).lastIndex { $0.startTokens <= tokens } ?? 0
+    }
+
+    /// Steps are whole: a stage starts at the first step boundary at or after its start_tokens.
+    public func firstStep(ofStage k: Int, ropeTheta: Double) -> Int {
+        let start = stages(ropeTheta: ropeTheta)[k].startTokens
+        return (start + batchTokens - 1) / batchTokens
+    }
 
     public func validate(maxPositions: Int) throws {
         func bad(_ k: String, _ r: String) -> ConfigError { .invalidValue(key: "training." + k, reason: r) }
@@ -196,6 +270,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         if microBatch > 1 << 24 { throw bad("micro_batch", "\(microBatch) is beyond any batch this can hold (at most \(1 << 24))") }
         if let t = tokensPerBatch, t <= 0 || t > 1 << 40 { throw bad("tokens_per_batch", "must be in 1...2^40, got \(t)") }
         if lossNormalization == .sequence && objective != .sft { throw bad("loss_normalization", "sequence applies to objective: sft") }
+        if !(beta > 0 && beta.isFinite) { throw bad("beta", "must be a positive number, got \(beta)") }
         if batchTokens <= 0 || batchTokens % (microBatch * seqLen) != 0 {
             throw bad("tokens_per_batch", "\(batchTokens) is not a positive multiple of micro_batch × seq_len = \(microBatch * seqLen)")
         }
@@ -217,6 +292,21 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         }
         if !evalTasks.isEmpty && evalEvery == 0 { throw bad("eval_tasks", "needs eval_every > 0") }
         if let l = evalTasksLimit, l <= 0 { throw bad("eval_tasks_limit", "must be positive, got \(l)") }
+        var previous = 0
+        for (i, c) in contextStages.enumerated() {
+            let key = "context_stages[\(i)]."
+            if c.startTokens <= previous { throw bad(key + "start_tokens", "must be above the previous stage's (\(previous)), got \(c.startTokens)") }
+            previous = c.startTokens
+            if c.seqLen <= 0 || c.seqLen > maxPositions { throw bad(key + "seq_len", "must be in 1...\(maxPositions) (model.max_position_embeddings), got \(c.seqLen)") }
+            if let t = c.ropeTheta, !(t > 0 && t.isFinite) { throw bad(key + "rope_theta", "must be a positive number, got \(t)") }
+            if let m = c.microBatch, m <= 0 || m > 1 << 24 { throw bad(key + "micro_batch", "must be in 1...2^24, got \(m)") }
+        }
+        if !contextStages.isEmpty && objective.preference != nil {
+            throw bad("context_stages", "apply to pretraining and SFT; a preference run keeps one seq_len (its reference log-probs are per row)")
+        }
+        for (i, st) in stages(ropeTheta: 1).enumerated().dropFirst() where batchTokens % (st.microBatch * st.seqLen) != 0 {
+            throw bad("context_stages[\(i - 1)].micro_batch", "tokens_per_batch \(batchTokens) is not a multiple of micro_batch \(st.microBatch) × seq_len \(st.seqLen); set the stage's micro_batch")
+        }
     }
 }
 
@@ -365,8 +455,9 @@ public struct TrainConfig: Codable, Equatable, Sendable {
                 model.initializerRange = config.model.initializerRange
                 config.model = model
             }
-            // SFT packs conversations into rows: attention and positions must stop at their edges.
-            if config.training.objective == .sft { config.model.intraDocumentMasking = true }
+            // SFT packs conversations into rows, a preference row holds its pair: attention and
+            // positions must stop at their edges.
+            if config.training.objective.usesChatData { config.model.intraDocumentMasking = true }
             try config.validate()
             return config
         } catch let e as ConfigError {

@@ -20,6 +20,11 @@ public final class TrainStep {
     public let shards: [Range<Int>]
     /// Seconds spent in collectives since the last `resetTimers()`.
     public private(set) var communicationSeconds = 0.0
+    /// A preference objective (DPO, APO) and its β: the micro-batches then hold one pair per row,
+    /// and the loss is the mean over pairs of the objective's loss, not a mean over tokens.
+    public var preference: (objective: PreferenceObjective, beta: Double)?
+    /// The last `computeGradients`' pairs, summed over ranks (preference objectives).
+    public private(set) var preferenceStats = PreferenceStats()
 
     public init(model: LlamaModel, optimizer: AdamW, collectives: Collectives = SingleProcess(), zero: Int = 0) {
         self.model = model
@@ -53,6 +58,7 @@ public final class TrainStep {
     /// targets (0 leaves the gradients zero).
     public func computeGradients(_ microBatches: [TokenBatch]) throws -> (loss: Double, counted: Int) {
         Profiler.time("zero_grad") { model.gradients.zero() }
+        if let preference { return try preferenceGradients(microBatches, objective: preference.objective, beta: preference.beta) }
         let local = TrainStep.countedTargets(microBatches), localWeight = TrainStep.lossWeight(microBatches)
         var counted = local, weight = localWeight
         if collectives.size > 1 {
@@ -67,15 +73,43 @@ public final class TrainStep {
         if collectives.size > 1 {
             try communicate {
                 sum = try collectives.allReduce(sum, op: .sum)
-                if zero >= 1 {
-                    let mine = shards[collectives.rank]
-                    try collectives.reduceScatterSum(model.gradients.pointer, shards: shards, out: model.gradients.pointer + mine.lowerBound)
-                } else {
-                    try collectives.allReduceSum(model.gradients.pointer, count: model.gradients.count)
-                }
+                try sumGradientsOverRanks()
             }
         }
         return (weight > 0 ? sum / weight : 0, counted)
+    }
+
+    /// ZeRO-0: every rank gets the whole sum; ZeRO-1: each rank its shard of it.
+    private func sumGradientsOverRanks() throws {
+        if zero >= 1 {
+            let mine = shards[collectives.rank]
+            try collectives.reduceScatterSum(model.gradients.pointer, shards: shards, out: model.gradients.pointer + mine.lowerBound)
+        } else {
+            try collectives.allReduceSum(model.gradients.pointer, count: model.gradients.count)
+        }
+    }
+
+    /// d(mean pair loss)/dθ: each micro-batch's forward scores its pairs, sets every completion
+    /// token's weight to −∂loss/∂log π, and the backward runs on those weights.
+    private func preferenceGradients(_ microBatches: [TokenBatch], objective: PreferenceObjective, beta: Double) throws -> (loss: Double, counted: Int) {
+        let local = PreferenceBatch.pairCount(microBatches)
+        var pairs = local
+        if collectives.size > 1 { try communicate { pairs = Int(try collectives.allReduce(Double(local), op: .sum)) } }
+        let scale: Float = pairs > 0 ? 1 / Float(pairs) : 0
+        var stats = PreferenceStats()
+        for b in microBatches {
+            try model.forward(b, lossScale: scale, computeGradients: true) { losses, weights in
+                stats = stats + PreferenceBatch.score(losses, batch: b, objective: objective, beta: beta, weights: weights)
+            }
+        }
+        if collectives.size > 1 {
+            try communicate {
+                stats = try stats.allReduced(collectives)
+                try sumGradientsOverRanks()
+            }
+        }
+        preferenceStats = stats
+        return (stats.pairs > 0 ? stats.loss / stats.pairs : 0, pairs)
     }
 
     /// The global gradient norm (with ZeRO-1 from every rank's reduced shard).

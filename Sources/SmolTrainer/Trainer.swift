@@ -18,10 +18,12 @@ public struct StepMetrics: Codable, Sendable {
     public var mfu: Double
     public var etaSeconds: Double
     public var elapsedSeconds: Double
+    /// Preference objectives: the step's pairs as trl logs them (rewards/chosen, rewards/accuracies, …).
+    public var preference: [String: Double]?
 
     enum CodingKeys: String, CodingKey {
         case kind, step, tokens, loss, gradNorm = "grad_norm", lr, tokensPerSecond = "tokens_per_s", mfu
-        case etaSeconds = "eta_s", elapsedSeconds = "elapsed_s"
+        case etaSeconds = "eta_s", elapsedSeconds = "elapsed_s", preference
     }
 }
 
@@ -37,9 +39,11 @@ public struct EvalMetrics: Codable, Sendable {
     public var tasks: [String: Double]?
     /// Held-out loss per data source (with several sources).
     public var sourceValLoss: [String: Double]?
+    /// Preference objectives: the held-out pairs' figures under trl's names (val_loss is their mean loss).
+    public var preference: [String: Double]?
     enum CodingKeys: String, CodingKey {
         case kind, step, tokens, valLoss = "val_loss", sourceTokens = "source_tokens", sourceEpochs = "source_epochs", tasks
-        case sourceValLoss = "source_val_loss"
+        case sourceValLoss = "source_val_loss", preference
     }
 }
 
@@ -111,10 +115,17 @@ public final class Trainer {
     /// The signal that stopped the run at a step boundary (after a checkpoint), 0 when it was not stopped.
     public private(set) var stoppedBySignal: Int32 = 0
     let resume: Bool
-    let trainLoader: MixtureLoader
-    let validation: TrainingSequences
+    var trainLoader: MixtureLoader
+    var validation: TrainingSequences
     /// Each source's held-out windows (when the validation split comes from the sources).
-    let sourceValidation: [(name: String, windows: TrainingSequences)]
+    var sourceValidation: [(name: String, windows: TrainingSequences)]
+    /// Each source's shards, and those of `data.validation`: the sets are cut from them again
+    /// when a context stage changes seq_len.
+    let sourceShards: [[TokenShard]]
+    let validationShards: [TokenShard]?
+    /// The context stage in force (0: the `training` section's shape).
+    public private(set) var stageIndex = 0
+    public var stage: ContextStage { config.training.stages(ropeTheta: config.model.ropeTheta)[stageIndex] }
     /// What the chat data's manifests say (SFT), recorded in the run store when the run starts.
     public private(set) var chatData: [(path: String, report: ChatDataReport)] = []
     var state: TrainerState
@@ -178,20 +189,10 @@ public final class Trainer {
         let modelTokenizerHashes = try Trainer.tokenizerHashes(assets: assets, files: [tokenizerPath, config.initFrom.map {
             ($0 as NSString).appendingPathComponent("tokenizer.json") }].compactMap { $0 })
         let T = config.training.seqLen
-        let stages = try config.data.mixtureStages()
+        _ = try config.data.mixtureStages()   // checked before anything is written
         let sourceConfigs = config.data.resolvedSources
-        var trainSets: [TrainingSequences] = [], heldOut: [TrainingSequences] = []
-        let sft = config.training.objective == .sft
-        let perSequence = config.training.lossNormalization == .sequence
-        func packed(_ shards: [TokenShard], part: @escaping (Int, Int) -> Bool = { _, _ in true }) -> PackedConversations {
-            let p = PackedConversations(shards: shards, seqLen: T, part: part)
-            p.perSequence = perSequence
-            return p
-        }
-        func sequences(_ shards: [TokenShard], key: String) throws -> TrainingSequences {
-            try Trainer.checkObjective(config.training.objective, shards: shards, key: key)
-            return sft ? packed(shards) : WindowDataset(shards: shards, seqLen: T)
-        }
+        let usesChat = config.training.objective.usesChatData
+        var sourceShards: [[TokenShard]] = []
         for src in sourceConfigs {
             let key = config.data.sources.isEmpty ? "data.train" : "data.sources[\(src.name)].shards"
             let paths = try config.resolve(src.shards)
@@ -207,32 +208,21 @@ public final class Trainer {
                 let mine = config.initFrom.map { "model.init_from (\($0))" } ?? tokenizerPath.map { "data.tokenizer (\($0))" } ?? "the byte-level tokenizer"
                 throw ConfigError.invalidValue(key: key, reason: "\(path) was tokenised with \(m.tokenizer) (hash \(m.tokenizerHash), \(manifestPath)), not with \(mine)")
             }
-            if sft { chatData += try Trainer.checkChatData(paths: paths, template: assets?.chatTemplate, key: key) }
-            let (train, held): (TrainingSequences, TrainingSequences)
-            if sft {
-                let isHeld = SmolData.heldOut(fraction: config.data.validation.isEmpty ? config.data.validationFraction : 0)
-                (train, held) = (packed(shards) { !isHeld($0, $1) }, packed(shards, part: isHeld))
-            } else {
-                (train, held) = config.data.validation.isEmpty
-                    ? WindowDataset.split(shards: shards, seqLen: T, validationFraction: config.data.validationFraction)
-                    : (WindowDataset(shards: shards, seqLen: T), WindowDataset(shards: [], seqLen: T))
-            }
-            if train.count == 0 {
-                throw ConfigError.invalidValue(key: key, reason: sft ? "the shards hold no conversation of two or more tokens for training"
-                                                                      : "the shards hold fewer than seq_len + 1 = \(T + 1) tokens for training")
-            }
-            trainSets.append(train); heldOut.append(held)
+            if usesChat { chatData += try Trainer.checkChatData(paths: paths, template: assets?.chatTemplate, key: key) }
+            sourceShards.append(shards)
         }
-        sourceValidation = config.data.validation.isEmpty && sourceConfigs.count > 1
-            ? zip(sourceConfigs, heldOut).map { ($0.name, $1) } : []
-        if config.data.validation.isEmpty {
-            validation = ConcatenatedSequences(heldOut, seqLen: T)
-        } else {
-            validation = try sequences(try config.resolve(config.data.validation).map { try TokenShard(path: $0) }, key: "data.validation")
+        var validationShards: [TokenShard]?
+        if !config.data.validation.isEmpty {
+            let shards = try config.resolve(config.data.validation).map { try TokenShard(path: $0) }
+            try Trainer.checkObjective(config.training.objective, shards: shards, key: "data.validation")
+            validationShards = shards
         }
+        self.sourceShards = sourceShards; self.validationShards = validationShards
+        var sets = try Trainer.makeSets(config: config, seqLen: T, sourceShards: sourceShards, validationShards: validationShards)
+        validation = sets.validation; sourceValidation = sets.sourceValidation
 
         let configJSON = String(decoding: try JSONEncoder().encode(config), as: UTF8.self)
-        state = TrainerState(step: 0, tokensSeen: 0, data: DataPosition(sources: trainSets.count), seed: config.training.seed, elapsedSeconds: 0, config: configJSON)
+        state = TrainerState(step: 0, tokensSeen: 0, data: DataPosition(sources: sourceShards.count), seed: config.training.seed, elapsedSeconds: 0, config: configJSON)
         if collectives.rank == 0 {
             try RunDirectory.lock(outputDirectory)
             if resume {
@@ -276,16 +266,118 @@ public final class Trainer {
             model.parameters.duplicateTensorParallelShards(ranks: config.stability.sharedSeedTPRanks)
         }
         if let r = resumed { state.step = r.step; state.tokensSeen = r.tokensSeen; state.elapsedSeconds = r.elapsedSeconds }
-        guard state.data.sources.count == trainSets.count else {
-            throw ConfigError.invalidValue(key: "data.sources", reason: "the checkpoint was written with \(state.data.sources.count) data source(s), the config has \(trainSets.count)")
+        guard state.data.sources.count == sourceShards.count else {
+            throw ConfigError.invalidValue(key: "data.sources", reason: "the checkpoint was written with \(state.data.sources.count) data source(s), the config has \(sourceShards.count)")
         }
-        trainLoader = MixtureLoader(sources: trainSets, names: sourceConfigs.map(\.name), stages: stages,
-                                    microBatch: config.training.microBatch, seed: config.training.seed,
-                                    rank: collectives.rank, worldSize: dataParallel, position: state.data)
+        // The context stage of the next step: a resume past a switch cuts the data at that stage's
+        // length, and a checkpoint written just before it moves its position into the new stage.
+        let shapes = config.training.stages(ropeTheta: config.model.ropeTheta)
+        for shape in shapes.dropFirst() { try model.checkTrainingMemory(batch: shape.microBatch, seqLen: shape.seqLen) }
+        let k = config.training.stageIndex(ropeTheta: config.model.ropeTheta, atTokens: state.tokensSeen)
+        var position = state.data
+        if k > 0 {
+            sets = try Trainer.makeSets(config: config, seqLen: shapes[k].seqLen, sourceShards: sourceShards, validationShards: validationShards)
+            validation = sets.validation; sourceValidation = sets.sourceValidation
+            let from = position.contextStage ?? 0
+            if from < k { position = position.startingStage(k, seqLen: shapes[from].seqLen) }
+            model.setRopeTheta(shapes[k].ropeTheta)
+        }
+        stageIndex = k
+        if let objective = config.training.objective.preference {
+            // The reference model is the initial one: its log-probs of every pair, before step 1.
+            let pairs = (sets.train + sets.heldOut + [sets.validation]).compactMap { $0 as? PreferencePairs }
+            let how = try ReferenceLogProbs.attach(to: pairs, model: model, microBatch: config.training.microBatch, runDirectory: outputDirectory,
+                                                   resume: resume, collectives: collectives)
+            report(.info(how))
+            let over = sets.train.compactMap { $0 as? PreferencePairs }.reduce(0) { $0 + $1.overLength }
+            if over > 0 { report(.info("\(over) preference pair(s) do not fit in seq_len = \(T) positions and are left out")) }
+            step.preference = (objective, config.training.beta)
+        }
+        trainLoader = try Trainer.makeLoader(config: config, train: sets.train, stage: k, position: position, rank: collectives.rank, dataParallel: dataParallel)
         self.resume = resume
         if let b = config.baseline, let curve = b.curve {
             baselineCurve = try BaselineConfig.readCurve(path: try config.resolve([curve])[0], metric: b.metric)
         }
+    }
+
+    /// The training, held-out and validation sets of the run's shards cut at `seqLen`: pretraining
+    /// windows, packed conversations (SFT) or preference pairs.
+    struct DataSets {
+        var train: [TrainingSequences], heldOut: [TrainingSequences]
+        var validation: TrainingSequences
+        var sourceValidation: [(name: String, windows: TrainingSequences)]
+    }
+
+    static func makeSets(config: TrainConfig, seqLen T: Int, sourceShards: [[TokenShard]], validationShards: [TokenShard]?) throws -> DataSets {
+        let objective = config.training.objective
+        let perSequence = config.training.lossNormalization == .sequence
+        let fraction = validationShards == nil ? config.data.validationFraction : 0
+        func all(_ shards: [TokenShard], part: @escaping (Int, Int) -> Bool = { _, _ in true }) -> TrainingSequences {
+            switch objective {
+            case .pretrain: return WindowDataset(shards: shards, seqLen: T)
+            case .sft:
+                let p = PackedConversations(shards: shards, seqLen: T, part: part)
+                p.perSequence = perSequence
+                return p
+            case .dpo, .apoZero, .apoDown: return PreferencePairs(shards: shards, seqLen: T, part: part)
+            }
+        }
+        let sources = config.data.resolvedSources
+        var train: [TrainingSequences] = [], heldOut: [TrainingSequences] = []
+        for (src, shards) in zip(sources, sourceShards) {
+            let split: (TrainingSequences, TrainingSequences)
+            if objective == .pretrain {
+                split = validationShards == nil ? WindowDataset.split(shards: shards, seqLen: T, validationFraction: fraction)
+                                                : (WindowDataset(shards: shards, seqLen: T), WindowDataset(shards: [], seqLen: T))
+            } else {
+                let isHeld = SmolData.heldOut(fraction: fraction)
+                split = (all(shards) { !isHeld($0, $1) }, all(shards, part: isHeld))
+            }
+            if split.0.count == 0 {
+                let key = config.data.sources.isEmpty ? "data.train" : "data.sources[\(src.name)].shards"
+                throw ConfigError.invalidValue(key: key, reason: objective.preference != nil ? "the shards hold no preference pair that fits in seq_len = \(T) positions"
+                                                             : objective == .sft ? "the shards hold no conversation of two or more tokens for training"
+                                                                                 : "the shards hold fewer than seq_len + 1 = \(T + 1) tokens for training")
+            }
+            train.append(split.0); heldOut.append(split.1)
+        }
+        return DataSets(train: train, heldOut: heldOut,
+                        validation: validationShards.map { all($0) } ?? ConcatenatedSequences(heldOut, seqLen: T),
+                        sourceValidation: validationShards == nil && sources.count > 1 ? zip(sources, heldOut).map { ($0.name, $1) } : [])
+    }
+
+    /// The loader of context stage `k` from `position`: a later stage draws its windows in orders of
+    /// its own, and its sequences count tokens from the stage's first step.
+    static func makeLoader(config: TrainConfig, train: [TrainingSequences], stage k: Int, position: DataPosition, rank: Int, dataParallel dp: Int) throws -> MixtureLoader {
+        let t = config.training, shapes = t.stages(ropeTheta: config.model.ropeTheta)
+        let loader = MixtureLoader(sources: train, names: config.data.resolvedSources.map(\.name), stages: try config.data.mixtureStages(),
+                                   microBatch: shapes[k].microBatch, seed: t.seed, rank: rank, worldSize: dp, position: position)
+        if k > 0 {
+            // Each rank draws batch_tokens / (seq_len · dp) sequences per step of a stage.
+            var samples = 0
+            for j in 0..<k {
+                let steps = t.firstStep(ofStage: j + 1, ropeTheta: 1) - t.firstStep(ofStage: j, ropeTheta: 1)
+                samples += steps * t.batchTokens / (shapes[j].seqLen * dp)
+            }
+            loader.orderSalt = "@context\(k)"
+            loader.origin = (samples * dp, t.firstStep(ofStage: k, ropeTheta: 1) * t.batchTokens)
+        }
+        return loader
+    }
+
+    /// Moves to context stage `k` at a step boundary: the sets cut at its seq_len, a fresh loader
+    /// position in them, the model's RoPE base, and activations of the new shape.
+    func enterStage(_ k: Int) throws {
+        let shapes = config.training.stages(ropeTheta: config.model.ropeTheta)
+        let sets = try Trainer.makeSets(config: config, seqLen: shapes[k].seqLen, sourceShards: sourceShards, validationShards: validationShards)
+        validation = sets.validation; sourceValidation = sets.sourceValidation
+        let position = trainLoader.position.startingStage(k, seqLen: shapes[stageIndex].seqLen)
+        trainLoader = try Trainer.makeLoader(config: config, train: sets.train, stage: k, position: position, rank: collectives.rank, dataParallel: dataParallel)
+        model.setRopeTheta(shapes[k].ropeTheta)
+        stageIndex = k
+        model.prepare(batch: shapes[k].microBatch, seqLen: shapes[k].seqLen, training: true)
+        report(.info(String(format: "context stage %d from step %d (%@ tokens): seq_len %d, rope_theta %g, micro_batch %d",
+                            k, state.step + 1, formatCount(state.tokensSeen), shapes[k].seqLen, shapes[k].ropeTheta, shapes[k].microBatch)))
     }
 
     /// A checkpoint, written collectively: every rank's data position (and under ZeRO-1 every rank's
@@ -327,13 +419,23 @@ public final class Trainer {
         return source
     }
 
-    /// Chat shards (with loss masks) are for `training.objective: sft` and SFT needs them.
+    /// Chat shards (with loss masks) are for SFT and preference objectives, and they need them;
+    /// preference objectives need shards of pairs, which SFT refuses.
     static func checkObjective(_ objective: TrainingObjective, shards: [TokenShard], key: String) throws {
         if objective == .sft, let s = shards.first(where: { !$0.hasLossMask }) {
             throw ConfigError.invalidValue(key: key, reason: "\(s.path) has no loss mask; SFT trains on chat shards from `smol data prepare FILE.jsonl --format chat --tokenizer MODEL`")
         }
+        for s in shards where objective.usesChatData {
+            let pairs = DataManifest.find(forShard: s.path)?.1.chat?.pairs != nil
+            if objective.preference != nil && (!s.hasLossMask || !pairs) {
+                throw ConfigError.invalidValue(key: key, reason: "\(s.path) holds no preference pairs; training.objective: \(objective.rawValue) trains on shards from `smol data prepare FILE.jsonl --format preference --tokenizer MODEL`")
+            }
+            if objective == .sft && pairs {
+                throw ConfigError.invalidValue(key: key, reason: "\(s.path) holds preference pairs (chosen and rejected); SFT on them would learn the rejected completions too. Set training.objective: dpo, apo_zero or apo_down")
+            }
+        }
         if objective == .pretrain, let s = shards.first(where: \.hasLossMask) {
-            throw ConfigError.invalidValue(key: key, reason: "\(s.path) holds conversations with loss masks; set training.objective: sft to train on them")
+            throw ConfigError.invalidValue(key: key, reason: "\(s.path) holds conversations with loss masks; set training.objective: sft (or dpo, apo_zero, apo_down for preference pairs) to train on them")
         }
     }
 
@@ -342,7 +444,7 @@ public final class Trainer {
     /// drop what the guard checked), and what the prepare found is reported and recorded.
     static func checkChatData(paths: [String], template: String?, key: String) throws -> [(path: String, report: ChatDataReport)] {
         guard let template else {
-            throw ConfigError.invalidValue(key: "model.init_from", reason: "SFT needs the model's chat template, and the model has none")
+            throw ConfigError.invalidValue(key: "model.init_from", reason: "chat data need the model's chat template, and the model has none")
         }
         let mine = ChatDataReport.templateHash(template)
         var out: [(String, ChatDataReport)] = []
@@ -391,7 +493,12 @@ public final class Trainer {
     }
 
     func evaluate(_ validation: TrainingSequences) throws -> Double? {
-        let mb = config.training.microBatch
+        if let objective = step.preference {
+            let stats = try evaluatePreference(validation, objective: objective.objective, beta: objective.beta)
+            lastEvalPreference = stats
+            return stats.pairs > 0 ? stats.loss / stats.pairs : nil
+        }
+        let mb = stage.microBatch
         // Windows spread evenly over the held-out set, so with several sources every one is in it
         // (the first eval_batches × micro_batch windows would all come from the first source).
         let n = min(validation.count, config.training.evalBatches * mb)
@@ -416,6 +523,28 @@ public final class Trainer {
         return weight > 0 ? total / weight : nil
     }
 
+    /// The held-out pairs' preference figures of the last evaluation.
+    var lastEvalPreference: PreferenceStats?
+
+    /// Scores the held-out pairs (data parallel: rank r takes chunks r, r + W, …).
+    func evaluatePreference(_ validation: TrainingSequences, objective: PreferenceObjective, beta: Double) throws -> PreferenceStats {
+        let mb = stage.microBatch
+        // eval_batches × micro_batch pairs, spread evenly over the held-out set.
+        let n = min(validation.count, config.training.evalBatches * mb)
+        let pairs = (0..<n).map { $0 * validation.count / max(n, 1) }
+        var stats = PreferenceStats()
+        for (k, i) in stride(from: 0, to: n, by: mb).enumerated() where k % collectives.size == collectives.rank {
+            var chunk = Array(pairs[i..<min(i + mb, n)])
+            let real = chunk.count
+            while chunk.count < mb { chunk.append(chunk[0]) }
+            var b = validation.batch(windows: chunk)
+            for k in (real * b.seqLen)..<(mb * b.seqLen) { b.targets[k] = -1 }
+            let losses = try model.tokenLosses(b)
+            stats = stats + losses.withUnsafeBufferPointer { PreferenceBatch.score($0, batch: b, objective: objective, beta: beta) }
+        }
+        return try stats.allReduced(collectives)
+    }
+
     public func run() throws -> TrainSummary {
         let t = config.training
         let total = t.totalSteps
@@ -425,7 +554,7 @@ public final class Trainer {
         else { peak = PeakProbe.gemmGflops(); peakSource = "measured by a 2048³ sgemm probe" }
         report(.info(String(format: "model: %@ parameters; %.1f MFLOP per token; peak %.1f GFLOP/s (%@)",
                             formatCount(config.model.parameterCount), flopsPerToken / 1e6, peak, peakSource)))
-        let accumulation = t.accumulationSteps(dataParallel: dataParallel)
+        var accumulation = t.accumulationSteps(dataParallel: dataParallel, stage: stage)
         for (path, chat) in chatData {
             report(.info(String(format: "chat data %@: %d conversations, %.1f%% with a system message, %d loss tokens of %d; guard: %@; default system prompt injected in %d",
                                 path, chat.conversations, chat.systemShare * 100, chat.lossTokens, chat.tokens,
@@ -440,7 +569,7 @@ public final class Trainer {
             report(.info(String(format: "sft: %d conversations packed into %d rows of %d tokens (best-fit decreasing, %.1f%% filled), %d truncated to seq_len + 1, in %.1f ms",
                                 n, rows, t.seqLen, eff * 100, packed.reduce(0) { $0 + $1.truncated }, packed.reduce(0) { $0 + $1.packingSeconds } * 1000)))
         }
-        report(.info("data: \(trainLoader.sources.map(\.count).reduce(0, +)) training windows in \(trainLoader.sources.count) source(s), \(validation.count) validation windows of \(t.seqLen) tokens; \(accumulation) micro-batch(es) of \(t.microBatch) per step per rank"))
+        report(.info("data: \(trainLoader.sources.map(\.count).reduce(0, +)) training windows in \(trainLoader.sources.count) source(s), \(validation.count) validation windows of \(stage.seqLen) tokens; \(accumulation) micro-batch(es) of \(stage.microBatch) per step per rank"))
         if collectives.size > 1 {
             report(.info("parallel: world \(collectives.size) = dp \(dataParallel) × tp \(config.parallel.tp), ZeRO-\(config.parallel.zero)"))
         }
@@ -461,9 +590,14 @@ public final class Trainer {
             throw ConfigError.invalidValue(key: "baseline.run", reason: "the baseline run's curve was not loaded (it comes from the run store)")
         }
         var guardian = config.baseline.flatMap { b in baselineCurve.map { BaselineGuard(config: b, curve: $0) } }
-        model.prepare(batch: t.microBatch, seqLen: t.seqLen, training: true)
+        model.prepare(batch: stage.microBatch, seqLen: stage.seqLen, training: true)
 
         while state.step < total {
+            let dueStage = config.training.stageIndex(ropeTheta: config.model.ropeTheta, atTokens: state.tokensSeen)
+            if dueStage > stageIndex {
+                try enterStage(dueStage)
+                accumulation = t.accumulationSteps(dataParallel: dataParallel, stage: stage)
+            }
             let stepStart = Date()
             // The drill corrupts the data of a step once: after a rollback skips it, it is gone.
             let drill = config.stability.corruptBatchAt.contains(state.step + 1) && drilled.insert(state.step + 1).inserted
@@ -530,10 +664,11 @@ public final class Trainer {
                 if firstLoss == nil { firstLoss = loss }
                 lastLoss = loss
                 let tps = Double(t.batchTokens) / avg
-                let m = StepMetrics(step: state.step, tokens: state.tokensSeen, loss: loss, gradNorm: norm, lr: lr,
+                var m = StepMetrics(step: state.step, tokens: state.tokensSeen, loss: loss, gradNorm: norm, lr: lr,
                                     tokensPerSecond: tps, mfu: tps * flopsPerToken / (peak * 1e9),
                                     etaSeconds: avg * Double(total - state.step),
                                     elapsedSeconds: elapsedBefore + Date().timeIntervalSince(runStart))
+                if step.preference != nil { m.preference = step.preferenceStats.metrics }
                 try metrics?.append(m)
                 report(.step(m))
             }
@@ -541,6 +676,7 @@ public final class Trainer {
             if t.evalEvery > 0 && (state.step % t.evalEvery == 0 || state.step == total), let v = try evaluate() {
                 lastVal = v
                 var e = EvalMetrics(step: state.step, tokens: state.tokensSeen, valLoss: v)
+                e.preference = lastEvalPreference?.metrics
                 if !sourceValidation.isEmpty { e.sourceValLoss = try evaluateSources() }
                 for a in trainLoader.accounting {
                     e.sourceTokens[a.name] = a.tokens

@@ -20,6 +20,7 @@ struct BenchCommand: ParsableCommand {
             Examples:
               smol bench train
               smol bench train --shape tiny --steps 5 --json
+              smol bench train --shape smollm2-135m --objective dpo   (beside --objective sft: bench/preference_bench.py)
             """)
 
         @Option(help: "Shape to run: tiny, smollm2-135m, or all.") var shape: String = "all"
@@ -28,6 +29,7 @@ struct BenchCommand: ParsableCommand {
         @Flag(help: "One JSON object per shape.") var json = false
         @Flag(help: .hidden) var inProcess = false
         @Option(help: "Under mpirun: ZeRO stage of the data-parallel step (0 or 1).") var zero: Int = 0
+        @Option(help: "Objective of the step: pretrain, or sft, dpo, apo_zero, apo_down on rows of two documents (a pair).") var objective: TrainingObjective = .pretrain
 
         /// Under mpirun: every rank runs the shape data-parallel; rank 0 prints per-rank and total tokens/s.
         func runDataParallel(_ comm: Communicator, peak: Double) throws {
@@ -68,7 +70,7 @@ struct BenchCommand: ParsableCommand {
                     return
                 }
                 if inProcess {
-                    var r = try TrainBenchmark.run(TrainBenchmark.shapes.first { $0.name == chosen[0] }!, steps: steps, peakGflops: peak)
+                    var r = try TrainBenchmark.run(TrainBenchmark.shapes.first { $0.name == chosen[0] }!, steps: steps, peakGflops: peak, objective: objective)
                     r.peakRssBytes = peakResidentBytes()
                     printJSON(r)
                     if Profiler.enabled { FileHandle.standardError.write(Data("profile of \(r.name) (all steps):\n\(Profiler.report())\n".utf8)) }
@@ -83,7 +85,7 @@ struct BenchCommand: ParsableCommand {
                 for name in chosen {
                     let p = Process()
                     p.executableURL = URL(fileURLWithPath: CommandLine.arguments[0].contains("/") ? CommandLine.arguments[0] : "/proc/self/exe")
-                    p.arguments = ["bench", "train", "--shape", name, "--steps", String(steps), "--peak-gflops", String(peak), "--in-process"]
+                    p.arguments = ["bench", "train", "--shape", name, "--steps", String(steps), "--peak-gflops", String(peak), "--objective", objective.rawValue, "--in-process"]
                     let pipe = Pipe()
                     p.standardOutput = pipe
                     try p.run()
@@ -98,7 +100,8 @@ struct BenchCommand: ParsableCommand {
                               + "\(r.batch)×\(r.seqLen)".padding(toLength: 12, withPad: " ", startingAt: 0)
                               + formatCount(r.parameters).padding(toLength: 11, withPad: " ", startingAt: 0)
                               + String(format: "%8.1f   %8.1f        %5.1f%%  %.2f GB",
-                                       r.tokensPerSecond, r.modelGflops, r.mfu * 100, Double(r.peakRssBytes) / 1e9))
+                                       r.tokensPerSecond, r.modelGflops, r.mfu * 100, Double(r.peakRssBytes) / 1e9)
+                              + (r.referenceSecondsPerStep.map { String(format: "  (reference: %.3f s per step's pairs, once)", $0) } ?? ""))
                     }
                     fflush(stdout)
                 }
@@ -106,3 +109,5 @@ struct BenchCommand: ParsableCommand {
         }
     }
 }
+
+extension TrainingObjective: ExpressibleByArgument {}

@@ -6,7 +6,7 @@ import SmolWeights
 import SmolHub
 import SmolJinja
 
-enum DataFormat: String, ExpressibleByArgument, CaseIterable { case text, chat }
+enum DataFormat: String, ExpressibleByArgument, CaseIterable { case text, chat, preference }
 enum TrainOn: String, ExpressibleByArgument, CaseIterable { case assistant, all }
 enum Overflow: String, ExpressibleByArgument, CaseIterable { case truncate, drop }
 
@@ -41,9 +41,17 @@ struct DataCommand: ParsableCommand {
             counts, and the packing efficiency at --seq-len (best-fit decreasing); longer conversations are
             truncated or dropped (--overflow).
 
+            --format preference reads JSONL pairs as trl does: "prompt" (a string, one user message, or a
+            list of messages) or "messages", with "chosen" and "rejected" (a string, one assistant message, or
+            a list of messages). Each pair is rendered twice through the chat template, chosen then rejected,
+            with loss on the completion only, for training.objective dpo, apo_zero or apo_down. Pairs whose two
+            conversations do not fit together in --seq-len positions are dropped; records missing chosen or
+            rejected, prompt-only, or with identical completions are counted by reason with file:line.
+
             Examples:
               smol data prepare data/corpus/prose.txt --out data/shards/prose.bin
               smol data prepare sft.jsonl --format chat --tokenizer SmolLM2-135M-Instruct.Q4_1.gguf --out data/sft.bin
+              smol data prepare pairs.jsonl --format preference --tokenizer SmolLM2-135M-Instruct.Q4_1.gguf --out data/dpo.bin
               smol data prepare 'web/*.jsonl' --tokenizer tokenizer.json --out data/shards --name web --json
             """)
 
@@ -60,7 +68,7 @@ struct DataCommand: ParsableCommand {
         @Flag(help: "Do not end documents with the end-of-text token.") var noEos = false
         @Option(help: "End-of-text token (default: <|endoftext|>, <|end_of_text|> or </s>, whichever exists).") var eosToken: String?
         @Option(help: "BOS token (default: <|begin_of_text|>, <s> or <|im_start|>, whichever exists).") var bosToken: String?
-        @Option(help: "Input format: text (documents) or chat (JSONL conversations for SFT).") var format: DataFormat = .text
+        @Option(help: "Input format: text (documents), chat (JSONL conversations for SFT) or preference (JSONL prompt/chosen/rejected pairs for DPO and APO).") var format: DataFormat = .text
         @Option(help: "Chat: which tokens carry loss: assistant (content and end-of-turn) or all.") var trainOn: TrainOn = .assistant
         @Option(help: "Chat: a Jinja chat template file used instead of the model's.") var chatTemplate: String?
         @Option(help: "Chat: the training sequence length, for packing and overflow.") var seqLen: Int = 2048
@@ -73,9 +81,12 @@ struct DataCommand: ParsableCommand {
         func validate() throws {
             guard shardTokens > 0, minBytes >= 0 else { throw ValidationError("--shard-tokens must be positive and --min-bytes non-negative") }
             guard seqLen > 0 else { throw ValidationError("--seq-len must be positive") }
-            if format == .chat && tokenizer == nil { throw ValidationError("--format chat needs --tokenizer MODEL (its chat template and tokenizer)") }
+            if format != .text && tokenizer == nil { throw ValidationError("--format \(format.rawValue) needs --tokenizer MODEL (its chat template and tokenizer)") }
             if format == .text && (chatTemplate != nil || allowSystemMismatch || trainOn != .assistant) {
-                throw ValidationError("--chat-template, --train-on and --allow-system-mismatch apply to --format chat")
+                throw ValidationError("--chat-template, --train-on and --allow-system-mismatch apply to --format chat or preference")
+            }
+            if format == .preference && (trainOn != .assistant || overflow != .truncate) {
+                throw ValidationError("--format preference puts loss on the completions only, and drops (counts) pairs over --seq-len: --train-on and --overflow do not apply")
             }
         }
 
@@ -93,7 +104,7 @@ struct DataCommand: ParsableCommand {
                 let dir = prefix.lastIndex(of: "/").map { String(prefix[..<$0]) } ?? ""
                 if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
 
-                if format == .chat { return try prepareChat(files: files, prefix: prefix, single: single, sourceName: sourceName, manifestPath: manifestPath) }
+                if format != .text { return try prepareChat(files: files, prefix: prefix, single: single, sourceName: sourceName, manifestPath: manifestPath) }
                 var prep: DataPreparation, manifest: DataManifest
                 if let tokenizer {
                     let t = try loadTokenizer(tokenizer)
@@ -157,15 +168,23 @@ struct DataCommand: ParsableCommand {
             var prep = ChatPreparation(masker: ChatMasker(template: template, tokenizer: model.tokenizer, trainOnAll: trainOn == .all))
             prep.seqLen = seqLen; prep.dropOverflow = overflow == .drop; prep.strict = strict
             prep.allowSystemMismatch = allowSystemMismatch; prep.shardTokens = shardTokens
+            prep.preference = format == .preference
             let manifest = DataManifest(source: sourceName, inputs: files, tokenizer: tokenizer!,
                                         tokenizerHash: try DataManifest.tokenizerHash(of: model.tokenizer), vocabSize: model.tokenizer.vocabSize)
             let m = try prep.run(files: files, prefix: prefix, single: single, manifest: manifest)
             if json { return printJSON(m) }
             let c = m.chat!
-            print(String(format: "%@: %d conversations (%.1f%% with a system message), %d tokens, %d carrying loss, in %d shard(s); manifest %@",
-                         sourceName, c.conversations, c.systemShare * 100, c.tokens, c.lossTokens, m.shards.count, manifestPath))
-            print(String(format: "  packing at seq_len %d: %d rows, %.1f%% filled; %d truncated, %d dropped", c.packing.seqLen, c.packing.sequences,
-                         c.packing.efficiency * 100, c.packing.truncated, c.packing.dropped))
+            if let pairs = c.pairs {
+                print(String(format: "%@: %d preference pairs (%.1f%% with a system message), %d tokens, %d carrying loss, in %d shard(s); manifest %@",
+                             sourceName, pairs, c.systemShare * 100, c.tokens, c.lossTokens, m.shards.count, manifestPath))
+                print(String(format: "  one pair per row of seq_len %d: %.1f%% filled; %d pair(s) over it dropped", c.packing.seqLen,
+                             c.packing.efficiency * 100, c.packing.dropped))
+            } else {
+                print(String(format: "%@: %d conversations (%.1f%% with a system message), %d tokens, %d carrying loss, in %d shard(s); manifest %@",
+                             sourceName, c.conversations, c.systemShare * 100, c.tokens, c.lossTokens, m.shards.count, manifestPath))
+                print(String(format: "  packing at seq_len %d: %d rows, %.1f%% filled; %d truncated, %d dropped", c.packing.seqLen, c.packing.sequences,
+                             c.packing.efficiency * 100, c.packing.truncated, c.packing.dropped))
+            }
             if let d = c.defaultSystemPrompt, c.defaultSystemInjected.total > 0 {
                 print("  the template injected its default system prompt into \(c.defaultSystemInjected.total) conversation(s) without one: \"\(d.prefix(100))\"")
             }

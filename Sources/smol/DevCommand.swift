@@ -75,6 +75,11 @@ struct DevCommand: ParsableCommand {
             let document_start: [Int32]?
             let optimizer: OptimizerConfig
             let lrs: [Double]
+            /// A preference objective: each row is a pair (chosen from position 0, rejected as the
+            /// second document), with the reference's log-probs, 2 per row.
+            let objective: PreferenceObjective?
+            let beta: Double?
+            let reference_logps: [Double]?
         }
 
         func run() throws {
@@ -97,12 +102,18 @@ struct DevCommand: ParsableCommand {
                 let rows = s.batch / perStep, n = rows * s.seq_len
                 guard rows * perStep == s.batch else { throw CLIError(message: "\(spec): batch \(s.batch) is not a multiple of micro_batches \(perStep)") }
                 let microBatches = (0..<perStep).map { k in
-                    TokenBatch(batch: rows, seqLen: s.seq_len, tokens: Array(s.tokens[k * n ..< (k + 1) * n]),
-                               targets: Array(s.targets[k * n ..< (k + 1) * n]), documentStart: s.document_start.map { Array($0[k * n ..< (k + 1) * n]) })
+                    var b = TokenBatch(batch: rows, seqLen: s.seq_len, tokens: Array(s.tokens[k * n ..< (k + 1) * n]),
+                                       targets: Array(s.targets[k * n ..< (k + 1) * n]), documentStart: s.document_start.map { Array($0[k * n ..< (k + 1) * n]) })
+                    b.referenceLogProbs = s.reference_logps.map { Array($0[2 * rows * k ..< 2 * rows * (k + 1)]) }
+                    return b
+                }
+                if s.objective != nil && (s.reference_logps?.count != 2 * s.batch || s.document_start == nil) {
+                    throw CLIError(message: "\(spec): a preference objective needs reference_logps (2 per row) and document_start")
                 }
                 var logits = s.skip_logits == true ? [] : try model.logits(TokenBatch(batch: s.batch, seqLen: s.seq_len, tokens: s.tokens,
                                                                                      targets: s.targets, documentStart: s.document_start))
                 let step = TrainStep(model: model, optimizer: AdamW(config: s.optimizer, parameters: model.parameters))
+                if let objective = s.objective { step.preference = (objective, s.beta ?? 0.1) }
                 var losses: [Double] = [], norms: [Double] = []
                 for (i, lr) in s.lrs.enumerated() {
                     let (loss, _) = try step.computeGradients(microBatches)

@@ -136,13 +136,15 @@ struct TrainCommand: ParsableCommand {
             case .info(let s): if !json { print(s) } else { FileHandle.standardError.write(Data((s + "\n").utf8)) }
             case .step(let m):
                 if json { printJSON(m); return }
-                let line = String(format: "step %5d/%d | loss %.4f | gnorm %.3f | lr %.2e | %.0f tok/s | MFU %.1f%% | ETA %@",
+                var line = String(format: "step %5d/%d | loss %.4f | gnorm %.3f | lr %.2e | %.0f tok/s | MFU %.1f%% | ETA %@",
                                   m.step, cfg.training.totalSteps, m.loss, m.gradNorm, m.lr, m.tokensPerSecond,
                                   m.mfu * 100, formatDuration(m.etaSeconds))
+                if let p = m.preference { line += Self.preferenceSummary(p) }
                 if live { FileHandle.standardError.write(Data("\r\u{1B}[K\(line)".utf8)) } else { print(line) }
             case .eval(let e):
                 if json { printJSON(e); return }
-                var line = String(format: "eval  step %5d | val_loss %.4f (ppl %.2f)", e.step, e.valLoss, exp(e.valLoss))
+                var line = e.preference.map { String(format: "eval  step %5d | held-out pair loss %.4f", e.step, e.valLoss) + Self.preferenceSummary($0) }
+                    ?? String(format: "eval  step %5d | val_loss %.4f (ppl %.2f)", e.step, e.valLoss, exp(e.valLoss))
                 for (k, v) in (e.tasks ?? [:]).sorted(by: { $0.key < $1.key }) where !k.hasSuffix("_stderr") {
                     line += " | \(k) " + String(format: "%.4f ± %.4f", v, e.tasks?[k + "_stderr"] ?? 0)
                 }
@@ -245,6 +247,12 @@ struct TrainCommand: ParsableCommand {
         printSummary(summary, config: cfg, dir: dir)
     }
 
+    /// A preference step's or evaluation's pairs, as trl names them.
+    static func preferenceSummary(_ p: [String: Double]) -> String {
+        String(format: " | accuracy %.3f | margin %.3f (chosen %.3f, rejected %.3f)", p["rewards/accuracies"] ?? 0,
+               p["rewards/margins"] ?? 0, p["rewards/chosen"] ?? 0, p["rewards/rejected"] ?? 0)
+    }
+
     func printSummary(_ s: TrainSummary, config: TrainConfig, dir: String) {
         let vocab = config.model.vocabSize
         print("── summary ──")
@@ -253,7 +261,10 @@ struct TrainCommand: ParsableCommand {
         if let f = s.firstLoss, let l = s.finalLoss {
             print(String(format: "train loss      %.4f → %.4f   (ln(vocab %d) = %.4f)", f, l, vocab, log(Double(vocab))))
         }
-        if let v = s.finalValLoss { print(String(format: "val loss        %.4f (%.3f bits/token)", v, v / log(2))) }
+        if let v = s.finalValLoss {
+            if config.training.objective.preference != nil { print(String(format: "held-out loss   %.4f (mean over pairs)", v)) }
+            else { print(String(format: "val loss        %.4f (%.3f bits/token)", v, v / log(2))) }
+        }
         print(String(format: "time            %@ at %.0f tokens/s, MFU %.1f%% of %.1f GFLOP/s (%@)",
                      formatDuration(s.seconds), s.tokensPerSecond, s.mfu * 100, s.peakGflops, s.peakSource))
         print("metrics         \(dir)/metrics.jsonl")
