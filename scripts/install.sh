@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what SmolTrain needs on Debian (OpenBLAS, Open MPI, SQLite, pkg-config; NumPy, pytest and the
+# Installs what SmolTrain needs on Debian (OpenBLAS, Open MPI, SQLite, zlib, zstd, pkg-config; NumPy, pytest and the
 # test references from PyPI, transformers and torch among them)
 # and builds `smol` in release mode. Safe to run again.
 set -euo pipefail
@@ -7,11 +7,11 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
-if ! dpkg -s libopenblas-dev pkg-config libopenmpi-dev openmpi-bin libsqlite3-dev chromium g++ >/dev/null 2>&1; then
+if ! dpkg -s libopenblas-dev pkg-config libopenmpi-dev openmpi-bin libsqlite3-dev zlib1g-dev libzstd-dev chromium g++ >/dev/null 2>&1; then
   $SUDO apt-get update -q
-  $SUDO apt-get install -y -q --no-install-recommends libopenblas-dev pkg-config libopenmpi-dev openmpi-bin libsqlite3-dev chromium g++
+  $SUDO apt-get install -y -q --no-install-recommends libopenblas-dev pkg-config libopenmpi-dev openmpi-bin libsqlite3-dev zlib1g-dev libzstd-dev chromium g++
 fi
-python3 -m pip install -q --disable-pip-version-check numpy scipy pytest pyyaml tokenizers gguf jinja2 openai datasketch
+python3 -m pip install -q --disable-pip-version-check numpy scipy pytest pyyaml tokenizers gguf jinja2 openai datasketch zstandard
 # The architectures and exports are checked against transformers itself (PyPI's torch wheel also
 # brings its CUDA libraries, about 3 GB; nothing here runs on a GPU).
 python3 -m pip install -q --disable-pip-version-check torch transformers

@@ -259,16 +259,16 @@ public struct ChatPreparation {
 
         return try writer.write {
             for file in files {
-                guard let data = FileManager.default.contents(atPath: file) else { throw CorpusError(message: "\(file): cannot read") }
-                guard let text = String(data: data, encoding: .utf8) else {
-                    if strict { throw CorpusError(message: "\(file): invalid UTF-8") }
-                    m.rejected.add("invalid_utf8", at: file); continue
-                }
                 var lineNumber = 0
-                for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+                try CorpusReader.records(try CorpusInputStream(path: file), delimiter: [0x0A]) { raw in
                     lineNumber += 1
-                    if line.allSatisfy({ $0 == " " || $0 == "\t" || $0 == "\r" }) { continue }
                     let location = "\(file):\(lineNumber)"
+                    if raw.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { return }
+                    guard let text = String(validating: raw.last == 0x0D ? raw.dropLast() : raw, as: UTF8.self) else {
+                        if strict { throw CorpusError(message: "\(location): invalid UTF-8") }
+                        m.rejected.add("invalid_utf8", at: location); return
+                    }
+                    let line = text[...]
                     switch preference ? ChatPreparation.parsePreference(line, location: location) : ChatPreparation.parse(line, location: location) {
                     case let .failure(e):
                         if strict { throw CorpusError(message: "\(location): \(e.message)") }

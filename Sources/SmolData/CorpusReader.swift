@@ -52,6 +52,12 @@ public struct CorpusReader {
     public var strict = false
     public init() {}
 
+    /// .txt and .jsonl files, plain or compressed (.gz, .zst).
+    public static func isCorpusFile(_ path: String) -> Bool {
+        let name = CorpusInputStream.innerName(path)
+        return name.hasSuffix(".txt") || name.hasSuffix(".jsonl")
+    }
+
     /// The files named by `inputs`: files as given, directories walked for .txt/.jsonl files, and
     /// glob patterns expanded; sorted within each input so the order is reproducible.
     public static func expand(_ inputs: [String]) throws -> [String] {
@@ -67,18 +73,17 @@ public struct CorpusReader {
             guard FileManager.default.fileExists(atPath: input, isDirectory: &isDir) else { throw CorpusError(message: "\(input): no such file or directory") }
             if isDir.boolValue {
                 let files = (FileManager.default.enumerator(atPath: input)?.allObjects as? [String] ?? [])
-                    .filter { $0.hasSuffix(".txt") || $0.hasSuffix(".jsonl") }.sorted()
-                if files.isEmpty { throw CorpusError(message: "\(input): directory holds no .txt or .jsonl file") }
+                    .filter { CorpusReader.isCorpusFile($0) }.sorted()
+                if files.isEmpty { throw CorpusError(message: "\(input): directory holds no .txt or .jsonl file (plain, .gz or .zst)") }
                 out += files.map { (input as NSString).appendingPathComponent($0) }
             } else { out.append(input) }
         }
         return out
     }
 
-    /// Calls `body` with each accepted document of `file`, in order.
+    /// Calls `body` with each accepted document of `file`, in order. The file is read in bounded
+    /// chunks (decompressed when it ends in .gz or .zst), so memory does not grow with its size.
     public func read(file: String, rejections: inout Rejections, _ body: (RawDocument) throws -> Void) throws {
-        guard let data = FileManager.default.contents(atPath: file) else { throw CorpusError(message: "\(file): cannot read file") }
-        let bytes = [UInt8](data)
         func reject(_ reason: String, line: Int) throws {
             if strict { throw CorpusError(message: "\(file):\(line): \(reason)") }
             rejections.add(reason, at: "\(file):\(line)")
@@ -88,49 +93,48 @@ public struct CorpusReader {
                 try reject(text.allSatisfy(\.isWhitespace) ? "empty document" : "shorter than \(minBytes) bytes", line: line)
             } else { try body(RawDocument(text: text, location: "\(file):\(line)")) }
         }
-        if file.hasSuffix(".jsonl") {
+        let input = try CorpusInputStream(path: file)
+        let name = CorpusInputStream.innerName(file)
+        if name.hasSuffix(".jsonl") {
             var line = 0
-            for raw in split(bytes, on: [0x0A]) {
+            try CorpusReader.records(input, delimiter: [0x0A]) { raw in
                 line += 1
-                let record = raw.last == 0x0D ? raw.dropLast() : raw[...]
-                if record.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { try reject("blank line", line: line); continue }
-                guard let text = String(validating: record, as: UTF8.self) else { try reject("invalid UTF-8", line: line); continue }
-                guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) else { try reject("malformed JSON", line: line); continue }
-                guard let dict = object as? [String: Any], let field = dict[textField] else { try reject("missing text field '\(textField)'", line: line); continue }
-                guard let value = field as? String else { try reject("text field '\(textField)' is not a string", line: line); continue }
+                let record = raw.last == 0x0D ? raw.dropLast() : raw
+                if record.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { try reject("blank line", line: line); return }
+                guard let text = String(validating: record, as: UTF8.self) else { try reject("invalid UTF-8", line: line); return }
+                guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) else { try reject("malformed JSON", line: line); return }
+                guard let dict = object as? [String: Any], let field = dict[textField] else { try reject("missing text field '\(textField)'", line: line); return }
+                guard let value = field as? String else { try reject("text field '\(textField)' is not a string", line: line); return }
                 try accept(value, line: line)
             }
             return
         }
         switch textSplit {
         case .wholeFile:
+            var bytes: [UInt8] = []
+            while case let chunk = try input.read(), !chunk.isEmpty { bytes += chunk }
             guard let text = String(validating: bytes, as: UTF8.self) else { try reject("invalid UTF-8", line: 1); return }
             try accept(text, line: 1)
         case .blankLines, .delimiter:
             let delimiter: [UInt8]
             if case let .delimiter(d) = textSplit { delimiter = Array(d.utf8) } else { delimiter = [0x0A, 0x0A] }
+            let delimiterLines = delimiter.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
             var line = 1
-            for block in split(bytes, on: delimiter) {
+            try CorpusReader.records(input, delimiter: delimiter) { block in
                 let startLine = line + block.prefix { $0 == 0x0A }.count
-                line += block.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) } + delimiter.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
+                line += block.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) } + delimiterLines
                 let trimmed = block.drop { $0 == 0x0A || $0 == 0x0D }.reversed().drop { $0 == 0x0A || $0 == 0x0D }.reversed()
-                if trimmed.isEmpty { continue }   // runs of blank lines separate documents; they are not documents
-                guard let text = String(validating: Array(trimmed), as: UTF8.self) else { try reject("invalid UTF-8", line: startLine); continue }
+                if trimmed.isEmpty { return }   // runs of blank lines separate documents; they are not documents
+                guard let text = String(validating: Array(trimmed), as: UTF8.self) else { try reject("invalid UTF-8", line: startLine); return }
                 try accept(text, line: startLine)
             }
         }
     }
 
-    /// Splits bytes at each occurrence of `delimiter` (which is dropped); the last part may be empty.
-    func split(_ bytes: [UInt8], on delimiter: [UInt8]) -> [ArraySlice<UInt8>] {
-        var parts: [ArraySlice<UInt8>] = [], start = 0, i = 0
-        let n = bytes.count, d = delimiter.count
-        while i + d <= n {
-            if bytes[i] == delimiter[0] && bytes[i..<(i + d)].elementsEqual(delimiter) {
-                parts.append(bytes[start..<i]); i += d; start = i
-            } else { i += 1 }
-        }
-        if start < n || parts.isEmpty { parts.append(bytes[start..<n]) }
-        return parts
+    /// Every record of `input` split at `delimiter`, streamed chunk by chunk.
+    public static func records(_ input: CorpusInputStream, delimiter: [UInt8], _ body: (ArraySlice<UInt8>) throws -> Void) throws {
+        var splitter = RecordSplitter(delimiter: delimiter)
+        while case let chunk = try input.read(), !chunk.isEmpty { try splitter.feed(chunk, body) }
+        try splitter.finish(body)
     }
 }

@@ -135,12 +135,13 @@ public struct DataPreparation {
     }
 }
 
-/// Shards of at most `shardTokens` tokens (or exactly one, `prefix`.bin, when `single`), written as
-/// documents arrive. They stay ".partial" until the whole set is written, so a killed prepare
-/// leaves nothing that a "*.bin" glob would pick up as a complete dataset; the manifest comes last.
+/// Shards of at most `shardTokens` tokens (or exactly one, `prefix`.bin, when `single`), streamed to
+/// disk as documents arrive (memory: one shard's document starts). They stay ".partial" until the
+/// whole set is written, so a killed prepare leaves nothing that a "*.bin" glob would pick up as a
+/// complete dataset; the manifest comes last.
 public final class ShardSetWriter {
     let prefix: String, single: Bool, shardTokens: Int, vocabSize: Int
-    private var documents: [[Int32]] = [], masks: [[UInt8]] = [], tokens = 0
+    private var current: ShardStreamWriter?
     private var written: [String] = []
     private var shards: [DataManifest.Shard] = []
 
@@ -152,18 +153,20 @@ public final class ShardSetWriter {
 
     /// Adds a document, with its loss mask for a chat shard (all documents have one, or none).
     public func add(_ document: [Int32], lossMask: [UInt8]? = nil) throws {
-        if !single && tokens > 0 && tokens + document.count > shardTokens { try flush() }
-        documents.append(document); tokens += document.count
-        if let lossMask { masks.append(lossMask) }
+        if let c = current, !single, c.tokens > 0, c.tokens + document.count > shardTokens { try flush() }
+        if current == nil {
+            let path = single ? prefix + ".bin" : prefix + String(format: "-%05d.bin", shards.count)
+            written.append(path)
+            current = try ShardStreamWriter(path: path + ".partial", vocabSize: vocabSize, masked: lossMask != nil)
+        }
+        try current!.add(document, lossMask: lossMask)
     }
 
     private func flush() throws {
-        guard !documents.isEmpty else { return }
-        let path = single ? prefix + ".bin" : prefix + String(format: "-%05d.bin", shards.count)
-        try TokenShard.write(documents: documents, lossMasks: masks.isEmpty ? nil : masks, vocabSize: vocabSize, to: path + ".partial")
-        written.append(path)
-        shards.append(.init(path: (path as NSString).lastPathComponent, documents: documents.count, tokens: tokens))
-        documents.removeAll(); masks.removeAll(); tokens = 0
+        guard let c = current else { return }
+        try c.close()
+        current = nil
+        shards.append(.init(path: (written.last! as NSString).lastPathComponent, documents: c.documents, tokens: c.tokens))
     }
 
     /// Runs `body` (which adds the documents), then writes the last shard, renames every shard into
@@ -200,5 +203,8 @@ public final class ShardSetWriter {
     }
 
     /// Removes every shard written so far (after a failure).
-    func removeWritten() { for p in written { unlink(p + ".partial"); unlink(p) } }
+    func removeWritten() {
+        current = nil
+        for p in written { unlink(p + ".partial"); unlink(p + ".partial.mask"); unlink(p) }
+    }
 }

@@ -1,0 +1,112 @@
+"""`smol data prepare` streams its inputs: records cut across read chunks of any size come out as
+Python splits the whole file; .gz and .zst inputs (written here by Python's gzip and the
+`zstandard` package) give the bytes of the plain file's shards; corrupt or truncated archives are
+errors naming the file and offset; and peak memory does not grow with the input."""
+import gzip
+import json
+import os
+import subprocess
+
+import pytest
+
+from conftest import smol_binary
+from test_data import read_shard
+
+EOS = 256     # the byte-level tokenizer's end of text
+
+
+def blank_line_documents(raw):
+    """The .txt rule: blocks between blank lines, their surrounding newlines dropped, empty ones skipped."""
+    return [b.strip(b"\r\n") for b in raw.split(b"\n\n") if b.strip(b"\r\n")]
+
+
+TXT = (b"\n\nfirst block\nstill first\n\n\n\nsecond \xc3\xa9 block\r\n\r\n\n\nthird\n\n" + b"x" * 40 + b"\n\nlast, no newline")
+DELIMITED = b"one<|endoftext|>two two<|endoftext|><|endoftext|>three<|endo" + b"ftext|>four"
+JSONL = (b'{"text": "a"}\r\n\n{"text": "b\\u00e9"}\n' + b'{"text": "caf\xe9"}\n' + b'{"text": "' + b"y" * 50 + b'"}\n{"text": "end"}')
+
+
+@pytest.mark.parametrize("chunk", ["1", "2", "3", "7", "64", None])
+def test_records_cut_across_chunks_come_out_as_python_splits_the_file(smol, tmp_path, chunk):
+    env = {"SMOL_READ_CHUNK_BYTES": chunk} if chunk else None
+    (tmp_path / "a.txt").write_bytes(TXT)
+    (tmp_path / "d.txt").write_bytes(DELIMITED)
+    (tmp_path / "j.jsonl").write_bytes(JSONL)
+    smol("data", "prepare", tmp_path / "a.txt", "--out", tmp_path / "a.bin", env=env)
+    assert read_shard(tmp_path / "a.bin") == [list(d) + [EOS] for d in blank_line_documents(TXT)]
+    smol("data", "prepare", tmp_path / "d.txt", "--delimiter", "<|endoftext|>", "--out", tmp_path / "d.bin", env=env)
+    assert read_shard(tmp_path / "d.bin") == [list(d) + [EOS] for d in DELIMITED.split(b"<|endoftext|>") if d]
+    m = json.loads(smol("data", "prepare", tmp_path / "j.jsonl", "--out", tmp_path / "j.bin", "--json", env=env).stdout)
+    texts = [json.loads(l)["text"] for l in JSONL.split(b"\n") if l.strip() and b"\xe9\"" not in l]
+    assert read_shard(tmp_path / "j.bin") == [list(t.encode()) + [EOS] for t in texts]
+    assert m["rejected"]["reasons"]["blank line"]["first"] == [f"{tmp_path / 'j.jsonl'}:2"]
+    assert m["rejected"]["reasons"]["invalid UTF-8"]["first"] == [f"{tmp_path / 'j.jsonl'}:4"]
+
+
+def test_compressed_inputs_give_the_plain_files_shards(smol, tmp_path):
+    import zstandard
+    src = tmp_path / "src"
+    src.mkdir()
+    prose = (src / "p.txt")
+    prose.write_bytes(TXT * 200)
+    lines = b"".join(json.dumps({"text": f"document {i} " * (i % 7 + 1)}).encode() + b"\n" for i in range(3000))
+    (src / "j.jsonl").write_bytes(lines)
+    for name in ("p.txt", "j.jsonl"):
+        data = (src / name).read_bytes()
+        (tmp_path / (name + ".gz")).write_bytes(gzip.compress(data))
+        (tmp_path / (name + ".zst")).write_bytes(zstandard.ZstdCompressor(level=3).compress(data))
+        smol("data", "prepare", src / name, "--out", tmp_path / f"plain-{name}.bin")
+        plain = (tmp_path / f"plain-{name}.bin").read_bytes()
+        for ext in ("gz", "zst"):
+            smol("data", "prepare", tmp_path / f"{name}.{ext}", "--out", tmp_path / f"{name}-{ext}.bin", env={"SMOL_READ_CHUNK_BYTES": "1000"})
+            assert (tmp_path / f"{name}-{ext}.bin").read_bytes() == plain, (name, ext)
+    # A directory walk takes compressed files too.
+    walked = tmp_path / "walk"
+    walked.mkdir()
+    (walked / "j.jsonl.zst").write_bytes((tmp_path / "j.jsonl.zst").read_bytes())
+    m = json.loads(smol("data", "prepare", walked, "--out", tmp_path / "w.bin", "--json").stdout)
+    assert m["documents"] == 3000
+
+
+@pytest.mark.parametrize("name, damage, message", [
+    ("t.jsonl.gz", "truncate", "corrupt or truncated gzip data at compressed byte"),
+    ("t.jsonl.zst", "truncate", "truncated zstd data at compressed byte"),
+    ("t.jsonl.zst", "flip", "corrupt zstd data at compressed byte"),
+    ("t.jsonl.gz", "plain", "not gzip data"),
+])
+def test_a_damaged_archive_is_an_error_naming_file_and_offset(smol, tmp_path, name, damage, message):
+    import zstandard
+    data = b"".join(json.dumps({"text": f"record {i} " * 20}).encode() + b"\n" for i in range(20000))
+    packed = gzip.compress(data) if name.endswith(".gz") else zstandard.ZstdCompressor(write_checksum=True).compress(data)
+    if damage == "truncate":
+        packed = packed[:len(packed) // 2]
+    elif damage == "flip":
+        packed = bytearray(packed)
+        for i in range(len(packed) // 2, len(packed) // 2 + 64):
+            packed[i] ^= 0x5A
+        packed = bytes(packed)
+    else:
+        packed = data
+    (tmp_path / name).write_bytes(packed)
+    r = smol("data", "prepare", tmp_path / name, "--out", tmp_path / "out", "--shard-tokens", "100000", check=False)
+    assert r.returncode == 1 and f"{tmp_path / name}: {message}" in r.stderr, r.stderr
+    assert "Fatal error" not in r.stderr
+    assert not any(p.suffix == ".bin" for p in (tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else True
+
+
+def peak_rss(args):
+    p = subprocess.Popen([smol_binary(), *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(p.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, p.stderr.read()
+    return usage.ru_maxrss * 1024
+
+
+def test_peak_memory_does_not_grow_with_the_input(tmp_path):
+    line = json.dumps({"text": "the quick brown fox jumps over the lazy dog " * 40, "id": 1}).encode() + b"\n"
+    for name, mb in (("small", 16), ("big", 128)):
+        with open(tmp_path / f"{name}.jsonl", "wb") as f:
+            for _ in range(mb * 2**20 // len(line)):
+                f.write(line)
+    small = peak_rss(["data", "prepare", tmp_path / "small.jsonl", "--out", tmp_path / "s"])
+    big = peak_rss(["data", "prepare", tmp_path / "big.jsonl", "--out", tmp_path / "b"])
+    print(f"peak RSS: {small / 2**20:.0f} MB for 16 MB of JSONL, {big / 2**20:.0f} MB for 128 MB")
+    assert big < small + 64 * 2**20 and big < 512 * 2**20, (small, big)
