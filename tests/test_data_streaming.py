@@ -110,3 +110,31 @@ def test_peak_memory_does_not_grow_with_the_input(tmp_path):
     big = peak_rss(["data", "prepare", tmp_path / "big.jsonl", "--out", tmp_path / "b"])
     print(f"peak RSS: {small / 2**20:.0f} MB for 16 MB of JSONL, {big / 2**20:.0f} MB for 128 MB")
     assert big < small + 64 * 2**20 and big < 512 * 2**20, (small, big)
+
+
+def test_a_killed_prepare_resumes_to_the_uninterrupted_output(smol, tmp_path):
+    import signal
+    import time
+    line = json.dumps({"text": "every shard is closed before its resume point is written " * 30}).encode() + b"\n"
+    lines = [line.replace(b"every", f"record {i:06d}".encode()) for i in range(24000)]
+    (tmp_path / "in.jsonl").write_bytes(b"".join(lines[:5] + [b"not json\n"] + lines[5:]))
+    args = ["data", "prepare", tmp_path / "in.jsonl", "--name", "c", "--shard-tokens", "2000000"]
+    smol(*args, "--out", tmp_path / "full")
+    out = tmp_path / "killed"
+    p = subprocess.Popen([smol_binary(), *map(str, args), "--out", str(out)], env={**os.environ, "SMOL_THREADS": "1"},
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not (out / "c.resume.json").exists() and p.poll() is None:
+        time.sleep(0.002)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert p.returncode == -signal.SIGKILL, "the prepare finished before it could be killed"
+    assert not list(out.glob("*.bin")) and not (out / "c.manifest.json").exists()
+    r = smol(*args, "--out", out, check=False)
+    assert r.returncode == 1 and "--resume continues it" in r.stderr
+    r = smol(*args[:-1], "3000000", "--out", out, "--resume", check=False)
+    assert r.returncode == 1 and "other inputs or options" in r.stderr
+    smol(*args, "--out", out, "--resume")
+    full = sorted(p.name for p in (tmp_path / "full").iterdir())
+    assert sorted(p.name for p in out.iterdir()) == full and len(full) > 3
+    for name in full:
+        assert (out / name).read_bytes() == (tmp_path / "full" / name).read_bytes(), name

@@ -81,31 +81,23 @@ public struct CorpusReader {
         return out
     }
 
-    /// Calls `body` with each accepted document of `file`, in order. The file is read in bounded
-    /// chunks (decompressed when it ends in .gz or .zst), so memory does not grow with its size.
-    public func read(file: String, rejections: inout Rejections, _ body: (RawDocument) throws -> Void) throws {
-        func reject(_ reason: String, line: Int) throws {
-            if strict { throw CorpusError(message: "\(file):\(line): \(reason)") }
-            rejections.add(reason, at: "\(file):\(line)")
-        }
-        func accept(_ text: String, line: Int) throws {
-            if text.utf8.count < max(minBytes, 1) || text.allSatisfy(\.isWhitespace) {
-                try reject(text.allSatisfy(\.isWhitespace) ? "empty document" : "shorter than \(minBytes) bytes", line: line)
-            } else { try body(RawDocument(text: text, location: "\(file):\(line)")) }
-        }
+    /// One record of a corpus file before it is checked: a JSONL line, a .txt block, or a whole file.
+    public struct RawRecord: Sendable {
+        public var bytes: [UInt8]
+        public var line: Int
+        public var json: Bool
+    }
+
+    /// Calls `body` with each record of `file`, in order, reading it in bounded chunks (decompressed
+    /// when it ends in .gz or .zst), so memory does not grow with its size. Runs of blank lines
+    /// between .txt blocks are not records.
+    public func records(file: String, _ body: (RawRecord) throws -> Void) throws {
         let input = try CorpusInputStream(path: file)
-        let name = CorpusInputStream.innerName(file)
-        if name.hasSuffix(".jsonl") {
+        if CorpusInputStream.innerName(file).hasSuffix(".jsonl") {
             var line = 0
             try CorpusReader.records(input, delimiter: [0x0A]) { raw in
                 line += 1
-                let record = raw.last == 0x0D ? raw.dropLast() : raw
-                if record.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { try reject("blank line", line: line); return }
-                guard let text = String(validating: record, as: UTF8.self) else { try reject("invalid UTF-8", line: line); return }
-                guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) else { try reject("malformed JSON", line: line); return }
-                guard let dict = object as? [String: Any], let field = dict[textField] else { try reject("missing text field '\(textField)'", line: line); return }
-                guard let value = field as? String else { try reject("text field '\(textField)' is not a string", line: line); return }
-                try accept(value, line: line)
+                try body(RawRecord(bytes: Array(raw.last == 0x0D ? raw.dropLast() : raw), line: line, json: true))
             }
             return
         }
@@ -113,8 +105,7 @@ public struct CorpusReader {
         case .wholeFile:
             var bytes: [UInt8] = []
             while case let chunk = try input.read(), !chunk.isEmpty { bytes += chunk }
-            guard let text = String(validating: bytes, as: UTF8.self) else { try reject("invalid UTF-8", line: 1); return }
-            try accept(text, line: 1)
+            try body(RawRecord(bytes: bytes, line: 1, json: false))
         case .blankLines, .delimiter:
             let delimiter: [UInt8]
             if case let .delimiter(d) = textSplit { delimiter = Array(d.utf8) } else { delimiter = [0x0A, 0x0A] }
@@ -125,8 +116,39 @@ public struct CorpusReader {
                 line += block.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) } + delimiterLines
                 let trimmed = block.drop { $0 == 0x0A || $0 == 0x0D }.reversed().drop { $0 == 0x0A || $0 == 0x0D }.reversed()
                 if trimmed.isEmpty { return }   // runs of blank lines separate documents; they are not documents
-                guard let text = String(validating: Array(trimmed), as: UTF8.self) else { try reject("invalid UTF-8", line: startLine); return }
-                try accept(text, line: startLine)
+                try body(RawRecord(bytes: Array(trimmed), line: startLine, json: false))
+            }
+        }
+    }
+
+    /// A record's document text, or why it is rejected. Safe to call from any thread.
+    public func document(_ r: RawRecord) -> Result<String, CorpusError> {
+        func bad(_ reason: String) -> Result<String, CorpusError> { .failure(CorpusError(message: reason)) }
+        if r.json && r.bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 }) { return bad("blank line") }
+        guard let text = String(validating: r.bytes, as: UTF8.self) else { return bad("invalid UTF-8") }
+        var document = text
+        if r.json {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(r.bytes)) else { return bad("malformed JSON") }
+            guard let dict = object as? [String: Any], let field = dict[textField] else { return bad("missing text field '\(textField)'") }
+            guard let value = field as? String else { return bad("text field '\(textField)' is not a string") }
+            document = value
+        }
+        if document.allSatisfy(\.isWhitespace) { return bad("empty document") }
+        if document.utf8.count < max(minBytes, 1) { return bad("shorter than \(minBytes) bytes") }
+        return .success(document)
+    }
+
+    /// Calls `body` with each accepted document of `file`, in order; bad records are counted in
+    /// `rejections` (in strict mode the first is an error naming file and line).
+    public func read(file: String, rejections: inout Rejections, _ body: (RawDocument) throws -> Void) throws {
+        var rejected = Rejections()
+        defer { rejections.merge(rejected) }
+        try records(file: file) { r in
+            switch document(r) {
+            case let .success(text): try body(RawDocument(text: text, location: "\(file):\(r.line)"))
+            case let .failure(e):
+                if strict { throw CorpusError(message: "\(file):\(r.line): \(e.message)") }
+                rejected.add(e.message, at: "\(file):\(r.line)")
             }
         }
     }

@@ -88,6 +88,8 @@ public struct DataPreparation {
     /// One encoder per worker thread (each may keep its own caches).
     public var makeEncoder: () -> (String) -> [Int32]
     public var progress: (_ documents: Int, _ bytes: Int, _ tokens: Int) -> Void = { _, _, _ in }
+    /// Continue a killed prepare from its last complete shard (`PREFIX.resume.json`).
+    public var resume = false
 
     public init(vocabSize: Int, makeEncoder: @escaping () -> (String) -> [Int32]) {
         self.vocabSize = vocabSize; self.makeEncoder = makeEncoder
@@ -100,37 +102,78 @@ public struct DataPreparation {
         m.bos = bos; m.eos = eos
         let threads = max(1, Parallel.threads)
         let encoders = (0..<threads).map { _ in makeEncoder() }
-        var pending: [RawDocument] = []
+        var pending: [(record: CorpusReader.RawRecord, file: Int, index: Int)] = [], pendingBytes = 0
         let writer = ShardSetWriter(prefix: prefix, single: single, shardTokens: shardTokens, vocabSize: vocabSize)
+        let reader = self.reader
 
-        func encodePending() throws {
+        // Each time a shard is complete, where the next document comes from and the counts before it.
+        var point = PrepareResumePoint(inputs: files, tokenizerHash: m.tokenizerHash, shardTokens: shardTokens, bos: bos, eos: eos,
+                                       textField: reader.textField, minBytes: reader.minBytes)
+        let resumePath = prefix + ".resume.json"
+        var skip = (file: 0, record: 0)
+        if resume {
+            let saved = try PrepareResumePoint.read(resumePath)
+            guard saved.sameRun(as: point) else {
+                throw CorpusError(message: "\(resumePath): written by a prepare of other inputs or options; start over with --force")
+            }
+            try writer.resume(from: saved.shards)
+            (m.documents, m.tokens, m.bytes, m.rejected) = (saved.documents, saved.tokens, saved.bytes, saved.rejected)
+            skip = (saved.file, saved.record)
+        }
+        writer.onShardComplete = { shards in
+            point.shards = shards
+            point.documents = m.documents; point.tokens = m.tokens; point.bytes = m.bytes; point.rejected = m.rejected
+            try point.write(resumePath)
+        }
+
+        // A batch of records is parsed (UTF-8, JSON), checked and encoded on every core; its
+        // documents are then written, and its rejections counted, in input order.
+        func processPending() throws {
             guard !pending.isEmpty else { return }
-            var results = [[Int32]](repeating: [], count: pending.count)
+            var results = [Result<(ids: [Int32], bytes: Int), CorpusError>?](repeating: nil, count: pending.count)
             results.withUnsafeMutableBufferPointer { out in
-                let docs = pending
-                Parallel.chunks(docs.count) { worker, range in
+                let batch = pending
+                Parallel.chunks(batch.count) { worker, range in
                     let encode = encoders[worker % encoders.count]
-                    for i in range { out[i] = encode(docs[i].text) }
+                    for i in range { out[i] = reader.document(batch[i].record).map { (encode($0), $0.utf8.count) } }
                 }
             }
-            for (doc, ids) in zip(pending, results) {
-                let full = (bos.map { [$0] } ?? []) + ids + (eos.map { [$0] } ?? [])
-                try writer.add(full)
-                m.documents += 1; m.tokens += full.count; m.bytes += doc.text.utf8.count
+            for (item, result) in zip(pending, results) {
+                switch result! {
+                case let .failure(e):
+                    let location = "\(files[item.file]):\(item.record.line)"
+                    if reader.strict { throw CorpusError(message: "\(location): \(e.message)") }
+                    m.rejected.add(e.message, at: location)
+                case let .success((ids, bytes)):
+                    let full = (bos.map { [$0] } ?? []) + ids + (eos.map { [$0] } ?? [])
+                    (point.file, point.record) = (item.file, item.index)
+                    try writer.add(full)
+                    m.documents += 1; m.tokens += full.count; m.bytes += bytes
+                }
             }
-            pending.removeAll(keepingCapacity: true)
+            pending.removeAll(keepingCapacity: true); pendingBytes = 0
             progress(m.documents, m.bytes, m.tokens)
         }
 
-        return try writer.write {
-            for file in files {
-                try reader.read(file: file, rejections: &m.rejected) { doc in
-                    pending.append(doc)
-                    if pending.count >= 512 * threads { try encodePending() }
+        do {
+            let done = try writer.write {
+                for (k, file) in files.enumerated() where k >= skip.file {
+                    var index = 0
+                    try reader.records(file: file) { r in
+                        defer { index += 1 }
+                        if k == skip.file && index < skip.record { return }
+                        pending.append((r, k, index)); pendingBytes += r.bytes.count
+                        if pending.count >= 512 * threads || pendingBytes >= 16 << 20 { try processPending() }
+                    }
                 }
+                try processPending()
+                return m
             }
-            try encodePending()
-            return m
+            unlink(resumePath)
+            return done
+        } catch {
+            unlink(resumePath)
+            throw error
         }
     }
 }
@@ -144,6 +187,8 @@ public final class ShardSetWriter {
     private var current: ShardStreamWriter?
     private var written: [String] = []
     private var shards: [DataManifest.Shard] = []
+    /// Called with the complete shards each time one is closed and another begins.
+    public var onShardComplete: (([DataManifest.Shard]) throws -> Void)?
 
     public init(prefix: String, single: Bool, shardTokens: Int, vocabSize: Int) {
         self.prefix = prefix; self.single = single; self.shardTokens = shardTokens; self.vocabSize = vocabSize
@@ -153,7 +198,10 @@ public final class ShardSetWriter {
 
     /// Adds a document, with its loss mask for a chat shard (all documents have one, or none).
     public func add(_ document: [Int32], lossMask: [UInt8]? = nil) throws {
-        if let c = current, !single, c.tokens > 0, c.tokens + document.count > shardTokens { try flush() }
+        if let c = current, !single, c.tokens > 0, c.tokens + document.count > shardTokens {
+            try flush()
+            try onShardComplete?(shards)
+        }
         if current == nil {
             let path = single ? prefix + ".bin" : prefix + String(format: "-%05d.bin", shards.count)
             written.append(path)
@@ -167,6 +215,20 @@ public final class ShardSetWriter {
         try c.close()
         current = nil
         shards.append(.init(path: (written.last! as NSString).lastPathComponent, documents: c.documents, tokens: c.tokens))
+    }
+
+    /// Takes up a killed prepare's complete shards (still ".partial"): they are kept and counted, and
+    /// the next shard follows them.
+    func resume(from complete: [DataManifest.Shard]) throws {
+        for (i, shard) in complete.enumerated() {
+            let path = prefix + String(format: "-%05d.bin", i)
+            guard !single, (path as NSString).lastPathComponent == shard.path,
+                  let size = (try? FileManager.default.attributesOfItem(atPath: path + ".partial"))?[.size] as? Int, size > 64 else {
+                throw CorpusError(message: "\(path).partial: a shard the resume point lists is missing; start over with --force")
+            }
+            written.append(path)
+        }
+        shards = complete
     }
 
     /// Runs `body` (which adds the documents), then writes the last shard, renames every shard into
@@ -206,5 +268,46 @@ public final class ShardSetWriter {
     func removeWritten() {
         current = nil
         for p in written { unlink(p + ".partial"); unlink(p + ".partial.mask"); unlink(p) }
+    }
+}
+
+/// `PREFIX.resume.json`: what a killed prepare had finished (its complete shards, still ".partial"),
+/// where the next document comes from (file index, record index in that file), the counts before
+/// it, and the options that make the output, which a resume must share.
+struct PrepareResumePoint: Codable {
+    var inputs: [String]
+    var tokenizerHash: String
+    var shardTokens: Int
+    var bos: Int32?, eos: Int32?
+    var textField: String
+    var minBytes: Int
+    var shards: [DataManifest.Shard] = []
+    var file = 0, record = 0
+    var documents = 0, tokens = 0, bytes = 0
+    var rejected = Rejections()
+
+    init(inputs: [String], tokenizerHash: String, shardTokens: Int, bos: Int32?, eos: Int32?, textField: String, minBytes: Int) {
+        self.inputs = inputs; self.tokenizerHash = tokenizerHash; self.shardTokens = shardTokens
+        self.bos = bos; self.eos = eos; self.textField = textField; self.minBytes = minBytes
+    }
+
+    func sameRun(as other: PrepareResumePoint) -> Bool {
+        inputs == other.inputs && tokenizerHash == other.tokenizerHash && shardTokens == other.shardTokens && bos == other.bos
+            && eos == other.eos && textField == other.textField && minBytes == other.minBytes
+    }
+
+    static func read(_ path: String) throws -> PrepareResumePoint {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw CorpusError(message: "\(path): no resume point (the prepare finished, never completed a shard, or ran without shards of a set size)")
+        }
+        do { return try JSONDecoder().decode(PrepareResumePoint.self, from: data) }
+        catch { throw CorpusError(message: "\(path): not a resume point (\(error))") }
+    }
+
+    func write(_ path: String) throws {
+        let tmp = path + ".tmp"
+        guard FileManager.default.createFile(atPath: tmp, contents: try JSONEncoder().encode(self)), rename(tmp, path) == 0 else {
+            throw CorpusError(message: "\(path): cannot write the resume point")
+        }
     }
 }

@@ -173,9 +173,10 @@ public final class Trainer {
         if let from = config.initFrom, !resume {
             source = try Trainer.loadSource(from, config: config.model)
         }
-        let dataTokenizer = try tokenizerPath.map { path -> BPETokenizer in
-            do { return try BPETokenizer(path: path) } catch { throw ConfigError.invalidValue(key: "data.tokenizer", reason: "\(error)") }
+        let dataAssets = try tokenizerPath.map { path -> ModelAssets in
+            do { return try PretrainedModel.loadTokenizerAssets(path) } catch { throw ConfigError.invalidValue(key: "data.tokenizer", reason: "\(error)") }
         }
+        let dataTokenizer = dataAssets?.tokenizer
         if let from = config.initFrom {
             // On resume only the source's assets are read, not its weights.
             let sourceAssets = try source?.assets ?? PretrainedModel.loadAssets(from)
@@ -184,7 +185,7 @@ public final class Trainer {
                 throw ConfigError.invalidValue(key: "data.tokenizer", reason: "\(tokenizerPath!) is not the tokenizer of model.init_from (\(from))")
             }
         } else {
-            assets = dataTokenizer.map { ModelAssets(tokenizer: $0) }
+            assets = dataAssets
         }
         let modelTokenizerHashes = try Trainer.tokenizerHashes(assets: assets, files: [tokenizerPath, config.initFrom.map {
             ($0 as NSString).appendingPathComponent("tokenizer.json") }].compactMap { $0 })

@@ -131,6 +131,20 @@ public final class PretrainedModel {
         }
     }
 
+    /// What a tokenizer option names: a tokenizer.json (the tokenizer alone); a directory holding one
+    /// beside tokenizer_config.json, with no model (its chat template and special tokens: what SFT
+    /// from scratch needs); or any model `loadAssets` reads (GGUF, HF directory, checkpoint, run).
+    public static func loadTokenizerAssets(_ path: String) throws -> ModelAssets {
+        var isDir: ObjCBool = false
+        let fm = FileManager.default
+        let exists = fm.fileExists(atPath: path, isDirectory: &isDir)
+        if exists && isDir.boolValue && !fm.fileExists(atPath: join(path, "config.json")) && fm.fileExists(atPath: join(path, "tokenizer.json")) {
+            return try directoryAssets(path).assets
+        }
+        if exists && !isDir.boolValue && !path.hasSuffix(".gguf") { return ModelAssets(tokenizer: try BPETokenizer(path: path)) }
+        return try loadAssets(path)
+    }
+
     static func loadDirectory(_ dir: String) throws -> PretrainedModel {
         let config = try HFConfig.read(join(dir, "config.json"))
         let model = try LlamaModel(config: config)

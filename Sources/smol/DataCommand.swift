@@ -76,6 +76,7 @@ struct DataCommand: ParsableCommand {
         @Flag(help: "Chat: go on when the template drops or replaces system messages (kept as rendered, and counted).") var allowSystemMismatch = false
         @Flag(help: "Stop at the first bad record instead of counting it.") var strict = false
         @Flag(help: "Replace shards and manifest of the same name.") var force = false
+        @Flag(help: "Continue a killed prepare from its last complete shard (same inputs and options; the output is that of an uninterrupted run).") var resume = false
         @Flag(help: "Print statistics as JSON.") var json = false
 
         func validate() throws {
@@ -85,6 +86,7 @@ struct DataCommand: ParsableCommand {
             if format == .text && (chatTemplate != nil || allowSystemMismatch || trainOn != .assistant) {
                 throw ValidationError("--chat-template, --train-on and --allow-system-mismatch apply to --format chat or preference")
             }
+            if resume && (force || format != .text) { throw ValidationError("--resume continues a --format text prepare, and does not go with --force") }
             if format == .preference && (trainOn != .assistant || overflow != .truncate) {
                 throw ValidationError("--format preference puts loss on the completions only, and drops (counts) pairs over --seq-len: --train-on and --overflow do not apply")
             }
@@ -99,7 +101,11 @@ struct DataCommand: ParsableCommand {
                 let manifestPath = prefix + ".manifest.json"
                 let existing = [manifestPath, prefix + ".bin", prefix + "-00000.bin"].filter { FileManager.default.fileExists(atPath: $0) }
                 if !existing.isEmpty && !force { throw CLIError(message: "\(existing[0]): already exists; --force replaces it") }
-                if force { unlink(manifestPath) }   // the old dataset stops claiming to be complete before it is replaced
+                let resumePoint = prefix + ".resume.json"
+                if FileManager.default.fileExists(atPath: resumePoint) && !resume && !force {
+                    throw CLIError(message: "\(resumePoint): a killed prepare left this; --resume continues it, --force starts over")
+                }
+                if force { unlink(manifestPath); unlink(resumePoint) }   // the old dataset stops claiming to be complete before it is replaced
                 // (NSString.deletingLastPathComponent traps on some one-character paths in this Foundation.)
                 let dir = prefix.lastIndex(of: "/").map { String(prefix[..<$0]) } ?? ""
                 if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
@@ -135,6 +141,7 @@ struct DataCommand: ParsableCommand {
                 prep.reader.strict = strict
                 prep.reader.textSplit = perFile ? .wholeFile : delimiter.map { .delimiter($0) } ?? .blankLines
                 prep.shardTokens = shardTokens
+                prep.resume = resume
                 let start = Date()
                 var lastReport = Date.distantPast
                 prep.progress = { docs, bytes, tokens in
@@ -156,7 +163,7 @@ struct DataCommand: ParsableCommand {
         }
 
         func prepareChat(files: [String], prefix: String, single: Bool, sourceName: String, manifestPath: String) throws {
-            let model = try PretrainedModel.loadAssets(tokenizer!)
+            let model = try PretrainedModel.loadTokenizerAssets(tokenizer!)
             var template: ChatTemplate
             if let chatTemplate {
                 guard let text = try? String(contentsOfFile: chatTemplate, encoding: .utf8) else { throw CLIError(message: "\(chatTemplate): cannot read template") }
