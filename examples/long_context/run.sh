@@ -38,3 +38,4 @@ for name in ("before", "after"):
         n[c["length"]] += c["n"]
     print(f"{name:6s} " + "  ".join(f"{L} tokens: {sum(v) / n[L]:.3f}" for L, v in sorted(by_length.items())))
 PY
+python3 digits.py
