@@ -6,6 +6,7 @@ import gzip
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -94,10 +95,19 @@ def test_a_damaged_archive_is_an_error_naming_file_and_offset(smol, tmp_path, na
 
 
 def peak_rss(args):
-    p = subprocess.Popen([smol_binary(), *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(p.pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, p.stderr.read()
-    return usage.ru_maxrss * 1024
+    """The command's peak RSS. A forked child's ru_maxrss starts from its parent's RSS at the fork,
+    and pytest's grows large over the suite, so a small fresh Python process forks it and waits."""
+    code = ("import os, sys\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    fd = os.open(os.devnull, os.O_WRONLY); os.dup2(fd, 1)\n"
+            "    os.execv(sys.argv[1], sys.argv[1:])\n"
+            "_, status, usage = os.wait4(pid, 0)\n"
+            "print(os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024)\n")
+    r = subprocess.run([sys.executable, "-c", code, smol_binary(), *map(str, args)], capture_output=True, text=True, check=True)
+    status, rss = map(int, r.stdout.split())
+    assert status == 0, r.stderr
+    return rss
 
 
 def test_peak_memory_does_not_grow_with_the_input(tmp_path):
