@@ -38,6 +38,15 @@ extension TrainingSequences {
         return b
     }
 
+    /// A batch of `rows` rows: `windows` in order, then copies of the first that carry no loss, so a
+    /// short last chunk of an evaluation keeps the activation shape.
+    public func batch(windows: [Int], paddedTo rows: Int) -> TokenBatch {
+        precondition(!windows.isEmpty && windows.count <= rows)
+        var b = batch(windows: windows + Array(repeating: windows[0], count: rows - windows.count))
+        for k in (windows.count * seqLen)..<(rows * seqLen) { b.targets[k] = -1 }
+        return b
+    }
+
     /// Fills an existing batch of the right shape in place (no allocation when it is uniquely held).
     public func fill(_ b: inout TokenBatch, windows: [Int]) {
         precondition(b.batch == windows.count && b.seqLen == seqLen)

@@ -6,13 +6,15 @@ import SmolTensor
 /// rejected one after it as a second document (its positions' document start > 0), then padding.
 /// Only the completion's tokens carry loss, so a document's summed −loss is log π of its completion.
 public enum PreferenceBatch {
+    /// Whether position i of `b` belongs to its row's first document (the chosen completion).
+    static func isChosen(_ b: TokenBatch, _ i: Int) -> Bool { (b.documentStart?[i] ?? 0) == 0 }
     /// Σ log π over each row's chosen and rejected completion tokens, from the forward's per-token
     /// losses; nil for a row without loss tokens in both parts (padding rows of an evaluation chunk).
     public static func logProbs(_ tokenLosses: UnsafeBufferPointer<Float>, batch b: TokenBatch) -> [(chosen: Double, rejected: Double)?] {
         (0..<b.batch).map { row in
             var chosen = 0.0, rejected = 0.0, nc = 0, nr = 0
             for i in (row * b.seqLen)..<((row + 1) * b.seqLen) where b.targets[i] >= 0 {
-                if (b.documentStart?[i] ?? 0) == 0 { chosen -= Double(tokenLosses[i]); nc += 1 } else { rejected -= Double(tokenLosses[i]); nr += 1 }
+                if isChosen(b, i) { chosen -= Double(tokenLosses[i]); nc += 1 } else { rejected -= Double(tokenLosses[i]); nr += 1 }
             }
             return nc > 0 && nr > 0 ? (chosen, rejected) : nil
         }
@@ -24,7 +26,7 @@ public enum PreferenceBatch {
             n + (0..<b.batch).filter { row in
                 var chosen = false, rejected = false
                 for i in (row * b.seqLen)..<((row + 1) * b.seqLen) where b.targets[i] >= 0 {
-                    if (b.documentStart?[i] ?? 0) == 0 { chosen = true } else { rejected = true }
+                    if isChosen(b, i) { chosen = true } else { rejected = true }
                 }
                 return chosen && rejected
             }.count
@@ -51,7 +53,7 @@ public enum PreferenceBatch {
             stats.add(pair, loss)
             if let weights {
                 for i in range {
-                    weights[i] = b.targets[i] < 0 ? 0 : Float((b.documentStart?[i] ?? 0) == 0 ? -loss.dChosen : -loss.dRejected)
+                    weights[i] = b.targets[i] < 0 ? 0 : Float(isChosen(b, i) ? -loss.dChosen : -loss.dRejected)
                 }
             }
         }
@@ -75,10 +77,7 @@ public struct PreferenceStats: Codable, Equatable, Sendable {
         logProbChosen += p.policyChosen; logProbRejected += p.policyRejected
     }
     public static func + (a: PreferenceStats, b: PreferenceStats) -> PreferenceStats {
-        var s = a
-        s.pairs += b.pairs; s.loss += b.loss; s.rewardChosen += b.rewardChosen; s.rewardRejected += b.rewardRejected
-        s.correct += b.correct; s.logProbChosen += b.logProbChosen; s.logProbRejected += b.logProbRejected
-        return s
+        PreferenceStats(zip(a.asArray, b.asArray).map(+))
     }
     var asArray: [Double] { [pairs, loss, rewardChosen, rewardRejected, correct, logProbChosen, logProbRejected] }
     init(_ a: [Double]) {

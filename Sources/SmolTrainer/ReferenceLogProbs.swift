@@ -83,10 +83,8 @@ public enum ReferenceLogProbs {
     static func score(_ set: PreferencePairs, model: LlamaModel, microBatch mb: Int, collectives: Collectives) throws -> [Double] {
         var mine: [Int: [Double]] = [:]
         for (k, start) in stride(from: 0, to: set.count, by: mb).enumerated() where k % collectives.size == collectives.rank {
-            var windows = Array(start..<min(start + mb, set.count))
-            let real = windows.count
-            while windows.count < mb { windows.append(windows[0]) }
-            let b = set.batch(windows: windows)
+            let real = min(start + mb, set.count) - start
+            let b = set.batch(windows: Array(start..<start + real), paddedTo: mb)
             let losses = try model.tokenLosses(b)
             let logProbs = losses.withUnsafeBufferPointer { PreferenceBatch.logProbs($0, batch: b) }
             for r in 0..<real {

@@ -508,12 +508,7 @@ public final class Trainer {
         var total = 0.0, weight = 0.0
         // Data parallel: rank r scores chunks r, r + W, …; the sums are added over ranks.
         for (k, i) in stride(from: 0, to: windows.count, by: mb).enumerated() where k % collectives.size == collectives.rank {
-            var chunk = Array(windows[i..<min(i + mb, windows.count)])
-            let real = chunk.count
-            // A short last chunk keeps the activation shape: it is filled up with rows that carry no loss.
-            while chunk.count < mb { chunk.append(chunk[0]) }
-            var b = validation.batch(windows: chunk)
-            for k in (real * b.seqLen)..<(mb * b.seqLen) { b.targets[k] = -1 }
+            let b = validation.batch(windows: Array(windows[i..<min(i + mb, windows.count)]), paddedTo: mb)
             let r = try model.forward(b, computeGradients: false)
             total += r.loss; weight += b.lossWeight
         }
@@ -535,11 +530,7 @@ public final class Trainer {
         let pairs = (0..<n).map { $0 * validation.count / max(n, 1) }
         var stats = PreferenceStats()
         for (k, i) in stride(from: 0, to: n, by: mb).enumerated() where k % collectives.size == collectives.rank {
-            var chunk = Array(pairs[i..<min(i + mb, n)])
-            let real = chunk.count
-            while chunk.count < mb { chunk.append(chunk[0]) }
-            var b = validation.batch(windows: chunk)
-            for k in (real * b.seqLen)..<(mb * b.seqLen) { b.targets[k] = -1 }
+            let b = validation.batch(windows: Array(pairs[i..<min(i + mb, n)]), paddedTo: mb)
             let losses = try model.tokenLosses(b)
             stats = stats + losses.withUnsafeBufferPointer { PreferenceBatch.score($0, batch: b, objective: objective, beta: beta) }
         }
