@@ -2,7 +2,7 @@ import Foundation
 import SmolTensor
 import SmolTokenizer
 
-/// RULER's single needle in a haystack (niah_single): a key and a 7-digit value hidden as one
+/// RULER's single needle in a haystack (niah_single): a key and a 7-digit value (`value_digits`) hidden as one
 /// sentence at a depth of filler text, the model asked for the value. Items are cells of context
 /// length × depth, `needles_per_cell` each with their own key and value; the context is built to
 /// the length in the model's own tokens. Scored as RULER scores it: the value appears in the
@@ -27,7 +27,7 @@ public enum NeedleHaystack {
                 for _ in 0..<spec.needlesPerCell {
                     var item = EvalItem(line: items.count + 1)
                     item.query = keys[rng.nextInt(below: keys.count)]
-                    item.answers = [String(1_000_000 + rng.nextInt(below: 9_000_000))]
+                    item.answers = [value(digits: spec.valueDigits, rng: &rng)]
                     item.needleLength = length
                     item.needleDepth = depth
                     items.append(item)
@@ -35,6 +35,13 @@ public enum NeedleHaystack {
             }
         }
         return items
+    }
+
+    /// A value of exactly `digits` digits, the first not 0 (RULER's 7 by default).
+    static func value(digits: Int, rng: inout RandomStream) -> String {
+        var low = 1
+        for _ in 1..<digits { low *= 10 }
+        return String(low + rng.nextInt(below: low * 9))
     }
 
     /// The haystack's sentences, in order ("." "!" "?" followed by white space end one).

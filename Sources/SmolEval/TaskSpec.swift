@@ -97,6 +97,8 @@ public struct TaskSpec: Codable, Sendable {
     public var lengths: [Int] = [256, 512, 1024]
     public var depths: [Double] = [0, 25, 50, 75, 100]
     public var needlesPerCell = 4
+    /// Needle tasks: digits of the hidden value (RULER's is 7; fewer make a task a small model can learn).
+    public var valueDigits = 7
 
     /// lm-eval's doc_to_choice: a field name or template, or a list of templates.
     public enum DocToChoice: Codable, Sendable {
@@ -117,7 +119,7 @@ public struct TaskSpec: Codable, Sendable {
         case targetDelimiter = "target_delimiter", fewshotDelimiter = "fewshot_delimiter", chatTemplate = "chat_template"
         case unconditionedPrompt = "unconditioned_prompt", maxTokens = "max_tokens"
         case docToText = "doc_to_text", docToChoice = "doc_to_choice", docToTarget = "doc_to_target", description
-        case lengths, depths, needlesPerCell = "needles_per_cell"
+        case lengths, depths, needlesPerCell = "needles_per_cell", valueDigits = "value_digits"
     }
 
     public init(name: String, kind: TaskKind, data: String) { self.name = name; self.kind = kind; self.data = data }
@@ -152,6 +154,7 @@ public struct TaskSpec: Codable, Sendable {
         lengths = try c.decodeIfPresent([Int].self, forKey: .lengths) ?? [256, 512, 1024]
         depths = try c.decodeIfPresent([Double].self, forKey: .depths) ?? [0, 25, 50, 75, 100]
         needlesPerCell = try c.decodeIfPresent(Int.self, forKey: .needlesPerCell) ?? 4
+        valueDigits = try c.decodeIfPresent(Int.self, forKey: .valueDigits) ?? 7
     }
 
     /// The metrics computed when the task names none.
@@ -190,6 +193,7 @@ public struct TaskSpec: Codable, Sendable {
             guard !lengths.isEmpty, lengths.allSatisfy({ (32...(1 << 20)).contains($0) }) else { throw bad("lengths", "give context lengths in 32...1048576 tokens") }
             guard !depths.isEmpty, depths.allSatisfy({ (0...100).contains($0) }) else { throw bad("depths", "give depths in percent, 0...100") }
             guard (1...10_000).contains(needlesPerCell) else { throw bad("needles_per_cell", "must be in 1...10000, got \(needlesPerCell)") }
+            guard (1...18).contains(valueDigits) else { throw bad("value_digits", "must be in 1...18, got \(valueDigits)") }
         }
         if format == .lmEval && docToText == nil { throw bad("doc_to_text", "required with format lm-eval") }
         if format == .lmEval && kind == .multipleChoice && docToChoice == nil { throw bad("doc_to_choice", "required with format lm-eval") }

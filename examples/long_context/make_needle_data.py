@@ -5,7 +5,7 @@ on a line of its own), between MIN and MAX tokens long; the assistant turn is th
 Rendered through the demo's plain template (the turns' contents one after the other), a conversation
 is the needle prompt followed by its answer, and SFT puts the loss on the answer alone.
 
-Usage: python3 make_needle_data.py TOKENIZER.json PROSE.txt MIN MAX COUNT SEED OUT.jsonl
+Usage: python3 make_needle_data.py TOKENIZER.json PROSE.txt MIN MAX COUNT SEED DIGITS OUT.jsonl
 """
 import json
 import random
@@ -30,7 +30,8 @@ def prompt(filler, depth, key, value):
 
 def main():
     tok_path, prose_path = sys.argv[1], sys.argv[2]
-    low, high, count, seed, out = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
+    low, high, count, seed, out = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[8]
+    digits = int(sys.argv[7])
     tok = Tokenizer.from_file(tok_path)
     text = open(prose_path, encoding="utf-8").read().replace("\n", " ")
     sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", text) if s.strip()]
@@ -38,7 +39,7 @@ def main():
     rng = random.Random(seed)
     with open(out, "w") as f:
         for _ in range(count):
-            key, value = rng.choice(KEYS), str(rng.randrange(1_000_000, 10_000_000))
+            key, value = rng.choice(KEYS), str(rng.randrange(10 ** (digits - 1), 10 ** digits))
             depth, start, target = rng.random(), rng.randrange(len(sentences) - 400), rng.randint(low, high)
             n, budget = 0, target - len(tok.encode(prompt([], depth, key, value)).ids)
             while budget - lengths[start + n] >= 0:

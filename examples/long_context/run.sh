@@ -10,7 +10,7 @@ mkdir -p work/tokenizer
 # The tokenizer learns the prose and the task's own phrases (the preamble and the question), as a
 # model's tokenizer learns its domain: the fixed part of a needle prompt then takes about 60 tokens,
 # leaving a haystack even at 128.
-python3 -c "import make_needle_data as m; open('work/phrases.txt', 'w').write('\n\n'.join(m.prompt([], 0.5, k, '1234567') for k in m.KEYS * 40))"
+python3 -c "import make_needle_data as m; open('work/phrases.txt', 'w').write('\n\n'.join(m.prompt([], 0.5, k, '12') for k in m.KEYS * 40))"
 $SMOL tokenizer train ../../data/corpus/prose.txt work/phrases.txt --vocab-size 4096 --special '<|endoftext|>' --out work/tokenizer/tokenizer.json
 # A plain template: the user turn (the needle prompt) then the answer and the end of text.
 python3 - <<'PY'
@@ -19,8 +19,8 @@ json.dump({"eos_token": "<|endoftext|>",
            "chat_template": "{% for m in messages %}{{ m.content }}{% if m.role == 'assistant' %}<|endoftext|>{% endif %}{% endfor %}"},
           open("work/tokenizer/tokenizer_config.json", "w"))
 PY
-python3 make_needle_data.py work/tokenizer/tokenizer.json ../../data/corpus/prose.txt 70 121 48000 1 work/short.jsonl
-python3 make_needle_data.py work/tokenizer/tokenizer.json ../../data/corpus/prose.txt 122 505 6000 2 work/long.jsonl
+python3 make_needle_data.py work/tokenizer/tokenizer.json ../../data/corpus/prose.txt 70 121 48000 1 2 work/short.jsonl
+python3 make_needle_data.py work/tokenizer/tokenizer.json ../../data/corpus/prose.txt 122 505 6000 2 2 work/long.jsonl
 $SMOL data prepare work/short.jsonl --format chat --tokenizer work/tokenizer --seq-len 128 --out work/short.bin --force
 $SMOL data prepare work/long.jsonl --format chat --tokenizer work/tokenizer --seq-len 512 --out work/long.bin --force
 $SMOL train long_context.yaml --out work/run --force --no-store
