@@ -148,3 +148,56 @@ def test_a_killed_prepare_resumes_to_the_uninterrupted_output(smol, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == full and len(full) > 3
     for name in full:
         assert (out / name).read_bytes() == (tmp_path / "full" / name).read_bytes(), name
+
+
+MPIRUN = ["mpirun", *(["--allow-run-as-root"] if os.geteuid() == 0 else []), "--oversubscribe"]
+
+
+def mpirun_prepare(np_, *args, check=True):
+    r = subprocess.run([*MPIRUN, "-np", str(np_), smol_binary(), "data", "prepare", *map(str, args)],
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "SMOL_THREADS": "1"})
+    if check and r.returncode != 0:
+        raise AssertionError(f"mpirun -np {np_} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+def test_mpirun_prepare_splits_the_input_and_writes_one_process_output(smol, tmp_path):
+    """Ranks take byte ranges of the large files (a .jsonl cut after a newline, a .txt after a blank
+    line) and whole compressed files; rank 0 writes shards and manifest byte-identical to one
+    process's, with every rejection's line placed as Python counts it, though the bad records lie
+    in the later ranks' ranges."""
+    import random
+    r = random.Random(3)
+    words = "the quick brown fox jumps over a lazy dog while seven wizards quietly hex".split()
+    lines, bad = [], {"malformed JSON": [], "text field 'text' is not a string": []}
+    for i in range(4000):
+        if i > 2500 and i % 97 == 0:
+            lines.append(b"{not json"); bad["malformed JSON"].append(i + 1)
+        elif i > 2500 and i % 89 == 0:
+            lines.append(b'{"text": 7}'); bad["text field 'text' is not a string"].append(i + 1)
+        else:
+            lines.append(json.dumps({"text": " ".join(r.choice(words) for _ in range(r.randint(5, 60)))}).encode())
+    (tmp_path / "a.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    blocks = [" ".join(r.choice(words) for _ in range(r.randint(3, 80))) for _ in range(3000)]
+    (tmp_path / "b.txt").write_bytes("".join(b + ("\n\n\n\n" if i % 5 == 0 else "\n\n") for i, b in enumerate(blocks)).encode())
+    with gzip.open(tmp_path / "c.jsonl.gz", "wb") as f:
+        f.write(b"".join(json.dumps({"text": w * 30}).encode() + b"\n" for w in words))
+    inputs = [tmp_path / "a.jsonl", tmp_path / "c.jsonl.gz", tmp_path / "b.txt"]
+    one = json.loads(smol("data", "prepare", *inputs, "--out", tmp_path / "one", "--name", "x", "--shard-tokens", "60000", "--json").stdout)
+    expected = {reason: {"count": len(at), "first": [f"{tmp_path / 'a.jsonl'}:{n}" for n in at[:5]]} for reason, at in bad.items()}
+    assert one["rejected"]["reasons"] == expected
+    assert len(one["shards"]) > 4
+    for np_ in (2, 3):
+        out = tmp_path / f"np{np_}"
+        r = mpirun_prepare(np_, *inputs, "--out", out, "--name", "x", "--shard-tokens", "60000", "--json")
+        assert json.loads(r.stdout) == one                       # rank 0 alone prints
+        assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
+        for p in (tmp_path / "one").iterdir():
+            assert (out / p.name).read_bytes() == p.read_bytes(), (np_, p.name)
+    # --strict: the first bad record in input order, at the line Python counts, though a later rank holds it.
+    r = mpirun_prepare(2, *inputs, "--out", tmp_path / "strict", "--strict", check=False)
+    first = min(min(v) for v in bad.values())
+    assert r.returncode == 1 and f"a.jsonl:{first}:" in r.stderr and r.stderr.count("error:") == 1, r.stderr
+    assert not (tmp_path / "strict").exists() or not list((tmp_path / "strict").iterdir())
+    r = mpirun_prepare(2, tmp_path / "a.jsonl", "--out", tmp_path / "res", "--resume", check=False)
+    assert r.returncode == 1 and "one process" in r.stderr

@@ -103,3 +103,55 @@ def test_dedup_refuses_clobbering_and_bad_parameters(smol, tmp_path):
     assert r.returncode == 1 and "--force" in r.stderr
     r = smol("data", "dedup", tmp_path / "a.jsonl", "--out", tmp_path / "p", "--bands", "0", check=False)
     assert r.returncode != 0 and "--bands" in r.stderr
+
+
+def test_dedup_memory_does_not_hold_the_texts(tmp_path):
+    """Two passes (index, then the input again): peak RSS for 32 MB of JSONL stays near that for
+    4 MB, the index holding a few hundred bytes per document and never their text."""
+    from test_data_streaming import peak_rss
+    rng = random.Random(5)
+    for name, mb in (("small", 4), ("big", 32)):
+        with open(tmp_path / f"{name}.jsonl", "w") as f:
+            for _ in range(mb * 2**20 // 16000):
+                f.write(json.dumps({"text": " ".join(rng.choice(WORDS) for _ in range(3000))}) + "\n")
+    small = peak_rss(["data", "dedup", tmp_path / "small.jsonl", "--out", tmp_path / "s"])
+    big = peak_rss(["data", "dedup", tmp_path / "big.jsonl", "--out", tmp_path / "b"])
+    print(f"dedup peak RSS: {small / 2**20:.0f} MB for 4 MB of JSONL, {big / 2**20:.0f} MB for 32 MB")
+    assert big < small + 16 * 2**20, (small, big)
+    assert (tmp_path / "b/big.jsonl").stat().st_size > 30 * 2**20
+
+
+def test_lineage_from_dedup_and_prepare_reaches_the_run_store(smol, tmp_path):
+    """A run's data lineage: the manifest of a prepare over a dedup output records what dedup
+    removed (exact and near, as Python counts from the kept texts) and what prepare rejected; a
+    training on those shards carries both into the store, and `smol runs show` prints them."""
+    from conftest import SMALL
+    docs, planted, borderline = corpus(seed=2)
+    lines = [json.dumps({"text": d}) for d in docs]
+    (tmp_path / "web.jsonl").write_text("\n".join(lines) + "\n")
+    smol("data", "dedup", tmp_path / "web.jsonl", "--out", tmp_path / "dedup")
+    kept = [json.loads(x)["text"] for x in (tmp_path / "dedup/web.jsonl").read_text().splitlines()]
+    removed, k = [], 0
+    for i, d in enumerate(docs):
+        if k < len(kept) and kept[k] == d:
+            k += 1
+        else:
+            removed.append(i)
+    exact = sum(1 for i in removed if docs[i] in docs[:i])
+    (tmp_path / "extra.jsonl").write_text('{"text": "a short extra document"}\nnot json\n{"text": 3}\nnot json either\n')
+    store = tmp_path / "runs.sqlite"
+    m = json.loads(smol("data", "prepare", tmp_path / "dedup/web.jsonl", tmp_path / "extra.jsonl", "--out", tmp_path / "web.bin", "--json").stdout)
+    (d,) = m["lineage"]["deduplicated"]
+    assert (d["documents"], d["kept"], d["exact_duplicates"], d["near_duplicates"]) == (len(docs), len(kept), exact, len(removed) - exact)
+    assert exact == sum(1 for v in planted.values() if v[0] == "exact") and len(removed) - exact >= 1
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text(SMALL.replace("train: [SHARDS/prose.bin, SHARDS/code.bin]", f"train: [{tmp_path / 'web.bin'}]").replace("steps: 24", "steps: 2"))
+    smol("train", cfg, "--out", tmp_path / "run", "--store", store)
+    shown = json.loads(smol("runs", "show", "small", "--store", store, "--json").stdout)
+    (data,) = shown["data"]
+    assert data["source"] == "train" and data["manifest"] == str(tmp_path / "web.manifest.json")
+    assert data["documents"] == len(kept) + 1 and data["rejected"] == {"malformed JSON": 2, "text field 'text' is not a string": 1}
+    assert data["deduplicated"] == [d]
+    text = smol("runs", "show", "small", "--store", store).stdout
+    assert f"dedup removed {exact} exact and {len(removed) - exact} near duplicate(s) of {len(docs)}" in text
+    assert "prepare rejected 3 (2 malformed JSON, 1 text field 'text' is not a string)" in text

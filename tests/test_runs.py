@@ -41,7 +41,7 @@ def test_train_records_run_metrics_evals_and_events(smol, config, tmp_path):
     assert rows(store, "SELECT step, value FROM metric WHERE run_id = ? AND name = 'val_loss' ORDER BY step", rid) == evals
     ckpts = rows(store, "SELECT step, message FROM event WHERE run_id = ? AND kind = 'checkpoint' ORDER BY step", rid)
     assert [s for s, _ in ckpts] == [5, 10, 15, 20, 24] and ckpts[-1][1].endswith("step_00000024")
-    assert rows(store, "SELECT identifier FROM grdb_migrations") == [("v1",), ("v2-topology",), ("v3-segments",)]
+    assert rows(store, "SELECT identifier FROM grdb_migrations") == [("v1",), ("v2-topology",), ("v3-segments",), ("v4-data-lineage",)]
     assert rows(store, "SELECT world_size, dp, tp, zero FROM run") == [(1, 1, 1, 0)]
     assert rows(store, "PRAGMA journal_mode") == [("wal",)]
     shown = json.loads(smol("runs", "show", "small", "--store", store, "--json").stdout)

@@ -4,6 +4,7 @@ import Foundation
 public struct RawDocument: Sendable {
     public let text: String
     public let location: String
+    public let line: Int
 }
 
 /// Records skipped per reason, with the first few locations of each, so nothing is dropped silently.
@@ -20,6 +21,13 @@ public struct Rejections: Codable, Sendable {
         var r = reasons[reason] ?? Reason()
         r.count += 1
         if r.first.count < 5 { r.first.append(location) }
+        reasons[reason] = r
+    }
+
+    /// Sets the count of `reason` (its first locations already added).
+    mutating func addUncounted(_ reason: String, count: Int) {
+        var r = reasons[reason] ?? Reason()
+        r.count = count
         reasons[reason] = r
     }
 
@@ -91,15 +99,19 @@ public struct CorpusReader {
     /// Calls `body` with each record of `file`, in order, reading it in bounded chunks (decompressed
     /// when it ends in .gz or .zst), so memory does not grow with its size. Runs of blank lines
     /// between .txt blocks are not records.
-    public func records(file: String, _ body: (RawRecord) throws -> Void) throws {
-        let input = try CorpusInputStream(path: file)
+    /// With `range`, only those bytes of a plain file, whose first line is `firstLine` (a piece of
+    /// `InputSplit`, which cuts only where whole-file splitting would); returns the newline bytes read.
+    @discardableResult
+    public func records(file: String, range: Range<Int>? = nil, firstLine: Int = 1, _ body: (RawRecord) throws -> Void) throws -> Int {
+        let input = try CorpusInputStream(path: file, range: range)
+        input.countNewlines = range != nil
         if CorpusInputStream.innerName(file).hasSuffix(".jsonl") {
-            var line = 0
+            var line = firstLine - 1
             try CorpusReader.records(input, delimiter: [0x0A]) { raw in
                 line += 1
                 try body(RawRecord(bytes: Array(raw.last == 0x0D ? raw.dropLast() : raw), line: line, json: true))
             }
-            return
+            return input.newlines
         }
         switch textSplit {
         case .wholeFile:
@@ -110,7 +122,7 @@ public struct CorpusReader {
             let delimiter: [UInt8]
             if case let .delimiter(d) = textSplit { delimiter = Array(d.utf8) } else { delimiter = [0x0A, 0x0A] }
             let delimiterLines = delimiter.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
-            var line = 1
+            var line = firstLine
             try CorpusReader.records(input, delimiter: delimiter) { block in
                 let startLine = line + block.prefix { $0 == 0x0A }.count
                 line += block.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) } + delimiterLines
@@ -119,6 +131,7 @@ public struct CorpusReader {
                 try body(RawRecord(bytes: Array(trimmed), line: startLine, json: false))
             }
         }
+        return input.newlines
     }
 
     /// A record's document text, or why it is rejected. Safe to call from any thread.
@@ -145,7 +158,7 @@ public struct CorpusReader {
         defer { rejections.merge(rejected) }
         try records(file: file) { r in
             switch document(r) {
-            case let .success(text): try body(RawDocument(text: text, location: "\(file):\(r.line)"))
+            case let .success(text): try body(RawDocument(text: text, location: "\(file):\(r.line)", line: r.line))
             case let .failure(e):
                 if strict { throw CorpusError(message: "\(file):\(r.line): \(e.message)") }
                 rejected.add(e.message, at: "\(file):\(r.line)")

@@ -24,10 +24,21 @@ public struct DataManifest: Encodable, Sendable {
     public var rejected = Rejections()
     /// Chat shards only: roles, guard, packing (`ChatPreparation`).
     public var chat: ChatDataReport?
+    /// What happened to the inputs before this prepare (dedup), when known.
+    public var lineage: Lineage?
+
+    public struct Lineage: Codable, Sendable, Equatable {
+        public var deduplicated: [DedupOrigin]
+        /// The dedup entries of `inputs` that are `smol data dedup` outputs; nil when none is.
+        public static func of(inputs: [String]) -> Lineage? {
+            let found = inputs.compactMap(DedupOrigin.find(forInput:))
+            return found.isEmpty ? nil : Lineage(deduplicated: found)
+        }
+    }
 
     enum CodingKeys: String, CodingKey {
         case format, source, inputs, tokenizer, tokenizerHash = "tokenizer_hash", vocabSize = "vocab_size", documents, tokens, bytes
-        case bytesPerToken = "bytes_per_token", bos, eos, shards, rejected, chat
+        case bytesPerToken = "bytes_per_token", bos, eos, shards, rejected, chat, lineage
     }
     public init(source: String, inputs: [String], tokenizer: String, tokenizerHash: String, vocabSize: Int) {
         self.source = source; self.inputs = inputs; self.tokenizer = tokenizer; self.tokenizerHash = tokenizerHash; self.vocabSize = vocabSize
@@ -41,6 +52,7 @@ public struct DataManifest: Encodable, Sendable {
         try c.encodeIfPresent(bos, forKey: .bos); try c.encodeIfPresent(eos, forKey: .eos)
         try c.encode(shards, forKey: .shards); try c.encode(rejected, forKey: .rejected)
         try c.encodeIfPresent(chat, forKey: .chat)
+        try c.encodeIfPresent(lineage, forKey: .lineage)
     }
 
     /// FNV-1a 64 of the tokenizer as Hugging Face tokenizer.json (our canonical, key-sorted
@@ -96,15 +108,15 @@ public struct DataPreparation {
     }
 
     /// Writes `prefix`-00000.bin, … (or exactly `prefix`.bin when `single`), and returns the manifest
-    /// (also written to `prefix`.manifest.json).
-    public func run(files: [String], prefix: String, single: Bool, manifest: DataManifest) throws -> DataManifest {
+    /// (also written to `prefix`.manifest.json). With more than one rank in `world` (mpirun), the
+    /// input is split between the ranks (`InputSplit`) and rank 0 writes the output, identical to one
+    /// process's; every rank returns the manifest.
+    public func run(files: [String], prefix: String, single: Bool, manifest: DataManifest,
+                    world: Collectives = SingleProcess()) throws -> DataManifest {
+        if world.size > 1 { return try runSpread(files: files, prefix: prefix, single: single, manifest: manifest, world: world) }
         var m = manifest
         m.bos = bos; m.eos = eos
-        let threads = max(1, Parallel.threads)
-        let encoders = (0..<threads).map { _ in makeEncoder() }
-        var pending: [(record: CorpusReader.RawRecord, file: Int, index: Int)] = [], pendingBytes = 0
         let writer = ShardSetWriter(prefix: prefix, single: single, shardTokens: shardTokens, vocabSize: vocabSize)
-        let reader = self.reader
 
         // Each time a shard is complete, where the next document comes from and the counts before it.
         var point = PrepareResumePoint(inputs: files, tokenizerHash: m.tokenizerHash, shardTokens: shardTokens, bos: bos, eos: eos,
@@ -125,9 +137,49 @@ public struct DataPreparation {
             point.documents = m.documents; point.tokens = m.tokens; point.bytes = m.bytes; point.rejected = m.rejected
             try point.write(resumePath)
         }
+        let pieces = files.indices.filter { $0 >= skip.file }.map { InputPiece(file: $0, range: nil) }
+        do {
+            let done = try writer.write {
+                try encode(pieces, files: files, firstLines: pieces.map { _ in 1 }, skipping: skip) { event in
+                    switch event {
+                    case let .rejected(reason, piece, line):
+                        let location = "\(files[pieces[piece].file]):\(line)"
+                        if reader.strict { throw CorpusError(message: "\(location): \(reason)") }
+                        m.rejected.add(reason, at: location)
+                    case let .document(ids, bytes, piece, record):
+                        (point.file, point.record) = (pieces[piece].file, record)
+                        try writer.add(ids)
+                        m.documents += 1; m.tokens += ids.count; m.bytes += bytes
+                        progress(m.documents, m.bytes, m.tokens)
+                    }
+                }
+                return m
+            }
+            unlink(resumePath)
+            return done
+        } catch {
+            unlink(resumePath)
+            throw error
+        }
+    }
 
-        // A batch of records is parsed (UTF-8, JSON), checked and encoded on every core; its
-        // documents are then written, and its rejections counted, in input order.
+    /// What the encoding of a piece's records yields, in input order.
+    enum Encoded {
+        case document(ids: [Int32], bytes: Int, piece: Int, record: Int)
+        case rejected(reason: String, piece: Int, line: Int)
+    }
+
+    /// Reads `pieces` in order and parses (UTF-8, JSON), checks and encodes their records on every
+    /// core, a batch at a time; `emit` gets each document (BOS and EOS added) or rejection in input
+    /// order. Records before `skipping` (a file index and a record index in it) are passed over.
+    /// Returns the newline bytes read in each piece that is a byte range.
+    @discardableResult
+    func encode(_ pieces: [InputPiece], files: [String], firstLines: [Int], skipping skip: (file: Int, record: Int) = (0, 0),
+                emit: (Encoded) throws -> Void) throws -> [Int] {
+        let threads = max(1, Parallel.threads)
+        let encoders = (0..<threads).map { _ in makeEncoder() }
+        let reader = self.reader
+        var pending: [(record: CorpusReader.RawRecord, piece: Int, index: Int)] = [], pendingBytes = 0
         func processPending() throws {
             guard !pending.isEmpty else { return }
             var results = [Result<(ids: [Int32], bytes: Int), CorpusError>?](repeating: nil, count: pending.count)
@@ -140,42 +192,114 @@ public struct DataPreparation {
             }
             for (item, result) in zip(pending, results) {
                 switch result! {
-                case let .failure(e):
-                    let location = "\(files[item.file]):\(item.record.line)"
-                    if reader.strict { throw CorpusError(message: "\(location): \(e.message)") }
-                    m.rejected.add(e.message, at: location)
+                case let .failure(e): try emit(.rejected(reason: e.message, piece: item.piece, line: item.record.line))
                 case let .success((ids, bytes)):
                     let full = (bos.map { [$0] } ?? []) + ids + (eos.map { [$0] } ?? [])
-                    (point.file, point.record) = (item.file, item.index)
-                    try writer.add(full)
-                    m.documents += 1; m.tokens += full.count; m.bytes += bytes
+                    try emit(.document(ids: full, bytes: bytes, piece: item.piece, record: item.index))
                 }
             }
             pending.removeAll(keepingCapacity: true); pendingBytes = 0
-            progress(m.documents, m.bytes, m.tokens)
         }
-
-        do {
-            let done = try writer.write {
-                for (k, file) in files.enumerated() where k >= skip.file {
-                    var index = 0
-                    try reader.records(file: file) { r in
-                        defer { index += 1 }
-                        if k == skip.file && index < skip.record { return }
-                        pending.append((r, k, index)); pendingBytes += r.bytes.count
-                        if pending.count >= 512 * threads || pendingBytes >= 16 << 20 { try processPending() }
-                    }
-                }
-                try processPending()
-                return m
-            }
-            unlink(resumePath)
-            return done
-        } catch {
-            unlink(resumePath)
-            throw error
+        var newlines: [Int] = []
+        for (k, piece) in pieces.enumerated() {
+            var index = 0
+            let skipHere = piece.file == skip.file ? skip.record : 0
+            newlines.append(try reader.records(file: files[piece.file], range: piece.range, firstLine: firstLines[k]) { r in
+                defer { index += 1 }
+                if index < skipHere { return }
+                pending.append((r, k, index)); pendingBytes += r.bytes.count
+                if pending.count >= 512 * threads || pendingBytes >= 16 << 20 { try processPending() }
+            })
         }
+        try processPending()
+        return newlines
     }
+
+    /// One rank's part of a multi-process prepare: its pieces' documents go to a spool (a shard of
+    /// its own), its rejections are kept with piece-relative lines. The ranks then exchange counts,
+    /// newline counts (to place every line) and rejections; rank 0 copies the spools, in rank order,
+    /// into the shards and writes the manifest.
+    func runSpread(files: [String], prefix: String, single: Bool, manifest: DataManifest, world: Collectives) throws -> DataManifest {
+        if resume { throw CorpusError(message: "--resume continues a prepare run by one process; this one has \(world.size) ranks") }
+        let all = try InputSplit.pieces(files: files, split: reader.textSplit, ranks: world.size)
+        let mine = all[world.rank]
+        let spoolPath = prefix + ".rank\(world.rank).spool"
+        defer { unlink(spoolPath) }
+        var part = RankPart()
+        do {
+            let spool = try ShardStreamWriter(path: spoolPath, vocabSize: vocabSize, masked: false)
+            part.newlines = try encode(mine, files: files, firstLines: mine.map { _ in 1 }) { event in
+                switch event {
+                case let .rejected(reason, piece, line):
+                    if part.rejected.filter({ $0.reason == reason }).count < 5 {
+                        part.rejected.append(.init(reason: reason, piece: piece, line: line))
+                    }
+                    part.rejectedCounts[reason, default: 0] += 1
+                    if reader.strict { throw RankPart.Stop() }
+                case let .document(ids, bytes, _, _):
+                    try spool.add(ids)
+                    part.documents += 1; part.tokens += ids.count; part.bytes += bytes
+                }
+            }
+            try spool.close()
+        } catch is RankPart.Stop {
+        } catch { part.failure = "\(error)" }
+        let parts = try world.allGather(Array(try JSONEncoder().encode(part))).map { try JSONDecoder().decode(RankPart.self, from: Data($0)) }
+
+        // Every piece's first line: 1 plus the newlines of the pieces of its file before it.
+        var firstLine: [[Int]] = [], linesSoFar: [Int: Int] = [:]
+        for (r, pieces) in all.enumerated() {
+            firstLine.append(pieces.enumerated().map { k, p in
+                let line = 1 + (p.range == nil ? 0 : linesSoFar[p.file, default: 0])
+                linesSoFar[p.file, default: 0] += parts[r].newlines.indices.contains(k) ? parts[r].newlines[k] : 0
+                return line
+            })
+        }
+        var m = manifest
+        m.bos = bos; m.eos = eos
+        for (r, p) in parts.enumerated() {
+            func location(_ x: RankPart.Rejection) -> String { "\(files[all[r][x.piece].file]):\(firstLine[r][x.piece] + x.line - 1)" }
+            if reader.strict, let x = p.rejected.first { throw CorpusError(message: "\(location(x)): \(x.reason)") }
+            if let failure = p.failure { throw CorpusError(message: "rank \(r): \(failure)") }
+            var rejected = Rejections()
+            for x in p.rejected { rejected.add(x.reason, at: location(x)) }
+            for (reason, count) in p.rejectedCounts { rejected.addUncounted(reason, count: count) }
+            m.rejected.merge(rejected)
+            m.documents += p.documents; m.tokens += p.tokens; m.bytes += p.bytes
+        }
+        var failure = ""
+        if world.rank == 0 {
+            let writer = ShardSetWriter(prefix: prefix, single: single, shardTokens: shardTokens, vocabSize: vocabSize)
+            do {
+                m = try writer.write {
+                    for r in 0..<world.size {
+                        let spool = try TokenShard(path: prefix + ".rank\(r).spool")
+                        for d in 0..<spool.documentCount {
+                            try writer.add((spool.documentStart(d)..<spool.documentStart(d + 1)).map(spool.token))
+                        }
+                    }
+                    return m
+                }
+            } catch { failure = "\(error)" }
+        }
+        // Rank 0's outcome, to every rank; the spools stay until it has copied them.
+        let outcome = String(decoding: try world.allGather(Array(failure.utf8))[0], as: UTF8.self)
+        if !outcome.isEmpty { throw CorpusError(message: outcome) }
+        return m
+    }
+}
+
+/// What one rank of a multi-process prepare did, sent to the others.
+struct RankPart: Codable {
+    struct Rejection: Codable { var reason: String; var piece: Int; var line: Int }
+    struct Stop: Error {}
+    var documents = 0, tokens = 0, bytes = 0
+    /// Newline bytes in each of the rank's pieces that is a byte range (0 for whole files).
+    var newlines: [Int] = []
+    /// The first five rejections of each reason, with piece-relative lines, and the counts.
+    var rejected: [Rejection] = []
+    var rejectedCounts: [String: Int] = [:]
+    var failure: String?
 }
 
 /// Shards of at most `shardTokens` tokens (or exactly one, `prefix`.bin, when `single`), streamed to

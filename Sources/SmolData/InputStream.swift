@@ -13,9 +13,19 @@ public final class CorpusInputStream {
     private var kind: Kind
     private var compressed = [UInt8](repeating: 0, count: 0)
     private var inPos = 0, inLen = 0, inOffset = 0, finishedFrame = true, eof = false
+    /// Bytes left to read in a byte range of a plain file (nil: to the end).
+    private var remaining: Int?
+    /// Newline bytes among those read so far (`countNewlines`).
+    public private(set) var newlines = 0
+    public var countNewlines = false
 
-    public init(path: String) throws {
+    /// The file, or only bytes `range` of it (plain files only: a compressed stream has no byte
+    /// positions to start at).
+    public init(path: String, range: Range<Int>? = nil) throws {
         self.path = path
+        if let range, path.hasSuffix(".gz") || path.hasSuffix(".zst") {
+            throw CorpusError(message: "\(path): a compressed file is read whole, not from byte \(range.lowerBound)")
+        }
         if path.hasSuffix(".gz") {
             guard let f = gzopen(path, "rb") else { throw CorpusError(message: "\(path): cannot open") }
             gzbuffer(f, 1 << 20)
@@ -29,6 +39,12 @@ public final class CorpusInputStream {
             let fd = open(path, O_RDONLY)
             guard fd >= 0 else { throw CorpusError(message: "\(path): cannot open (\(String(cString: strerror(errno))))") }
             kind = .plain(fd)
+            if let range {
+                guard lseek(fd, off_t(range.lowerBound), SEEK_SET) == off_t(range.lowerBound) else {
+                    close(fd); throw CorpusError(message: "\(path): cannot seek to byte \(range.lowerBound)")
+                }
+                remaining = range.count
+            }
         }
     }
 
@@ -49,9 +65,22 @@ public final class CorpusInputStream {
     /// The next chunk of decompressed bytes (at most `chunkBytes`), empty at the end.
     public func read() throws -> [UInt8] {
         var out = [UInt8](repeating: 0, count: CorpusInputStream.chunkBytes)
-        let n = try out.withUnsafeMutableBytes { try fill($0.baseAddress!, capacity: $0.count) }
+        let n = try out.withUnsafeMutableBytes { try fill($0.baseAddress!, capacity: min($0.count, remaining ?? Int.max)) }
         out.removeLast(out.count - n)
+        if let r = remaining { remaining = r - n }
+        if countNewlines { newlines += CorpusInputStream.newlines(in: out) }
         return out
+    }
+
+    /// The newline bytes in `bytes` (memchr from one to the next).
+    public static func newlines(in bytes: [UInt8]) -> Int {
+        bytes.withUnsafeBufferPointer { b in
+            guard var p = UnsafeRawPointer(b.baseAddress) else { return 0 }
+            let end = p + b.count
+            var n = 0
+            while p < end, let q = memchr(p, 0x0A, end - p) { n += 1; p = UnsafeRawPointer(q) + 1 }
+            return n
+        }
     }
 
     private func fill(_ buffer: UnsafeMutableRawPointer, capacity: Int) throws -> Int {

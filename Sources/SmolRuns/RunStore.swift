@@ -34,9 +34,11 @@ public struct RunRecord: Codable, Sendable, Equatable {
     public var tp: Int = 1
     public var zero: Int = 0
     public var hosts: [String] = []
+    /// Where its data came from, as JSON: SmolData's `[DataLineage]`, from the shards' manifests.
+    public var dataLineage = "[]"
 
     enum CodingKeys: String, CodingKey {
-        case id, name, config, tags, host, pid, status, cores, parameters, baseline, dp, tp, zero, hosts, worldSize = "world_size"
+        case id, name, config, tags, host, pid, status, cores, parameters, baseline, dp, tp, zero, hosts, worldSize = "world_size", dataLineage = "data_lineage"
         case outputDir = "output_dir", codeVersion = "code_version", startedAt = "started_at", endedAt = "ended_at"
         case heartbeatAt = "heartbeat_at", coreHours = "core_hours", gpuHours = "gpu_hours", flopsPerToken = "flops_per_token"
     }
@@ -144,6 +146,9 @@ public final class RunStore {
             try db.alter(table: "run") { t in t.add(column: "segment_started_at", .double) }
             try db.execute(sql: "UPDATE run SET segment_started_at = started_at")
         }
+        m.registerMigration("v4-data-lineage") { db in
+            try db.alter(table: "run") { t in t.add(column: "data_lineage", .text).notNull().defaults(to: "[]") }
+        }
         return m
     }
 
@@ -159,11 +164,13 @@ public final class RunStore {
         public var parameters: Int, flopsPerToken: Double, cores: Int
         public var baseline: String?
         public var topology = Topology()
+        /// JSON, SmolData's `[DataLineage]`.
+        public var dataLineage = "[]"
         public init(name: String, outputDir: String, config: String, tags: [String], parameters: Int, flopsPerToken: Double, cores: Int,
-                    baseline: String? = nil, topology: Topology = Topology()) {
+                    baseline: String? = nil, topology: Topology = Topology(), dataLineage: String = "[]") {
             self.name = name; self.outputDir = outputDir; self.config = config; self.tags = tags
             self.parameters = parameters; self.flopsPerToken = flopsPerToken; self.cores = cores; self.baseline = baseline
-            self.topology = topology
+            self.topology = topology; self.dataLineage = dataLineage
         }
     }
 
@@ -193,9 +200,9 @@ public final class RunStore {
                     """, arguments: [id])
                 try db.execute(sql: """
                     UPDATE run SET status = 'running', pid = ?, host = ?, heartbeat_at = ?, ended_at = NULL, segment_started_at = ?,
-                                   world_size = ?, dp = ?, tp = ?, zero = ?, hosts = ? WHERE id = ?
+                                   world_size = ?, dp = ?, tp = ?, zero = ?, hosts = ?, data_lineage = ? WHERE id = ?
                     """, arguments: [Int(getpid()), RunStore.hostName, now, now, r.topology.worldSize, r.topology.dp, r.topology.tp,
-                                     r.topology.zero, hostsJSON, id])
+                                     r.topology.zero, hostsJSON, r.dataLineage, id])
                 for table in ["metric", "eval_result", "event"] {
                     try db.execute(sql: "DELETE FROM \(table) WHERE run_id = ? AND step > ?", arguments: [id, step])
                 }
@@ -205,11 +212,11 @@ public final class RunStore {
             }
             try db.execute(sql: """
                 INSERT INTO run (name, output_dir, config, tags, code_version, host, pid, started_at, heartbeat_at, status, cores,
-                                 parameters, flops_per_token, baseline, world_size, dp, tp, zero, hosts, segment_started_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                 parameters, flops_per_token, baseline, world_size, dp, tp, zero, hosts, segment_started_at, data_lineage)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [r.name, r.outputDir, r.config, tags, RunStore.codeVersion, RunStore.hostName, Int(getpid()), now, now,
                                  r.cores, r.parameters, r.flopsPerToken, r.baseline, r.topology.worldSize, r.topology.dp, r.topology.tp,
-                                 r.topology.zero, hostsJSON, now])
+                                 r.topology.zero, hostsJSON, now, r.dataLineage])
             return db.lastInsertedRowID
         }
     }
@@ -291,7 +298,8 @@ public final class RunStore {
                          coreHours: row["core_hours"], gpuHours: row["gpu_hours"], parameters: row["parameters"],
                          flopsPerToken: row["flops_per_token"], baseline: row["baseline"], worldSize: row["world_size"], dp: row["dp"],
                          tp: row["tp"], zero: row["zero"],
-                         hosts: (try? JSONDecoder().decode([String].self, from: Data((row["hosts"] as String).utf8))) ?? [])
+                         hosts: (try? JSONDecoder().decode([String].self, from: Data((row["hosts"] as String).utf8))) ?? [],
+                         dataLineage: row["data_lineage"])
     }
 
     public func runs(tag: String? = nil) throws -> [RunRecord] {

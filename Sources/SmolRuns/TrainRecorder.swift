@@ -18,13 +18,13 @@ public final class TrainRecorder {
     }
 
     public func begin(name: String, outputDir: String, config: TrainConfig, tags: [String], resumedFrom: Int?,
-                      topology: RunStore.Topology = RunStore.Topology()) throws {
+                      topology: RunStore.Topology = RunStore.Topology(), dataLineage: String = "[]") throws {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         let json = String(decoding: try enc.encode(config), as: UTF8.self)
         let run = RunStore.NewRun(name: name, outputDir: outputDir, config: json, tags: tags, parameters: config.model.parameterCount,
                                   flopsPerToken: config.model.modelFlopsPerToken(sequenceLength: config.training.seqLen), cores: cores,
-                                  baseline: config.baseline?.run ?? config.baseline?.curve, topology: topology)
+                                  baseline: config.baseline?.run ?? config.baseline?.curve, topology: topology, dataLineage: dataLineage)
         runID = try store.begin(run, resumeFromStep: resumedFrom)
         if !tags.isEmpty, let id = runID { try store.addTags(run: id, tags) }
     }

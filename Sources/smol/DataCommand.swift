@@ -5,6 +5,8 @@ import SmolTokenizer
 import SmolWeights
 import SmolHub
 import SmolJinja
+import SmolMPI
+import SmolTensor
 
 enum DataFormat: String, ExpressibleByArgument, CaseIterable { case text, chat, preference }
 enum TrainOn: String, ExpressibleByArgument, CaseIterable { case assistant, all }
@@ -93,7 +95,19 @@ struct DataCommand: ParsableCommand {
         }
 
         func run() throws {
-            try runReportingErrors {
+            // Under mpirun the ranks split the input and rank 0 writes the output; every rank meets
+            // the same errors, which rank 0 reports.
+            let comm = try runReportingErrors { Communicator.launchedByMPI ? try Communicator() : nil }
+            let world: Collectives = comm ?? SingleProcess()
+            defer { comm?.finalize() }
+            do { try prepare(world: world) } catch {
+                if world.rank == 0 { FileHandle.standardError.write(Data("error: \(error)\n".utf8)) }
+                throw ExitCode(1)
+            }
+        }
+
+        func prepare(world: Collectives) throws {
+            do {
                 let files = try CorpusReader.expand(inputs)
                 let single = out.hasSuffix(".bin")
                 let sourceName = name ?? ((single ? out : files[0]) as NSString).lastPathComponent.components(separatedBy: ".")[0]
@@ -110,7 +124,10 @@ struct DataCommand: ParsableCommand {
                 let dir = prefix.lastIndex(of: "/").map { String(prefix[..<$0]) } ?? ""
                 if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
 
-                if format != .text { return try prepareChat(files: files, prefix: prefix, single: single, sourceName: sourceName, manifestPath: manifestPath) }
+                if format != .text {
+                    if world.size > 1 { throw CLIError(message: "--format \(format.rawValue) prepares in one process: run it without mpirun") }
+                    return try prepareChat(files: files, prefix: prefix, single: single, sourceName: sourceName, manifestPath: manifestPath)
+                }
                 var prep: DataPreparation, manifest: DataManifest
                 if let tokenizer {
                     let t = try loadTokenizer(tokenizer)
@@ -136,6 +153,7 @@ struct DataCommand: ParsableCommand {
                     if bos { throw CLIError(message: "--bos needs a --tokenizer with a BOS token (the byte tokenizer has none)") }
                     manifest = DataManifest(source: sourceName, inputs: files, tokenizer: "byte-level", tokenizerHash: "byte-level", vocabSize: t.vocabSize)
                 }
+                manifest.lineage = DataManifest.Lineage.of(inputs: files)
                 prep.reader.textField = textField
                 prep.reader.minBytes = minBytes
                 prep.reader.strict = strict
@@ -144,14 +162,17 @@ struct DataCommand: ParsableCommand {
                 prep.resume = resume
                 let start = Date()
                 var lastReport = Date.distantPast
+                let showProgress = stderrIsTerminal && world.rank == 0
                 prep.progress = { docs, bytes, tokens in
-                    guard stderrIsTerminal, Date().timeIntervalSince(lastReport) >= 0.5 else { return }
+                    guard showProgress, Date().timeIntervalSince(lastReport) >= 0.5 else { return }
                     lastReport = Date()
                     let mbps = Double(bytes) / 1e6 / max(Date().timeIntervalSince(start), 1e-9)
                     FileHandle.standardError.write(Data(String(format: "\r  %d documents, %.1f MB, %d tokens, %.1f MB/s   ", docs, Double(bytes) / 1e6, tokens, mbps).utf8))
                 }
-                let m = try prep.run(files: files, prefix: prefix, single: single, manifest: manifest)
-                if stderrIsTerminal { FileHandle.standardError.write(Data("\r".utf8)) }
+                let m = try prep.run(files: files, prefix: prefix, single: single, manifest: manifest, world: world)
+                if showProgress { FileHandle.standardError.write(Data("\r".utf8)) }
+                if world.rank != 0 { return }
+                if world.size > 1 && !json { print("\(world.size) ranks split the input; rank 0 wrote the shards") }
                 if json { printJSON(m) } else {
                     print(String(format: "%@: %d documents, %d tokens, %d bytes (%.2f bytes/token) in %d shard(s); manifest %@",
                                  sourceName, m.documents, m.tokens, m.bytes, m.bytesPerToken, m.shards.count, manifestPath))

@@ -41,11 +41,6 @@ extension DataCommand {
                 var reader = CorpusReader()
                 reader.textField = textField
                 if let d = delimiter { reader.textSplit = .delimiter(d) }
-                var texts: [String] = [], origin: [(file: Int, location: String)] = []
-                var rejections = Rejections()
-                for (k, f) in files.enumerated() {
-                    try reader.read(file: f, rejections: &rejections) { doc in texts.append(doc.text); origin.append((k, doc.location)) }
-                }
                 let names = files.map { (($0 as NSString).lastPathComponent as NSString).deletingPathExtension }
                 guard Set(names).count == names.count else { throw CLIError(message: "two inputs share the name '\(names.first { n in names.filter { $0 == n }.count > 1 }!)'; outputs would collide") }
                 let fm = FileManager.default
@@ -53,48 +48,70 @@ extension DataCommand {
                 if fm.fileExists(atPath: reportPath) && !force { throw CLIError(message: "\(out) already holds a dedup output (--force replaces it)") }
                 try fm.createDirectory(atPath: out, withIntermediateDirectories: true)
 
+                // Two passes, so memory holds no document text: every document into the index,
+                // then the input read again and the kept documents written.
                 let params = MinHashDeduplicator.Parameters(ngram: ngram, bands: bands, rowsPerBand: rowsPerBand, seed: seed)
-                let verdicts = MinHashDeduplicator(params).deduplicate(texts)
+                var index = MinHashDeduplicator.Index(MinHashDeduplicator(params))
+                var origin: [(file: Int32, line: Int32)] = []
+                var rejections = Rejections()
+                for (k, f) in files.enumerated() {
+                    try reader.read(file: f, rejections: &rejections) { doc in
+                        index.add(doc.text); origin.append((Int32(k), Int32(clamping: doc.line)))
+                    }
+                }
+                let verdicts = index.verdicts()
+                func location(_ i: Int) -> String { "\(files[Int(origin[i].file)]):\(origin[i].line)" }
                 struct Source: Encodable {
                     var file: String, documents = 0, kept = 0, exactDuplicates = 0, nearDuplicates = 0
                     var removed: [[String: String]] = []
                     enum CodingKeys: String, CodingKey { case file, documents, kept, removed, exactDuplicates = "exact_duplicates", nearDuplicates = "near_duplicates" }
                 }
                 var sources = files.map { Source(file: $0) }
-                var outputs = [Data](repeating: Data(), count: files.count)
-                for (i, v) in verdicts.enumerated() {
-                    let k = origin[i].file
-                    sources[k].documents += 1
-                    switch v {
-                    case .kept:
-                        sources[k].kept += 1
-                        outputs[k].append(try JSONSerialization.data(withJSONObject: ["text": texts[i]], options: [.withoutEscapingSlashes]))
-                        outputs[k].append(0x0A)
-                    case .exactDuplicate(let j), .nearDuplicate(let j):
-                        if case .exactDuplicate = v { sources[k].exactDuplicates += 1 } else { sources[k].nearDuplicates += 1 }
-                        if sources[k].removed.count < 20 {
-                            sources[k].removed.append(["document": origin[i].location, "duplicate_of": origin[j].location,
-                                                       "kind": { if case .exactDuplicate = v { return "exact" } else { return "near" } }()])
-                        }
-                    }
-                }
+                var i = 0
                 for (k, name) in names.enumerated() {
                     let path = (out as NSString).appendingPathComponent(name + ".jsonl")
-                    guard fm.createFile(atPath: path + ".tmp", contents: outputs[k]), rename(path + ".tmp", path) == 0 else {
+                    guard fm.createFile(atPath: path + ".tmp", contents: nil), let handle = FileHandle(forWritingAtPath: path + ".tmp") else {
                         throw CLIError(message: "\(path): cannot write")
                     }
+                    var buffer = Data()
+                    func flush() throws {
+                        do { try handle.write(contentsOf: buffer) } catch { throw CLIError(message: "\(path): cannot write (\(error))") }
+                        buffer.removeAll(keepingCapacity: true)
+                    }
+                    var ignored = Rejections()
+                    try reader.read(file: files[k], rejections: &ignored) { doc in
+                        defer { i += 1 }
+                        sources[k].documents += 1
+                        switch verdicts[i] {
+                        case .kept:
+                            sources[k].kept += 1
+                            buffer.append(try JSONSerialization.data(withJSONObject: ["text": doc.text], options: [.withoutEscapingSlashes]))
+                            buffer.append(0x0A)
+                            if buffer.count >= 1 << 20 { try flush() }
+                        case .exactDuplicate(let j), .nearDuplicate(let j):
+                            let exact = { if case .exactDuplicate = verdicts[i] { return true } else { return false } }()
+                            if exact { sources[k].exactDuplicates += 1 } else { sources[k].nearDuplicates += 1 }
+                            if sources[k].removed.count < 20 {
+                                sources[k].removed.append(["document": location(i), "duplicate_of": location(j), "kind": exact ? "exact" : "near"])
+                            }
+                        }
+                    }
+                    try flush()
+                    try handle.close()
+                    guard rename(path + ".tmp", path) == 0 else { throw CLIError(message: "\(path): cannot write") }
                 }
+                guard i == verdicts.count else { throw CLIError(message: "the inputs changed while they were deduplicated (\(verdicts.count) documents, then \(i))") }
                 struct Report: Encodable {
                     var parameters: MinHashDeduplicator.Parameters, documents: Int, kept: Int, exactDuplicates: Int, nearDuplicates: Int
                     var rejected: Rejections, sources: [Source]
                     enum CodingKeys: String, CodingKey { case parameters, documents, kept, rejected, sources, exactDuplicates = "exact_duplicates", nearDuplicates = "near_duplicates" }
                 }
-                let report = Report(parameters: params, documents: texts.count, kept: sources.reduce(0) { $0 + $1.kept },
+                let report = Report(parameters: params, documents: verdicts.count, kept: sources.reduce(0) { $0 + $1.kept },
                                     exactDuplicates: sources.reduce(0) { $0 + $1.exactDuplicates }, nearDuplicates: sources.reduce(0) { $0 + $1.nearDuplicates },
                                     rejected: rejections, sources: sources)
                 let e = JSONEncoder(); e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
                 guard fm.createFile(atPath: reportPath, contents: try e.encode(report)) else { throw CLIError(message: "\(reportPath): cannot write") }
-                print("\(texts.count) documents: kept \(report.kept), removed \(report.exactDuplicates) exact and \(report.nearDuplicates) near duplicates; wrote \(out)")
+                print("\(verdicts.count) documents: kept \(report.kept), removed \(report.exactDuplicates) exact and \(report.nearDuplicates) near duplicates; wrote \(out)")
             }
         }
     }

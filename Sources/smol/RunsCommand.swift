@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SmolRuns
+import SmolData
 
 /// Options shared by the commands that read the run store.
 struct StoreOptions: ParsableArguments {
@@ -59,14 +60,16 @@ struct RunsCommand: ParsableCommand {
                 var last: [String: MetricPoint] = [:]
                 for m in try store.metricNames(run: r.id) { if let p = try store.series(run: r.id, metric: m).last { last[m] = p } }
                 let events = try store.events(run: r.id)
+                let lineage = (try? JSONDecoder().decode([DataLineage].self, from: Data(r.dataLineage.utf8))) ?? []
                 if json {
-                    struct Out: Encodable { var run: RunRecord; var last: [String: MetricPoint]; var events: [RunEvent] }
-                    printJSON(Out(run: r, last: last, events: events)); return
+                    struct Out: Encodable { var run: RunRecord; var data: [DataLineage]; var last: [String: MetricPoint]; var events: [RunEvent] }
+                    printJSON(Out(run: r, data: lineage, last: last, events: events)); return
                 }
                 print("run \(r.id) \(r.name) [\(r.status)] tags: \(r.tags.joined(separator: ", "))")
                 print("output \(r.outputDir), code \(r.codeVersion), host \(r.host), \(r.cores) cores, \(String(format: "%.4f", r.coreHours)) core-hours")
                 print("topology world \(r.worldSize) = dp \(r.dp) × tp \(r.tp), ZeRO-\(r.zero), hosts \(r.hosts.joined(separator: ", "))")
                 print("parameters \(r.parameters), model FLOPs/token \(String(format: "%.4g", r.flopsPerToken))")
+                for d in lineage { print("data \(d.summary)") }
                 for (m, p) in last.sorted(by: { $0.key < $1.key }) { print("  \(m) = \(String(format: "%.6g", p.value)) at step \(p.step) (\(p.tokens) tokens)") }
                 for e in events { print("  event step \(e.step): \(e.kind) \(e.message)") }
             }

@@ -212,9 +212,11 @@ struct TrainCommand: ParsableCommand {
         let cfg = setup.config, name = setup.name, dir = setup.dir, trainer = setup.trainer, recorder = setup.recorder
         let live = stderrIsTerminal && !json
         let hosts = try world.allGather(Array(RunStore.hostName.utf8)).map { String(decoding: $0, as: UTF8.self) }
+        let lineage = recorder == nil ? [] : cfg.data.resolvedSources.flatMap { s in DataLineage.of(source: s.name, shards: (try? cfg.resolve(s.shards)) ?? []) }
         try recorder?.begin(name: name, outputDir: dir, config: cfg, tags: tag, resumedFrom: trainer.resumedFrom,
                             topology: RunStore.Topology(worldSize: world.size, dp: trainer.dataParallel, tp: cfg.parallel.tp,
-                                                        zero: cfg.parallel.zero, hosts: Array(Set(hosts)).sorted()))
+                                                        zero: cfg.parallel.zero, hosts: Array(Set(hosts)).sorted()),
+                            dataLineage: String(decoding: try JSONEncoder().encode(lineage), as: UTF8.self))
         let summary: TrainSummary
         do { summary = try trainer.run() } catch { recorder?.finish(status: "failed"); throw error }
         recorder?.finish(status: trainer.stoppedBySignal != 0 ? "stopped" : "finished")
