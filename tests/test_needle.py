@@ -36,6 +36,7 @@ def test_needle_task_contexts_scores_and_heat_map(smol, tmp_path):
         count = lambda s: len([x for x in re.split(r"(?<=[.!?]) ", s.strip()) if x])
         assert count(before) == round((count(before) + count(after)) * depth / 100), (depth, count(before), count(after))
         assert d["metrics"]["acc"] == float(value in d["prediction"])
+        assert re.fullmatch(r"[1-9]\d{6}", value)                  # RULER's 7 digits by default
     results = json.loads((tmp_path / "out/results.json").read_text())
     grid = results["tasks"]["needle"]["needle_grid"]
     assert len(grid) == 6
@@ -53,11 +54,15 @@ def test_needle_task_contexts_scores_and_heat_map(smol, tmp_path):
     smol("eval", GGUF, "--tasks", tmp_path / "needle.yaml", "--output", tmp_path / "again", "--limit", "3")
     again = [json.loads(line) for line in (tmp_path / "again/details/needle.jsonl").read_text().splitlines()]
     assert [d["context"] for d in again] == [d["context"] for d in details[:3]]
+    (tmp_path / "needle2.yaml").write_text((tmp_path / "needle.yaml").read_text() + "value_digits: 2\n")
+    smol("eval", GGUF, "--tasks", tmp_path / "needle2.yaml", "--output", tmp_path / "two", "--limit", "4")
+    two = [json.loads(line) for line in (tmp_path / "two/details/needle.jsonl").read_text().splitlines()]
+    assert len(two) == 4 and all(re.fullmatch(r"[1-9]\d", d["answers"][0]) and f"is: {d['answers'][0]}." in d["context"] for d in two)
 
 
 def test_needle_tasks_that_cannot_run_are_refused(smol, tmp_path):
     prose = ROOT / "data/corpus/prose.txt"
-    for text, needle in ((f"lengths: [16]\n", "lengths"), ("lengths: [40]\n", "cannot hold the question"), ("depths: [150]\n", "depths"), ("needles_per_cell: 0\n", "needles_per_cell")):
+    for text, needle in ((f"lengths: [16]\n", "lengths"), ("lengths: [40]\n", "cannot hold the question"), ("depths: [150]\n", "depths"), ("needles_per_cell: 0\n", "needles_per_cell"), ("value_digits: 19\n", "value_digits")):
         (tmp_path / "t.yaml").write_text(f"name: t\nkind: needle\ndata: {prose}\n" + text)
         r = smol("eval", GGUF, "--tasks", tmp_path / "t.yaml", "--output", tmp_path / "o", check=False)
         assert r.returncode == 1 and needle in r.stderr and "t.yaml" in r.stderr, r.stderr
