@@ -153,3 +153,39 @@ def test_decontaminate_finds_the_documents_that_share_13_grams(smol, tmp_path):
     assert r["contaminated_documents"] == len({j for _, j in expected})
     kept = [json.loads(l)["text"] for l in (tmp_path / "clean.jsonl").read_text().splitlines()]
     assert len(kept) == len(docs) - r["contaminated_documents"] and paragraphs[7] not in kept
+
+
+def test_training_checks_the_datas_tokenizer_by_fingerprint(smol, tmp_path):
+    """The trainer refuses shards whose manifest names another tokenizer, and accepts the same
+    tokenizer whatever its file's layout: by the fingerprint new manifests hold (vocabulary in id
+    order, milliseconds), and by the key-sorted one manifests held until 2026-12 (the fixture, made
+    by that version), though the tokenizer file's bytes here match neither."""
+    import shutil
+    from conftest import SMALL
+    fixture = ROOT / "tests/fixtures/legacy_manifest"
+    tok = json.loads((fixture / "tok.json").read_text())
+    (tmp_path / "tok").mkdir()
+    (tmp_path / "tok/tokenizer.json").write_text(json.dumps(tok, indent=1, ensure_ascii=True))   # same tokenizer, other bytes
+    for name in ("legacy", "fresh", "other"):
+        (tmp_path / name).mkdir()
+    for f in ("doc.bin", "doc.manifest.json"):
+        shutil.copy(fixture / f, tmp_path / "legacy" / f)
+    (tmp_path / "doc.txt").write_text((ROOT / "data/corpus/prose.txt").read_text()[:3000])
+    fresh = json.loads(smol("data", "prepare", tmp_path / "doc.txt", "--tokenizer", tmp_path / "tok/tokenizer.json",
+                            "--out", tmp_path / "fresh/doc.bin", "--json").stdout)
+    legacy = json.loads((tmp_path / "legacy/doc.manifest.json").read_text())
+    assert fresh["tokenizer_hash"] != legacy["tokenizer_hash"]
+    assert (tmp_path / "fresh/doc.bin").read_bytes() == (tmp_path / "legacy/doc.bin").read_bytes()
+    m = dict(legacy, tokenizer_hash="0123456789abcdef")
+    shutil.copy(fixture / "doc.bin", tmp_path / "other/doc.bin")
+    (tmp_path / "other/doc.manifest.json").write_text(json.dumps(m))
+    for name, ok in (("legacy", True), ("fresh", True), ("other", False)):
+        cfg = tmp_path / f"{name}.yaml"
+        cfg.write_text(SMALL.replace("vocab_size: 264", "vocab_size: 320").replace("validation_fraction: 0.02", "validation_fraction: 0.1")
+                       .replace("train: [SHARDS/prose.bin, SHARDS/code.bin]", f"train: [{tmp_path / name / 'doc.bin'}]\n  tokenizer: {tmp_path / 'tok'}")
+                       .replace("steps: 24", "steps: 1"))
+        r = smol("train", cfg, "--out", tmp_path / f"run-{name}", "--no-store", check=False)
+        if ok:
+            assert r.returncode == 0, r.stderr
+        else:
+            assert r.returncode == 1 and "was tokenised with" in r.stderr and "0123456789abcdef" in r.stderr, r.stderr

@@ -189,6 +189,7 @@ public final class Trainer {
         }
         let modelTokenizerHashes = try Trainer.tokenizerHashes(assets: assets, files: [tokenizerPath, config.initFrom.map {
             ($0 as NSString).appendingPathComponent("tokenizer.json") }].compactMap { $0 })
+        var legacyHash: String?
         let T = config.training.seqLen
         _ = try config.data.mixtureStages()   // checked before anything is written
         let sourceConfigs = config.data.resolvedSources
@@ -206,6 +207,11 @@ public final class Trainer {
             // Data tokenised with another tokenizer than the model's trains on the wrong ids.
             for path in paths {
                 guard let (manifestPath, m) = DataManifest.find(forShard: path), !modelTokenizerHashes.contains(m.tokenizerHash) else { continue }
+                // A manifest from before the fast fingerprint: compare the slow one it holds.
+                if let t = assets?.tokenizer {
+                    if legacyHash == nil { legacyHash = try DataManifest.legacyTokenizerHash(of: t) }
+                    if m.tokenizerHash == legacyHash { continue }
+                }
                 let mine = config.initFrom.map { "model.init_from (\($0))" } ?? tokenizerPath.map { "data.tokenizer (\($0))" } ?? "the byte-level tokenizer"
                 throw ConfigError.invalidValue(key: key, reason: "\(path) was tokenised with \(m.tokenizer) (hash \(m.tokenizerHash), \(manifestPath)), not with \(mine)")
             }
