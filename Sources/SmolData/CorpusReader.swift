@@ -141,10 +141,12 @@ public struct CorpusReader {
         guard let text = String(validating: r.bytes, as: UTF8.self) else { return bad("invalid UTF-8") }
         var document = text
         if r.json {
-            guard let object = try? JSONSerialization.jsonObject(with: Data(r.bytes)) else { return bad("malformed JSON") }
-            guard let dict = object as? [String: Any], let field = dict[textField] else { return bad("missing text field '\(textField)'") }
-            guard let value = field as? String else { return bad("text field '\(textField)' is not a string") }
-            document = value
+            switch JSONTextField.extract(r.bytes, field: textField) {
+            case .malformed: return bad("malformed JSON")
+            case .missing: return bad("missing text field '\(textField)'")
+            case .notString: return bad("text field '\(textField)' is not a string")
+            case let .text(value): document = value
+            }
         }
         if document.allSatisfy(\.isWhitespace) { return bad("empty document") }
         if document.utf8.count < max(minBytes, 1) { return bad("shorter than \(minBytes) bytes") }

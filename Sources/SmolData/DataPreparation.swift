@@ -189,10 +189,18 @@ public struct DataPreparation {
             guard !pending.isEmpty else { return }
             var results = [Result<(ids: [Int32], bytes: Int), CorpusError>?](repeating: nil, count: pending.count)
             results.withUnsafeMutableBufferPointer { out in
-                let batch = pending
-                Parallel.chunks(batch.count) { worker, range in
-                    let encode = encoders[worker % encoders.count]
-                    for i in range { out[i] = reader.document(batch[i].record).map { (encode($0), $0.utf8.count) } }
+                let batch = pending, n = batch.count
+                // Documents differ in length: each worker (with its own encoder, whose word cache
+                // stays warm in its core) takes the next of many small slices as it comes free, so
+                // every core is busy to the end of the batch.
+                let slices = SliceCounter(count: threads == 1 ? 1 : min(n, threads * 16))
+                Parallel.chunks(threads) { worker, _ in
+                    let encode = encoders[worker]
+                    while let k = slices.next() {
+                        for i in (n * k / slices.count)..<(n * (k + 1) / slices.count) {
+                            out[i] = reader.document(batch[i].record).map { (encode($0), $0.utf8.count) }
+                        }
+                    }
                 }
             }
             for (item, result) in zip(pending, results) {
@@ -291,6 +299,20 @@ public struct DataPreparation {
         let outcome = String(decoding: try world.allGather(Array(failure.utf8))[0], as: UTF8.self)
         if !outcome.isEmpty { throw CorpusError(message: outcome) }
         return m
+    }
+}
+
+/// Hands out 0, 1, …, count − 1 once each, to whichever thread asks first.
+final class SliceCounter: @unchecked Sendable {
+    let count: Int
+    private var taken = 0
+    private let lock = NSLock()
+    init(count: Int) { self.count = count }
+    func next() -> Int? {
+        lock.lock(); defer { lock.unlock() }
+        guard taken < count else { return nil }
+        taken += 1
+        return taken - 1
     }
 }
 
