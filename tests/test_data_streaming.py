@@ -289,3 +289,39 @@ def test_jsonl_records_are_read_as_python_json_reads_them(smol, tmp_path):
             if len(e["first"]) < 5: e["first"].append(f"{tmp_path / 'in.jsonl'}:{n}")
     assert m["rejected"]["reasons"] == expected
     assert len(texts) > 1500 and expected["malformed JSON"]["count"] > 300, (len(texts), {k: v["count"] for k, v in expected.items()})
+
+
+def test_prepare_bad_input_at_scale(smol, tmp_path):
+    """The issue's bad inputs for a prepare: a 50 MB single line is one document; a full disk
+    (RLIMIT_FSIZE, SIGXFSZ ignored) and an input that disappears mid-run each stop with exit 1 naming
+    the file, by no signal, leaving no complete-looking shard and no manifest."""
+    import resource
+    import signal
+    import time
+    big = "x" * (50 * 2**20)
+    (tmp_path / "one.jsonl").write_text(json.dumps({"text": big}) + "\n")
+    m = json.loads(smol("data", "prepare", tmp_path / "one.jsonl", "--out", tmp_path / "one.bin", "--json").stdout)
+    assert (m["documents"], m["tokens"]) == (1, len(big) + 1)
+    (tmp_path / "one.txt").write_text(big)
+    assert json.loads(smol("data", "prepare", tmp_path / "one.txt", "--out", tmp_path / "t.bin", "--json").stdout)["tokens"] == len(big) + 1
+
+    def limited():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20 * 2**20, resource.RLIM_INFINITY))
+    r = subprocess.run([smol_binary(), "data", "prepare", str(tmp_path / "one.jsonl"), "--out", str(tmp_path / "full")],
+                       capture_output=True, text=True, preexec_fn=limited, timeout=300)
+    assert r.returncode == 1 and "error:" in r.stderr and str(tmp_path / "full") in r.stderr, (r.returncode, r.stderr)
+    assert not list((tmp_path / "full").glob("*"))               # the partial shard is removed too
+
+    line = json.dumps({"text": "a document that takes a while to read " * 20}) + "\n"
+    (tmp_path / "a.jsonl").write_text(line * 60000)
+    (tmp_path / "b.jsonl").write_text(line)
+    out = tmp_path / "gone"
+    p = subprocess.Popen([smol_binary(), "data", "prepare", str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl"), "--out", str(out),
+                          "--shard-tokens", "100000"], env={**os.environ, "SMOL_THREADS": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not list(out.glob("*.partial")) and p.poll() is None:
+        time.sleep(0.002)
+    (tmp_path / "b.jsonl").unlink()
+    _, err = p.communicate(timeout=300)
+    assert p.returncode == 1 and "b.jsonl" in err and "cannot open" in err, (p.returncode, err)
+    assert not list(out.glob("*.bin")) and not list(out.glob("*.partial")) and not list(out.glob("*manifest*"))
