@@ -99,14 +99,14 @@ public struct CorpusReader {
     /// Calls `body` with each record of `file`, in order, reading it in bounded chunks (decompressed
     /// when it ends in .gz or .zst), so memory does not grow with its size. Runs of blank lines
     /// between .txt blocks are not records.
-    /// With `range`, only those bytes of a plain file, whose first line is `firstLine` (a piece of
-    /// `InputSplit`, which cuts only where whole-file splitting would); returns the newline bytes read.
+    /// With `range`, only those bytes of a plain file (a piece of `InputSplit`, which cuts only where
+    /// whole-file splitting would), lines counted from 1 at its start; returns the newline bytes read.
     @discardableResult
-    public func records(file: String, range: Range<Int>? = nil, firstLine: Int = 1, _ body: (RawRecord) throws -> Void) throws -> Int {
+    public func records(file: String, range: Range<Int>? = nil, _ body: (RawRecord) throws -> Void) throws -> Int {
         let input = try CorpusInputStream(path: file, range: range)
         input.countNewlines = range != nil
         if CorpusInputStream.innerName(file).hasSuffix(".jsonl") {
-            var line = firstLine - 1
+            var line = 0
             try CorpusReader.records(input, delimiter: [0x0A]) { raw in
                 line += 1
                 try body(RawRecord(bytes: Array(raw.last == 0x0D ? raw.dropLast() : raw), line: line, json: true))
@@ -122,7 +122,7 @@ public struct CorpusReader {
             let delimiter: [UInt8]
             if case let .delimiter(d) = textSplit { delimiter = Array(d.utf8) } else { delimiter = [0x0A, 0x0A] }
             let delimiterLines = delimiter.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
-            var line = firstLine
+            var line = 1
             try CorpusReader.records(input, delimiter: delimiter) { block in
                 let startLine = line + block.prefix { $0 == 0x0A }.count
                 line += block.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) } + delimiterLines

@@ -55,19 +55,14 @@ public struct DataLineage: Codable, Sendable, Equatable {
 
     /// One entry per manifest among `shards`, in order of first appearance.
     public static func of(source: String, shards: [String]) -> [DataLineage] {
-        struct Manifest: Decodable {
-            var inputs: [String]; var tokenizer: String; var documents: Int; var tokens: Int
-            var rejected: Rejections; var lineage: DataManifest.Lineage?
-        }
         var out: [DataLineage] = []
         for shard in shards {
             let found = DataManifest.find(forShard: shard)
             if let i = out.firstIndex(where: { $0.manifest == found?.path }) { out[i].shards += 1; continue }
             var entry = DataLineage(source: source, manifest: found?.path, shards: 1)
-            if let path = found?.path, let data = FileManager.default.contents(atPath: path),
-               let m = try? JSONDecoder().decode(Manifest.self, from: data) {
-                entry.inputs = m.inputs; entry.tokenizer = m.tokenizer; entry.documents = m.documents; entry.tokens = m.tokens
-                entry.rejected = m.rejected.reasons.mapValues(\.count)
+            if let m = found?.manifest {
+                entry.inputs = m.inputs ?? []; entry.tokenizer = m.tokenizer; entry.documents = m.documents ?? 0; entry.tokens = m.tokens ?? 0
+                entry.rejected = m.rejected?.reasons.mapValues(\.count) ?? [:]
                 entry.deduplicated = m.lineage?.deduplicated ?? []
             }
             out.append(entry)

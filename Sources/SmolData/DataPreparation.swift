@@ -64,23 +64,32 @@ public struct DataManifest: Encodable, Sendable {
     /// whose vocabulary sort through ICU collation takes about 2.4 s for a 49k vocabulary.
     public static func legacyTokenizerHash(of t: BPETokenizer) throws -> String { fnv1a64(try t.tokenizerJSON()) }
 
-    /// What a manifest says of the tokenizer its shards were made with.
-    public struct TokenizerOrigin: Decodable {
+    /// What a manifest says of where its shards came from: the tokenizer they were made with, the
+    /// chat report, and the lineage a run records (counts, rejections, dedup; absent from manifests
+    /// written before they were recorded).
+    public struct Origin: Decodable {
         public let tokenizer: String
         public let tokenizerHash: String
         let shards: [Shard]
         public let chat: ChatDataReport?
-        enum CodingKeys: String, CodingKey { case tokenizer, tokenizerHash = "tokenizer_hash", shards, chat }
+        public let inputs: [String]?
+        public let documents: Int?
+        public let tokens: Int?
+        public let rejected: Rejections?
+        public let lineage: Lineage?
+        enum CodingKeys: String, CodingKey {
+            case tokenizer, tokenizerHash = "tokenizer_hash", shards, chat, inputs, documents, tokens, rejected, lineage
+        }
     }
 
     /// The manifest that lists `shard` (NAME.manifest.json files in the shard's directory), if any.
-    public static func find(forShard shard: String) -> (path: String, manifest: TokenizerOrigin)? {
+    public static func find(forShard shard: String) -> (path: String, manifest: Origin)? {
         let dir = (shard as NSString).deletingLastPathComponent, name = (shard as NSString).lastPathComponent
         let listDir = dir.isEmpty ? "." : dir
         for file in ((try? FileManager.default.contentsOfDirectory(atPath: listDir)) ?? []).sorted() where file.hasSuffix(".manifest.json") {
             let path = (listDir as NSString).appendingPathComponent(file)
             guard let data = FileManager.default.contents(atPath: path),
-                  let m = try? JSONDecoder().decode(TokenizerOrigin.self, from: data) else { continue }
+                  let m = try? JSONDecoder().decode(Origin.self, from: data) else { continue }
             if m.shards.contains(where: { $0.path == name }) { return (path, m) }
         }
         return nil
@@ -145,7 +154,7 @@ public struct DataPreparation {
         let pieces = files.indices.filter { $0 >= skip.file }.map { InputPiece(file: $0, range: nil) }
         do {
             let done = try writer.write {
-                try encode(pieces, files: files, firstLines: pieces.map { _ in 1 }, skipping: skip) { event in
+                try encode(pieces, files: files, skipping: skip) { event in
                     switch event {
                     case let .rejected(reason, piece, line):
                         let location = "\(files[pieces[piece].file]):\(line)"
@@ -177,9 +186,10 @@ public struct DataPreparation {
     /// Reads `pieces` in order and parses (UTF-8, JSON), checks and encodes their records on every
     /// core, a batch at a time; `emit` gets each document (BOS and EOS added) or rejection in input
     /// order. Records before `skipping` (a file index and a record index in it) are passed over.
-    /// Returns the newline bytes read in each piece that is a byte range.
+    /// Lines are counted from 1 in each piece. Returns the newline bytes read in each piece that is
+    /// a byte range.
     @discardableResult
-    func encode(_ pieces: [InputPiece], files: [String], firstLines: [Int], skipping skip: (file: Int, record: Int) = (0, 0),
+    func encode(_ pieces: [InputPiece], files: [String], skipping skip: (file: Int, record: Int) = (0, 0),
                 emit: (Encoded) throws -> Void) throws -> [Int] {
         let threads = max(1, Parallel.threads)
         let encoders = (0..<threads).map { _ in makeEncoder() }
@@ -217,7 +227,7 @@ public struct DataPreparation {
         for (k, piece) in pieces.enumerated() {
             var index = 0
             let skipHere = piece.file == skip.file ? skip.record : 0
-            newlines.append(try reader.records(file: files[piece.file], range: piece.range, firstLine: firstLines[k]) { r in
+            newlines.append(try reader.records(file: files[piece.file], range: piece.range) { r in
                 defer { index += 1 }
                 if index < skipHere { return }
                 pending.append((r, k, index)); pendingBytes += r.bytes.count
@@ -241,7 +251,7 @@ public struct DataPreparation {
         var part = RankPart()
         do {
             let spool = try ShardStreamWriter(path: spoolPath, vocabSize: vocabSize, masked: false)
-            part.newlines = try encode(mine, files: files, firstLines: mine.map { _ in 1 }) { event in
+            part.newlines = try encode(mine, files: files) { event in
                 switch event {
                 case let .rejected(reason, piece, line):
                     if part.rejected.filter({ $0.reason == reason }).count < 5 {
