@@ -4,6 +4,7 @@
 #include <mpi.h>
 
 static inline MPI_Comm smol_comm_world(void) { return MPI_COMM_WORLD; }
+static inline MPI_Comm smol_comm_null(void) { return MPI_COMM_NULL; }
 static inline MPI_Datatype smol_float(void) { return MPI_FLOAT; }
 static inline MPI_Datatype smol_double(void) { return MPI_DOUBLE; }
 static inline MPI_Datatype smol_int(void) { return MPI_INT; }

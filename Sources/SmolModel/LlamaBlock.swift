@@ -82,14 +82,22 @@ extension LlamaModel {
             }
         }
         Profiler.time("attention", attend)
-        if b.mid != x { b.mid.update(from: x, count: n * c) }
+        // Tensor parallel: o_proj and down_proj are row-parallel, each rank's product a partial sum.
+        // Rank 0 adds it to the residual, the others to zero, and the sum over ranks is the block's.
+        let partial = tensorParallel.map { $0.plan.size > 1 } ?? false
+        precondition(!partial || (b.mid != x && out != b.mid), "tensor parallel needs the residual in separate buffers")
+        if partial && tensorParallel!.plan.rank != 0 { b.mid.update(repeating: 0, count: n * c) }
+        else if b.mid != x { b.mid.update(from: x, count: n * c) }
         projections.project("self_attn.o_proj.weight", layer: l, y: b.mid, x: b.attnOut, n: n, inDim: config.qDim, outDim: c, accumulate: true)
+        if partial { sumOverTensorParallelRanks(b.mid, count: n * c) }
         Profiler.time("norm") {
             RMSNorm.forward(y: b.norm2, rstd: b.rstd2, x: b.mid, w: weight(pre + "post_attention_layernorm.weight"), n: n, c: c, eps: eps)
         }
         projections.projectShared([("mlp.gate_proj.weight", b.gate, f), ("mlp.up_proj.weight", b.up, f)], layer: l, x: b.norm2, n: n, inDim: c)
         Profiler.time("swiglu") { SwiGLU.forward(h: b.swiglu, gate: b.gate, up: b.up, count: n * f) }
-        if out != b.mid { out.update(from: b.mid, count: n * c) }
+        if partial && tensorParallel!.plan.rank != 0 { out.update(repeating: 0, count: n * c) }
+        else if out != b.mid { out.update(from: b.mid, count: n * c) }
         projections.project("mlp.down_proj.weight", layer: l, y: out, x: b.swiglu, n: n, inDim: f, outDim: c, accumulate: true)
+        if partial { sumOverTensorParallelRanks(out, count: n * c) }
     }
 }

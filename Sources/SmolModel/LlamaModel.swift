@@ -55,6 +55,13 @@ public final class LlamaModel {
     private(set) var rope: RoPETable
     /// Quantised copies of the matrices for single-token decoding (set by the GGUF loader).
     public var decodeWeights: DecodeWeights?
+    /// This model is one rank's shard of a tensor-parallel model (`config` is then the shard's:
+    /// see TensorParallelPlan.localConfig); nil for a whole model.
+    public var tensorParallel: TensorParallel?
+    /// Seconds in tensor-parallel collectives since the last `resetTensorParallelTimer()`.
+    public private(set) var tensorParallelSeconds = 0.0
+    /// The first error of a tensor-parallel collective inside a pass, thrown when the pass ends.
+    private var tensorParallelError: Error?
     private var workspace: Workspace?
 
     public init(config: LlamaConfig) throws {
@@ -97,6 +104,23 @@ public final class LlamaModel {
         if let w = workspace, w.batch == batch, w.seqLen == seqLen, w.training || !training { return }
         workspace = nil
         workspace = Workspace(config: config, batch: batch, seqLen: seqLen, training: training)
+    }
+
+    /// Σ over the tensor-parallel ranks of a partial result, in place (a row-parallel output in the
+    /// forward, a column-parallel input's gradient in the backward); nothing without tensor parallelism.
+    func sumOverTensorParallelRanks(_ p: UnsafeMutablePointer<Float>, count: Int) {
+        guard let tp = tensorParallel, tp.plan.size > 1 else { return }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        Profiler.time("tp.allreduce") {
+            do { try tp.group.allReduceSum(p, count: count) } catch { tensorParallelError = tensorParallelError ?? error }
+        }
+        tensorParallelSeconds += Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
+    }
+
+    public func resetTensorParallelTimer() { tensorParallelSeconds = 0 }
+
+    private func throwTensorParallelError() throws {
+        if let e = tensorParallelError { tensorParallelError = nil; throw e }
     }
 
     func weight(_ name: String) -> UnsafeMutablePointer<Float> { parameters.pointer(name, in: parameters.values) }
@@ -168,11 +192,13 @@ public final class LlamaModel {
                                 dx: ws.dNorm.pointer, dw: g(headName))
             }
             backward(ws: ws, eps: eps)
+            try throwTensorParallelError()
             return unweighted
         }
         let result = Profiler.time("head+loss") { ws.head.forward(x: ws.finalNorm.pointer, w: weight(headName), targets: ws.targets, weights: ws.lossWeights, n: n, scale: lossScale,
                                      dx: wantGrad ? ws.dNorm.pointer : nil, dw: wantGrad ? g(headName) : nil) }
         if wantGrad { backward(ws: ws, eps: eps) }
+        try throwTensorParallelError()
         return result
     }
 
@@ -212,6 +238,7 @@ public final class LlamaModel {
                 Linear.backward(dx: ws.dNorm.pointer, dw: g(pre + "mlp.up_proj.weight"), dy: ws.dUp.pointer, x: ws.norm2[l].pointer,
                                 w: weight(pre + "mlp.up_proj.weight"), n: n, inDim: c, outDim: f, accumulateDx: true)
             }
+            sumOverTensorParallelRanks(ws.dNorm.pointer, count: n * c)   // gate/up are column-parallel
             Profiler.time("norm.bwd") {
                 RMSNorm.backward(dx: dRes, dw: g(pre + "post_attention_layernorm.weight"), dy: ws.dNorm.pointer, x: ws.residualMid[l].pointer,
                                  w: weight(pre + "post_attention_layernorm.weight"), rstd: ws.rstd2[l].pointer, n: n, c: c,
@@ -268,6 +295,7 @@ public final class LlamaModel {
                 Linear.backward(dx: ws.dNorm.pointer, dw: g(pre + "self_attn.v_proj.weight"), dy: ws.dv.pointer, x: ws.norm1[l].pointer,
                                 w: weight(pre + "self_attn.v_proj.weight"), n: n, inDim: c, outDim: config.kvDim, accumulateDx: true)
             }
+            sumOverTensorParallelRanks(ws.dNorm.pointer, count: n * c)   // q/k/v are column-parallel
             Profiler.time("norm.bwd") {
                 RMSNorm.backward(dx: dRes, dw: g(pre + "input_layernorm.weight"), dy: ws.dNorm.pointer, x: ws.residual[l].pointer,
                                  w: weight(pre + "input_layernorm.weight"), rstd: ws.rstd1[l].pointer, n: n, c: c,
@@ -277,6 +305,19 @@ public final class LlamaModel {
         Profiler.time("embedding.bwd") {
             Embedding.backward(dTable: g("model.embed_tokens.weight"), dOut: dRes, tokens: ws.tokenIds, n: n, c: c)
         }
+    }
+
+    /// Tensor parallel: the QK-norm weights are replicated, but each rank's backward saw them only
+    /// through its own heads, so their accumulated gradients are summed over the ranks (once per
+    /// step, after every micro-batch). Every other replicated tensor's gradient is already whole.
+    public func sumPartialGradientsOverTensorParallelRanks() throws {
+        guard config.qkNorm, let tp = tensorParallel, tp.plan.size > 1 else { return }
+        for l in 0..<config.numHiddenLayers {
+            for name in ["self_attn.q_norm.weight", "self_attn.k_norm.weight"] {
+                sumOverTensorParallelRanks(g("model.layers.\(l)." + name), count: config.headDim)
+            }
+        }
+        try throwTensorParallelError()
     }
 
     /// Logits [B·T, V] for every position of `batch` (for tests and evaluation of small inputs).

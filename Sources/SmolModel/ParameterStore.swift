@@ -66,16 +66,29 @@ public final class ParameterStore {
     public var parameterCount: Int { slots.reduce(0) { $0 + $1.count } }
 
     /// Norm weights start at one and biases at zero; every matrix draws N(0, std²) from its own
-    /// stream, keyed by (seed, "init", tensor index, rank coordinates).
-    public func initialize(seed: UInt64, std: Float, rankCoordinates: [Int] = []) {
-        for (i, s) in slots.enumerated() {
+    /// stream, keyed by (seed, "init " + the tensor's name), over the whole unsharded tensor. A
+    /// tensor-parallel rank (`tensorParallel`, this store holding its shard) draws the whole tensor
+    /// and keeps its part, so every topology starts from the same model and no two shards can
+    /// share a stream. `sharedSeedFault` reintroduces the playbook's bug for the drill: every rank
+    /// takes its shard from the start of the stream, as ranks seeded alike would, so all hold the same.
+    public func initialize(seed: UInt64, std: Float, tensorParallel plan: TensorParallelPlan? = nil, sharedSeedFault: Bool = false) {
+        for s in slots {
             let p = values.pointer + s.offset
             if s.shape.count == 1 {
                 p.update(repeating: s.name.hasSuffix(".bias") ? 0 : 1, count: s.count)
-            } else {
-                var rng = RandomStream(seed: seed, purpose: "init", coordinates: [i] + rankCoordinates)
-                for j in 0..<s.count { p[j] = rng.nextNormal() * std }
+                continue
             }
+            var rng = RandomStream(seed: seed, purpose: "init " + s.name)
+            let split = TensorParallelPlan.split(of: s.name)
+            guard let plan, plan.size > 1, split != .replicated, !sharedSeedFault else {
+                for j in 0..<s.count { p[j] = rng.nextNormal() * std }
+                continue
+            }
+            let shape = plan.fullShape(of: s.name, local: s.shape)
+            let full = UnsafeMutablePointer<Float>.allocate(capacity: shape.reduce(1, *))
+            defer { full.deallocate() }
+            for j in 0..<shape.reduce(1, *) { full[j] = rng.nextNormal() * std }
+            TensorParallelPlan.extract(split, full: full, fullShape: shape, size: plan.size, rank: plan.rank, into: p)
         }
     }
 

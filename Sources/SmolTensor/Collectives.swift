@@ -1,6 +1,6 @@
 import Foundation
 
-/// The collectives a data-parallel (later tensor-parallel) step needs, over float32 buffers and a
+/// The collectives a data-parallel or tensor-parallel step needs, over float32 buffers and a
 /// few scalars. Open MPI implements it (SmolMPI.Communicator); NCCL can later. `SingleProcess` is
 /// the world of one. Buffers are split into calls of at most `maxCount` elements, so no count ever
 /// overflows MPI's Int32.
@@ -19,6 +19,9 @@ public protocol Collectives: AnyObject {
     /// Every rank's bytes, in rank order.
     func allGather(_ bytes: [UInt8]) throws -> [[UInt8]]
     func barrier() throws
+    /// The ranks with the same `color`, ordered by `key`: a group of this one (the data-parallel or
+    /// tensor-parallel group of a dp × tp world). Every rank must call it.
+    func split(color: Int, key: Int) throws -> Collectives
 }
 
 public enum ReduceOp: Sendable { case sum, max, min }
@@ -36,6 +39,7 @@ public final class SingleProcess: Collectives {
     public func allGather(_ buffer: UnsafeMutablePointer<Float>, shards: [Range<Int>]) throws {}
     public func allGather(_ bytes: [UInt8]) throws -> [[UInt8]] { [bytes] }
     public func barrier() throws {}
+    public func split(color: Int, key: Int) throws -> Collectives { SingleProcess() }
 }
 
 /// Contiguous shards of `count` elements over `ranks`, each a multiple of 16 floats long (64-byte

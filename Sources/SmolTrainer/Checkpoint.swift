@@ -39,14 +39,20 @@ public enum Checkpoint {
     /// `moments`: AdamW's m and v over the whole flat buffer (gathered from every rank under ZeRO-1).
     public static func save(root: String, model: LlamaModel, moments: (m: FloatBuffer, v: FloatBuffer), state: TrainerState,
                             assets: ModelAssets?) throws -> String {
+        try save(root: root, config: model.config, parameters: model.parameters, moments: moments, state: state, assets: assets)
+    }
+
+    /// The same from the whole model's configuration and parameters, `moments` in their layout
+    /// (a tensor-parallel run gathers every rank's shards into them first).
+    public static func save(root: String, config: LlamaConfig, parameters params: ParameterStore, moments: (m: FloatBuffer, v: FloatBuffer),
+                            state: TrainerState, assets: ModelAssets?) throws -> String {
         let fm = FileManager.default
         try fm.createDirectory(atPath: root, withIntermediateDirectories: true)
         let final = directory(root: root, step: state.step)
         let tmp = (root as NSString).appendingPathComponent(".tmp-" + (final as NSString).lastPathComponent)
         try? fm.removeItem(atPath: tmp)
         try fm.createDirectory(atPath: tmp, withIntermediateDirectories: false)
-        try HFDirectoryWriter.write(model: model, assets: assets, into: tmp)
-        let params = model.parameters
+        try HFDirectoryWriter.write(config: config, parameters: params, assets: assets, into: tmp)
         let tensors = params.slots.flatMap { s in
             [SafetensorsWriter.Tensor(name: "exp_avg." + s.name, shape: s.shape, data: moments.m.pointer + s.offset),
              SafetensorsWriter.Tensor(name: "exp_avg_sq." + s.name, shape: s.shape, data: moments.v.pointer + s.offset)]
@@ -81,7 +87,8 @@ public enum Checkpoint {
         }
     }
 
-    /// Loads weights (and, given an optimizer, its moments) from a checkpoint directory.
+    /// Loads weights (and, given an optimizer, its moments) from a checkpoint directory. The files
+    /// hold whole tensors; a tensor-parallel model (`model.tensorParallel`) keeps its shard of each.
     public static func load(path: String, model: LlamaModel, optimizer: AdamW?) throws -> TrainerState {
         try loadWeights(from: (path as NSString).appendingPathComponent("model.safetensors"), into: model)
         let statePath = (path as NSString).appendingPathComponent("state.json")
@@ -98,8 +105,8 @@ public enum Checkpoint {
             let m = whole ? optimizer.m : FloatBuffer(count: model.parameters.count)
             let v = whole ? optimizer.v : FloatBuffer(count: model.parameters.count)
             for s in model.parameters.slots {
-                try f.read("exp_avg." + s.name, shape: s.shape, into: m.pointer + s.offset)
-                try f.read("exp_avg_sq." + s.name, shape: s.shape, into: v.pointer + s.offset)
+                try readShard(f, "exp_avg." + s.name, slot: s, model: model, into: m.pointer + s.offset)
+                try readShard(f, "exp_avg_sq." + s.name, slot: s, model: model, into: v.pointer + s.offset)
             }
             if !whole {
                 optimizer.m.pointer.update(from: m.pointer + optimizer.shard.lowerBound, count: optimizer.shard.count)
@@ -110,12 +117,24 @@ public enum Checkpoint {
         return state
     }
 
+    /// Tensor `name` of `f` into `out`: whole, or this tensor-parallel rank's part of it.
+    static func readShard(_ f: SafetensorsFile, _ name: String, slot s: TensorSlot, model: LlamaModel, into out: UnsafeMutablePointer<Float>) throws {
+        let split = TensorParallelPlan.split(of: s.name)
+        guard let plan = model.tensorParallel?.plan, plan.size > 1, split != .replicated else {
+            return try f.read(name, shape: s.shape, into: out)
+        }
+        let shape = plan.fullShape(of: s.name, local: s.shape)
+        let full = FloatBuffer(count: shape.reduce(1, *))
+        try f.read(name, shape: shape, into: full.pointer)
+        TensorParallelPlan.extract(split, full: full.pointer, fullShape: shape, size: plan.size, rank: plan.rank, into: out)
+    }
+
     /// Reads the weights, refusing a file that holds NaN or infinity (a diverged run's, never ours).
     public static func loadWeights(from path: String, into model: LlamaModel) throws {
         let f = try SafetensorsFile(path: path)
         for s in model.parameters.slots {
             let p = model.parameters.values.pointer + s.offset
-            try f.read(s.name, shape: s.shape, into: p)
+            try readShard(f, s.name, slot: s, model: model, into: p)
             if let bad = (0..<s.count).first(where: { !p[$0].isFinite }) {
                 throw ConfigError.invalidFile(path: path, reason: "tensor \(s.name) holds a non-finite value (\(p[bad]) at element \(bad)); refusing to resume from it")
             }

@@ -8,9 +8,13 @@ import SmolTensor
 /// few counted tokens (an SFT batch mostly prompt) weighs by its tokens, not as a whole micro-batch.
 ///
 /// Data parallel: every rank runs its own micro-batches, then the gradients are summed over ranks
-/// through `collectives` (ZeRO-0: all-reduce of the flat gradient buffer, in pieces; ZeRO-1:
-/// reduce-scatter, each rank updating its shard of the parameters with its shard of AdamW's
-/// moments, then all-gather of the parameters).
+/// through `collectives`, the data-parallel group (ZeRO-0: all-reduce of the flat gradient buffer,
+/// in pieces; ZeRO-1: reduce-scatter, each rank updating its shard of the parameters with its shard
+/// of AdamW's moments, then all-gather of the parameters).
+///
+/// Tensor parallel: the model is one rank's shard (`model.tensorParallel`) and communicates inside
+/// its forward and backward; the step adds the QK-norm gradients' sum over the tensor-parallel
+/// ranks and a gradient norm that counts each replicated tensor once.
 public final class TrainStep {
     public let model: LlamaModel
     public let optimizer: AdamW
@@ -18,8 +22,9 @@ public final class TrainStep {
     public let zero: Int
     /// Every rank's shard of the flat buffer (ZeRO-1), in rank order.
     public let shards: [Range<Int>]
-    /// Seconds spent in collectives since the last `resetTimers()`.
-    public private(set) var communicationSeconds = 0.0
+    /// Seconds spent in collectives since the last `resetTimers()`, the model's tensor-parallel ones included.
+    public var communicationSeconds: Double { dataParallelSeconds + model.tensorParallelSeconds }
+    private var dataParallelSeconds = 0.0
     /// A preference objective (DPO, APO) and its β: the micro-batches then hold one pair per row,
     /// and the loss is the mean over pairs of the objective's loss, not a mean over tokens.
     public var preference: (objective: PreferenceObjective, beta: Double)?
@@ -37,11 +42,11 @@ public final class TrainStep {
     /// The shards ZeRO-1 gives a model's flat buffer over `ranks` (what each rank's AdamW owns).
     public static func shard(count: Int, ranks: Int, rank: Int) -> Range<Int> { evenShards(count: count, ranks: ranks)[rank] }
 
-    public func resetTimers() { communicationSeconds = 0 }
+    public func resetTimers() { dataParallelSeconds = 0; model.resetTensorParallelTimer() }
 
     private func communicate<T>(_ body: () throws -> T) rethrows -> T {
         let t0 = DispatchTime.now().uptimeNanoseconds
-        defer { communicationSeconds += Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9 }
+        defer { dataParallelSeconds += Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9 }
         return try Profiler.time("collectives", body)
     }
 
@@ -70,6 +75,7 @@ public final class TrainStep {
         let scale: Float = weight > 0 ? Float(1 / weight) : 0
         var sum = 0.0
         for b in microBatches { sum += try model.forward(b, lossScale: scale, computeGradients: true).loss }
+        try model.sumPartialGradientsOverTensorParallelRanks()
         if collectives.size > 1 {
             try communicate {
                 sum = try collectives.allReduce(sum, op: .sum)
@@ -102,6 +108,7 @@ public final class TrainStep {
                 stats = stats + PreferenceBatch.score(losses, batch: b, objective: objective, beta: beta, weights: weights)
             }
         }
+        try model.sumPartialGradientsOverTensorParallelRanks()
         if collectives.size > 1 {
             try communicate {
                 stats = try stats.allReduced(collectives)
@@ -112,12 +119,27 @@ public final class TrainStep {
         return (stats.pairs > 0 ? stats.loss / stats.pairs : 0, pairs)
     }
 
-    /// The global gradient norm (with ZeRO-1 from every rank's reduced shard).
+    /// The global gradient norm: with ZeRO-1 from every rank's reduced shard; with tensor
+    /// parallelism from every rank's shards, each replicated tensor counted on rank 0 of its group.
     public func gradientNorm() throws -> Double {
-        guard zero >= 1 && collectives.size > 1 else { return AdamW.gradientNorm(model.gradients) }
-        let mine = shards[collectives.rank]
-        let local = VectorMath.parallelSumOfSquares(model.gradients.pointer + mine.lowerBound, mine.count)
-        return try communicate { try collectives.allReduce(local, op: .sum) }.squareRoot()
+        let tp = model.tensorParallel.flatMap { $0.plan.size > 1 ? $0 : nil }
+        let sharded = zero >= 1 && collectives.size > 1
+        guard sharded || tp != nil else { return AdamW.gradientNorm(model.gradients) }
+        let mine = sharded ? shards[collectives.rank] : 0..<model.parameters.count
+        var total = 0.0
+        if let tp {
+            for s in model.parameters.slots where tp.plan.rank == 0 || TensorParallelPlan.split(of: s.name) != .replicated {
+                let lo = max(s.offset, mine.lowerBound), hi = min(s.offset + s.count, mine.upperBound)
+                if lo < hi { total += VectorMath.parallelSumOfSquares(model.gradients.pointer + lo, hi - lo) }
+            }
+        } else {
+            total = VectorMath.parallelSumOfSquares(model.gradients.pointer + mine.lowerBound, mine.count)
+        }
+        try communicate {
+            if sharded { total = try collectives.allReduce(total, op: .sum) }
+            if let tp { total = try tp.group.allReduce(total, op: .sum) }
+        }
+        return total.squareRoot()
     }
 
     /// Clips by the global norm and applies AdamW at `lr`; returns the norm before clipping.

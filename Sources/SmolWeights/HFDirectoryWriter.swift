@@ -47,15 +47,21 @@ public struct ModelAssets {
 /// special tokens). Every file is fsynced; the caller makes the directory appear atomically.
 public enum HFDirectoryWriter {
     public static func write(model: LlamaModel, assets: ModelAssets?, into dir: String) throws {
+        try write(config: model.config, parameters: model.parameters, assets: assets, into: dir)
+    }
+
+    /// The same from a configuration and the whole model's parameters (a tensor-parallel run
+    /// gathers them into a store of the full model's layout).
+    public static func write(config modelConfig: LlamaConfig, parameters: ParameterStore, assets: ModelAssets?, into dir: String) throws {
         func path(_ name: String) -> String { (dir as NSString).appendingPathComponent(name) }
         let bos = assets.flatMap { a in a.bosToken.flatMap { a.tokenizer.id(of: $0) } }.map(Int.init)
         let eos = assets.flatMap { a in a.eosToken.flatMap { a.tokenizer.id(of: $0) } }.map(Int.init)
-        var config = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(HFConfig(model.config))) as! [String: Any]
+        var config = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(HFConfig(modelConfig))) as! [String: Any]
         config["bos_token_id"] = bos ?? NSNull()
         config["eos_token_id"] = eos ?? NSNull()
         config["pad_token_id"] = NSNull()   // else transformers falls back to its class default (SmolLM3: 128004)
         try writeJSON(config, to: path("config.json"))
-        try writeWeights(model, to: path("model.safetensors"))
+        try writeWeights(parameters, to: path("model.safetensors"))
         var generation: [String: Any] = [:]
         if let bos { generation["bos_token_id"] = bos }
         if let a = assets {
@@ -65,7 +71,7 @@ public enum HFDirectoryWriter {
         try writeJSON(generation, to: path("generation_config.json"))
         guard let a = assets else { return }
         try FileSink.writeDurably(try a.tokenizer.tokenizerJSON(), to: path("tokenizer.json"))
-        var tc: [String: Any] = ["tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": model.config.maxPositionEmbeddings,
+        var tc: [String: Any] = ["tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": modelConfig.maxPositionEmbeddings,
                                  "clean_up_tokenization_spaces": false]
         if let b = a.bosToken { tc["bos_token"] = b }
         if let e = a.eosToken { tc["eos_token"] = e }
@@ -74,8 +80,9 @@ public enum HFDirectoryWriter {
     }
 
     /// model.safetensors: every parameter under its Hugging Face name.
-    public static func writeWeights(_ model: LlamaModel, to path: String) throws {
-        let params = model.parameters
+    public static func writeWeights(_ model: LlamaModel, to path: String) throws { try writeWeights(model.parameters, to: path) }
+
+    public static func writeWeights(_ params: ParameterStore, to path: String) throws {
         let tensors = params.slots.map { SafetensorsWriter.Tensor(name: $0.name, shape: $0.shape, data: params.values.pointer + $0.offset) }
         try SafetensorsWriter.write(tensors, metadata: ["format": "pt"], to: path)
     }

@@ -1,0 +1,140 @@
+import SmolTensor
+
+/// Megatron-style tensor parallelism of the Llama block over `size` ranks:
+///
+///     x ─ RMSNorm ─┬─ q/k/v (column-parallel: rank r holds heads r·H/T ..< (r+1)·H/T) ─ attention ─ o_proj (row-parallel) ─ Σ ranks ─ + x
+///     x ─ RMSNorm ─┴─ gate/up (column-parallel: units r·F/T ..< (r+1)·F/T) ─ SwiGLU ─ down_proj (row-parallel) ─ Σ ranks ─ + x
+///
+/// A column-parallel matrix [out, in] keeps its rows of rank r; a row-parallel one [out, in] its
+/// columns. Each rank's row-parallel output is a partial sum, all-reduced in the forward; in the
+/// backward the input gradient of a column-parallel matrix is the partial one, all-reduced before
+/// the norm. Embeddings, norms and the head are replicated: every rank computes them whole, on the
+/// same inputs, so their gradients agree without communication, except the per-head QK-norm weights,
+/// which each rank sees only through its own heads (their gradient is summed over the ranks).
+public struct TensorParallelPlan: Sendable, Equatable {
+    public let size: Int, rank: Int
+
+    public init(size: Int, rank: Int) {
+        precondition(size >= 1 && rank >= 0 && rank < size)
+        self.size = size; self.rank = rank
+    }
+
+    /// How a tensor is cut across the ranks.
+    public enum Split: Sendable { case replicated, rows, columns }
+
+    public static func split(of name: String) -> Split {
+        for suffix in ["q_proj.weight", "k_proj.weight", "v_proj.weight", "q_proj.bias", "k_proj.bias", "v_proj.bias",
+                       "gate_proj.weight", "up_proj.weight"] where name.hasSuffix(suffix) { return .rows }
+        if name.hasSuffix("o_proj.weight") || name.hasSuffix("down_proj.weight") { return .columns }
+        return .replicated
+    }
+
+    /// The first key of `config` that does not divide by `size`, with why (nil when it splits).
+    public static func indivisible(_ config: LlamaConfig, size: Int) -> (key: String, reason: String)? {
+        if config.numKeyValueHeads % size != 0 {
+            return ("model.num_key_value_heads", "\(config.numKeyValueHeads) key/value heads do not divide over tp = \(size) ranks")
+        }
+        if config.numAttentionHeads % size != 0 {
+            return ("model.num_attention_heads", "\(config.numAttentionHeads) attention heads do not divide over tp = \(size) ranks")
+        }
+        if config.intermediateSize % size != 0 {
+            return ("model.intermediate_size", "\(config.intermediateSize) does not divide over tp = \(size) ranks")
+        }
+        return nil
+    }
+
+    /// The model one rank holds: H/T query heads, KV/T key/value heads, F/T intermediate units, the
+    /// head dimension unchanged. Its parameters carry the full model's names, in the same order.
+    public func localConfig(_ full: LlamaConfig) -> LlamaConfig {
+        precondition(TensorParallelPlan.indivisible(full, size: size) == nil, "validated by the caller")
+        guard size > 1 else { return full }
+        var c = full
+        c.headDimOverride = full.headDim
+        c.numAttentionHeads = full.numAttentionHeads / size
+        c.numKeyValueHeads = full.numKeyValueHeads / size
+        c.intermediateSize = full.intermediateSize / size
+        return c
+    }
+
+    /// The full tensor's shape from one rank's.
+    public func fullShape(of name: String, local shape: [Int]) -> [Int] {
+        switch TensorParallelPlan.split(of: name) {
+        case .replicated: return shape
+        case .rows: return [shape[0] * size] + shape.dropFirst()
+        case .columns: return [shape[0], shape[1] * size]
+        }
+    }
+
+    /// Rank `r`'s part of `full` (shape `fullShape`) into `local`.
+    public static func extract(_ split: Split, full: UnsafePointer<Float>, fullShape: [Int], size: Int, rank r: Int,
+                               into local: UnsafeMutablePointer<Float>) {
+        let count = fullShape.reduce(1, *)
+        switch split {
+        case .replicated: local.update(from: full, count: count)
+        case .rows:
+            let part = count / size
+            local.update(from: full + r * part, count: part)
+        case .columns:
+            let rows = fullShape[0], cols = fullShape[1], w = cols / size
+            for i in 0..<rows { (local + i * w).update(from: full + i * cols + r * w, count: w) }
+        }
+    }
+
+    /// The inverse: rank `r`'s `local` written into its place in `full`.
+    public static func insert(_ split: Split, local: UnsafePointer<Float>, fullShape: [Int], size: Int, rank r: Int,
+                              into full: UnsafeMutablePointer<Float>) {
+        let count = fullShape.reduce(1, *)
+        switch split {
+        case .replicated: full.update(from: local, count: count)
+        case .rows:
+            let part = count / size
+            (full + r * part).update(from: local, count: part)
+        case .columns:
+            let rows = fullShape[0], cols = fullShape[1], w = cols / size
+            for i in 0..<rows { (full + i * cols + r * w).update(from: local + i * w, count: w) }
+        }
+    }
+}
+
+/// A model's place in a tensor-parallel group: the plan and the group's collectives.
+public struct TensorParallel {
+    public let plan: TensorParallelPlan
+    public let group: Collectives
+    public init(group: Collectives) {
+        self.group = group
+        plan = TensorParallelPlan(size: group.size, rank: group.rank)
+    }
+}
+
+extension TensorParallel {
+    /// Every rank's shards of `local` (laid out as `store`, this rank's) gathered whole into `full`
+    /// (laid out as `fullStore`, the whole model's). Every rank of the group calls it; those that
+    /// only send pass `full` nil.
+    public func gather(_ local: UnsafePointer<Float>, store: ParameterStore, into full: UnsafeMutablePointer<Float>?, fullStore: ParameterStore) throws {
+        for (s, t) in zip(store.slots, fullStore.slots) {
+            let split = TensorParallelPlan.split(of: s.name)
+            if split == .replicated || plan.size == 1 {
+                full.map { ($0 + t.offset).update(from: local + s.offset, count: s.count) }
+                continue
+            }
+            let blocks = FloatBuffer(count: s.count * plan.size)
+            (blocks.pointer + plan.rank * s.count).update(from: local + s.offset, count: s.count)
+            try group.allGather(blocks.pointer, shards: (0..<plan.size).map { $0 * s.count ..< ($0 + 1) * s.count })
+            guard let full else { continue }
+            for r in 0..<plan.size {
+                TensorParallelPlan.insert(split, local: blocks.pointer + r * s.count, fullShape: t.shape, size: plan.size, rank: r, into: full + t.offset)
+            }
+        }
+    }
+}
+
+extension ParameterStore {
+    /// This store's tensors taken from `full`, a whole model's store: each tensor whole, or the
+    /// part of it that tensor-parallel rank `plan.rank` holds.
+    public func load(from full: ParameterStore, plan: TensorParallelPlan) {
+        for (s, t) in zip(slots, full.slots) {
+            TensorParallelPlan.extract(plan.size > 1 ? TensorParallelPlan.split(of: s.name) : .replicated, full: full.values.pointer + t.offset,
+                                       fullShape: t.shape, size: plan.size, rank: plan.rank, into: values.pointer + s.offset)
+        }
+    }
+}
