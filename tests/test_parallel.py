@@ -63,8 +63,9 @@ def test_data_parallel_and_zero1_train_the_losses_of_one_process(smol, cfg, tmp_
         np.testing.assert_allclose(ours, one, rtol=1e-5, err_msg=name)
         ev = [e["val_loss"] for e in train_rows(tmp_path / name, "eval")]
         np.testing.assert_allclose(ev, [e["val_loss"] for e in train_rows(tmp_path / "one", "eval")], rtol=1e-5)
-    # ZeRO-1 shards the optimizer, not the arithmetic: the same losses as ZeRO-0.
-    assert losses(tmp_path / "dp2-zero1") == losses(tmp_path / "dp2")
+    # ZeRO-1 shards the optimizer, not the arithmetic: the same losses as ZeRO-0, up to the clipping
+    # norm's sum of squares, added shard by shard (its last bits may differ).
+    np.testing.assert_allclose(losses(tmp_path / "dp2-zero1"), losses(tmp_path / "dp2"), rtol=1e-7)
     # Only rank 0 writes: one metrics line per step, one checkpoint per checkpoint step.
     assert sorted(os.listdir(tmp_path / "dp2" / "checkpoints")) == ["step_00000006", "step_00000012"]
 
@@ -175,7 +176,7 @@ def test_runs_that_must_not_start(smol, cfg, tmp_path):
     # 384 tokens per step do not split over 5 ranks of 64-token sequences.
     one_error_line(mpi(5, "train", cfg, "--out", out, "--no-store", "--resume", check=False), "training.tokens_per_batch", "parallel.dp")
     one_error_line(mpi(2, "train", cfg, "--out", out, "--no-store", "--resume", "--set", "parallel.dp=3", check=False), "parallel.dp", "2 processes")
-    one_error_line(mpi(2, "train", cfg, "--out", out, "--no-store", "--resume", "--set", "parallel.tp=2", check=False), "parallel.tp")
+    one_error_line(mpi(3, "train", cfg, "--out", out, "--no-store", "--resume", "--set", "parallel.tp=2", check=False), "parallel.tp", "3 processes")
     # Ranks started with different configs (Open MPI's MPMD syntax), and a rank without its data.
     def rank1_with(text):
         second = tmp_path / "second.yaml"

@@ -107,22 +107,24 @@ public struct TensorParallel {
 }
 
 extension TensorParallel {
-    /// Every rank's shards of `local` (laid out as `store`, this rank's) gathered whole into `full`
-    /// (laid out as `fullStore`, the whole model's). Every rank of the group calls it; those that
-    /// only send pass `full` nil.
-    public func gather(_ local: UnsafePointer<Float>, store: ParameterStore, into full: UnsafeMutablePointer<Float>?, fullStore: ParameterStore) throws {
-        for (s, t) in zip(store.slots, fullStore.slots) {
-            let split = TensorParallelPlan.split(of: s.name)
+    /// Every rank's shards of `local` (laid out as `store`, this rank's) gathered whole into
+    /// `full`'s buffer, laid out as its store (the whole model's). Every rank of the group calls
+    /// it; those that only send pass `full` nil.
+    public func gather(_ local: UnsafePointer<Float>, store: ParameterStore,
+                       into full: (store: ParameterStore, values: UnsafeMutablePointer<Float>)?) throws {
+        for (i, s) in store.slots.enumerated() {
+            let split = TensorParallelPlan.split(of: s.name), at = full.map { $0.values + $0.store.slots[i].offset }
             if split == .replicated || plan.size == 1 {
-                full.map { ($0 + t.offset).update(from: local + s.offset, count: s.count) }
+                at?.update(from: local + s.offset, count: s.count)
                 continue
             }
             let blocks = FloatBuffer(count: s.count * plan.size)
             (blocks.pointer + plan.rank * s.count).update(from: local + s.offset, count: s.count)
             try group.allGather(blocks.pointer, shards: (0..<plan.size).map { $0 * s.count ..< ($0 + 1) * s.count })
-            guard let full else { continue }
+            guard let at else { continue }
             for r in 0..<plan.size {
-                TensorParallelPlan.insert(split, local: blocks.pointer + r * s.count, fullShape: t.shape, size: plan.size, rank: r, into: full + t.offset)
+                TensorParallelPlan.insert(split, local: blocks.pointer + r * s.count, fullShape: plan.fullShape(of: s.name, local: s.shape),
+                                          size: plan.size, rank: r, into: at)
             }
         }
     }

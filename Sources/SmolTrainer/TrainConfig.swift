@@ -311,14 +311,16 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
 }
 
 /// How the run spans processes: `dp` data-parallel replicas (default: world size / tp), `tp`
-/// tensor-parallel ranks (1 until tensor parallelism lands), `zero` 0 or 1 (ZeRO-1 shards AdamW's
-/// moments over the data-parallel ranks).
+/// tensor-parallel ranks (Megatron-style, see TensorParallelPlan; world = dp × tp, a tensor-parallel
+/// group being tp consecutive ranks), `zero` 0 or 1 (ZeRO-1 shards AdamW's moments over the
+/// data-parallel ranks), `audit` (default on): the seed audit before step 1 (SeedAudit).
 public struct ParallelConfig: Codable, Equatable, Sendable {
     public var dp: Int?
     public var tp = 1
     public var zero = 0
+    public var audit = true
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case dp, tp, zero }
+    enum CodingKeys: String, CodingKey, CaseIterable { case dp, tp, zero, audit }
     public init() {}
     public init(from decoder: Decoder) throws {
         try rejectUnknownKeys(decoder, known: CodingKeys.allCases.map(\.rawValue), section: "parallel")
@@ -326,12 +328,21 @@ public struct ParallelConfig: Codable, Equatable, Sendable {
         dp = try c.decodeIfPresent(Int.self, forKey: .dp)
         tp = try c.decodeIfPresent(Int.self, forKey: .tp) ?? 1
         zero = try c.decodeIfPresent(Int.self, forKey: .zero) ?? 0
+        audit = try c.decodeIfPresent(Bool.self, forKey: .audit) ?? true
+    }
+
+    /// `audit` only when off, so the configs of runs from before it read back unchanged.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encodeIfPresent(dp, forKey: .dp)
+        try c.encode(tp, forKey: .tp); try c.encode(zero, forKey: .zero)
+        if !audit { try c.encode(audit, forKey: .audit) }
     }
 
     public func validate() throws {
         func bad(_ k: String, _ r: String) -> ConfigError { .invalidValue(key: "parallel." + k, reason: r) }
         if let d = dp, d < 1 { throw bad("dp", "must be ≥ 1, got \(d)") }
-        if tp != 1 { throw bad("tp", "tensor parallelism is not available yet (tp must be 1, got \(tp))") }
+        if tp < 1 || tp > 4096 { throw bad("tp", "must be between 1 and 4096, got \(tp)") }
         if zero != 0 && zero != 1 { throw bad("zero", "must be 0 or 1, got \(zero)") }
     }
 
@@ -343,6 +354,21 @@ public struct ParallelConfig: Codable, Equatable, Sendable {
                                            reason: "dp \(d) × tp \(tp) = \(d * tp) does not match the \(world) processes started")
         }
         return d
+    }
+}
+
+/// Fire drills that reintroduce a known failure in a real run, to show that it is caught.
+/// `tp_shared_seed`: every tensor-parallel rank draws its shard from the same stream, the playbook's
+/// 1-trillion-token bug (the seed audit stops such a run before step 1).
+public struct FaultConfig: Codable, Equatable, Sendable {
+    public var tpSharedSeed = false
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case tpSharedSeed = "tp_shared_seed" }
+    public init() {}
+    public init(from decoder: Decoder) throws {
+        try rejectUnknownKeys(decoder, known: CodingKeys.allCases.map(\.rawValue), section: "fault")
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        tpSharedSeed = try c.decodeIfPresent(Bool.self, forKey: .tpSharedSeed) ?? false
     }
 }
 
@@ -361,10 +387,11 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     /// Compare with a baseline run at matched tokens (nil: no guard).
     public var baseline: BaselineConfig?
     public var parallel = ParallelConfig()
+    public var fault = FaultConfig()
     /// Directory the config file lives in; data paths are resolved against it.
     public var baseDirectory = "."
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case model, optimizer, schedule, data, training, stability, baseline, parallel }
+    enum CodingKeys: String, CodingKey, CaseIterable { case model, optimizer, schedule, data, training, stability, baseline, parallel, fault }
     enum ModelSectionKeys: String, CodingKey { case initFrom = "init_from" }
     /// Model keys that are training-time choices, not part of the weights: `init_from` lets them differ from the source.
     static let trainingModelKeys: Set<String> = ["intra_document_masking", "initializer_range"]
@@ -383,6 +410,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         stability = try c.decodeIfPresent(StabilityConfig.self, forKey: .stability) ?? StabilityConfig()
         baseline = try c.decodeIfPresent(BaselineConfig.self, forKey: .baseline)
         parallel = try c.decodeIfPresent(ParallelConfig.self, forKey: .parallel) ?? ParallelConfig()
+        fault = try c.decodeIfPresent(FaultConfig.self, forKey: .fault) ?? FaultConfig()
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -397,12 +425,28 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         try c.encode(schedule, forKey: .schedule); try c.encode(data, forKey: .data); try c.encode(training, forKey: .training)
         try c.encode(stability, forKey: .stability); try c.encodeIfPresent(baseline, forKey: .baseline)
         try c.encode(parallel, forKey: .parallel)
+        if fault != FaultConfig() { try c.encode(fault, forKey: .fault) }
     }
 
     public func validate() throws {
         try model.validate(); try optimizer.validate(); try schedule.validate()
         try training.validate(maxPositions: model.maxPositionEmbeddings)
         try stability.validate(); try baseline?.validate(); try parallel.validate()
+        if parallel.tp > 1 {
+            if let bad = TensorParallelPlan.indivisible(model, size: parallel.tp) {
+                throw ConfigError.invalidValue(key: bad.key, reason: bad.reason + " (parallel.tp)")
+            }
+            // Both score on rank 0's model alone, or per rank with ranks that may disagree; a shard cannot.
+            if !training.evalTasks.isEmpty {
+                throw ConfigError.invalidValue(key: "training.eval_tasks", reason: "task evaluation during training is not available with parallel.tp > 1; evaluate the checkpoints with smol eval")
+            }
+            if training.objective.preference != nil {
+                throw ConfigError.invalidValue(key: "training.objective", reason: "preference objectives are not available with parallel.tp > 1 yet (their reference log-probs are cached per rank)")
+            }
+        }
+        if fault.tpSharedSeed && parallel.tp < 2 {
+            throw ConfigError.invalidValue(key: "fault.tp_shared_seed", reason: "reintroduces a tensor-parallel bug: it needs parallel.tp ≥ 2")
+        }
         if stability.policy == .rollback && training.checkpointEvery == 0 {
             throw ConfigError.invalidValue(key: "stability.policy", reason: "rollback needs checkpoints (training.checkpoint_every > 0)")
         }

@@ -109,7 +109,13 @@ public final class Trainer {
     public let optimizer: AdamW
     /// The one training step (gradients over the micro-batches, clip, AdamW).
     public let step: TrainStep
+    /// Every process of the run (rank = dp index · tp + tp index).
     public let collectives: Collectives
+    /// The ranks that hold the same tensor-parallel shards, one per data-parallel replica: the
+    /// gradients are summed over it and it splits the data (the world while tp = 1).
+    public let dataGroup: Collectives
+    /// The ranks that share one model's shards (nil while tp = 1).
+    public let tensorGroup: Collectives?
     /// Data-parallel replicas (the world size while tp = 1).
     public let dataParallel: Int
     /// The signal that stopped the run at a step boundary (after a checkpoint), 0 when it was not stopped.
@@ -144,11 +150,12 @@ public final class Trainer {
     public var baselineCurve: [(tokens: Double, value: Double)]?
     /// Why the run stopped early (the baseline guard), nil when it ran to the end.
     public private(set) var stoppedEarly: String?
+    private var audited = false
 
     public var checkpointRoot: String { (outputDirectory as NSString).appendingPathComponent("checkpoints") }
     public var metricsPath: String { (outputDirectory as NSString).appendingPathComponent("metrics.jsonl") }
 
-    /// `collectives`: the data-parallel world (one process by default). Every rank builds its own
+    /// `collectives`: the world of dp × tp processes (one by default). Every rank builds its own
     /// Trainer; only rank 0 writes metrics, checkpoints and reports events, and holds the output
     /// directory's lock. A fresh run refuses a directory holding another run unless `force` (which
     /// deletes it); a resume refuses a changed config (beyond `RunDirectory.resumableKeys`) unless
@@ -161,11 +168,21 @@ public final class Trainer {
         self.report = collectives.rank == 0 ? report : { _ in }
         dataParallel = try config.parallel.dataParallel(world: collectives.size)
         try config.training.validate(dataParallel: dataParallel)
-        model = try LlamaModel(config: config.model)
+        let tp = config.parallel.tp
+        if tp > 1 {
+            // A tensor-parallel group is tp consecutive ranks (one node's, where a cluster has them).
+            tensorGroup = try collectives.split(color: collectives.rank / tp, key: collectives.rank % tp)
+            dataGroup = try collectives.split(color: collectives.rank % tp, key: collectives.rank / tp)
+        } else {
+            tensorGroup = nil; dataGroup = collectives
+        }
+        let plan = TensorParallelPlan(size: tp, rank: tensorGroup?.rank ?? 0)
+        model = try LlamaModel(config: plan.localConfig(config.model))
+        model.tensorParallel = tensorGroup.map { TensorParallel(group: $0) }
         try model.checkTrainingMemory(batch: config.training.microBatch, seqLen: config.training.seqLen)
-        let shard = config.parallel.zero >= 1 ? TrainStep.shard(count: model.parameters.count, ranks: collectives.size, rank: collectives.rank) : nil
+        let shard = config.parallel.zero >= 1 ? TrainStep.shard(count: model.parameters.count, ranks: dataGroup.size, rank: dataGroup.rank) : nil
         optimizer = AdamW(config: config.optimizer, parameters: model.parameters, shard: shard)
-        step = TrainStep(model: model, optimizer: optimizer, collectives: collectives, zero: config.parallel.zero)
+        step = TrainStep(model: model, optimizer: optimizer, collectives: dataGroup, zero: config.parallel.zero)
 
         tokenizerPath = try config.data.tokenizer.map { try config.resolve([$0])[0] }
         // The weights to start from; read before anything is written, so a bad source leaves no trace.
@@ -234,7 +251,7 @@ public final class Trainer {
             try RunDirectory.lock(outputDirectory)
             if resume {
                 let removed = RunDirectory.removeLeftovers(checkpoints: (outputDirectory as NSString).appendingPathComponent("checkpoints"))
-                if !removed.isEmpty { report(.info("removed \(removed.count) unfinished checkpoint(s) a killed save left: \(removed.joined(separator: ", "))")) }
+                if !removed.isEmpty { self.report(.info("removed \(removed.count) unfinished checkpoint(s) a killed save left: \(removed.joined(separator: ", "))")) }
             } else {
                 try RunDirectory.prepareFresh(outputDirectory, force: force)
             }
@@ -248,7 +265,7 @@ public final class Trainer {
             }
             let s = try Checkpoint.load(path: latest.path, model: model, optimizer: optimizer)
             // This rank's place in the data: its own when the topology is the checkpoint's, else re-dealt.
-            state.data = DataPosition.resharded(s.rankData ?? [s.data], toRanks: dataParallel, rank: collectives.rank)
+            state.data = DataPosition.resharded(s.rankData ?? [s.data], toRanks: dataParallel, rank: dataGroup.rank)
             let saved = try JSONDecoder().decode(TrainConfig.self, from: Data(s.config.utf8))
             if saved.model != config.model {
                 throw ConfigError.invalidFile(path: latest.path, reason: "checkpoint was trained with a different model config")
@@ -261,15 +278,16 @@ public final class Trainer {
                 guard allowConfigChange else {
                     throw ConfigError.invalidFile(path: latest.path, reason: "the config differs from the checkpoint's in keys a resume keeps (\(list)); put them back, or pass --allow-config-change")
                 }
-                report(.info("warning: resuming with a changed config (\(list)); the run is no longer the one its checkpoints describe"))
+                self.report(.info("warning: resuming with a changed config (\(list)); the run is no longer the one its checkpoints describe"))
             }
             resumed = s
             resumedFrom = s.step
         } else if let source {
-            model.parameters.values.pointer.update(from: source.model.parameters.values.pointer, count: model.parameters.count)
-            report(.info("initialised from \(source.source) (\(source.format.rawValue), \(config.model.modelType))"))
+            model.parameters.load(from: source.model.parameters, plan: plan)
+            self.report(.info("initialised from \(source.source) (\(source.format.rawValue), \(config.model.modelType))"))
         } else {
-            model.parameters.initialize(seed: config.training.seed, std: Float(config.model.initializerRange))
+            model.parameters.initialize(seed: config.training.seed, std: Float(config.model.initializerRange), tensorParallel: plan,
+                                        sharedSeedFault: config.fault.tpSharedSeed)
             model.parameters.duplicateTensorParallelShards(ranks: config.stability.sharedSeedTPRanks)
         }
         if let r = resumed { state.step = r.step; state.tokensSeen = r.tokensSeen; state.elapsedSeconds = r.elapsedSeconds }
@@ -294,13 +312,13 @@ public final class Trainer {
             // The reference model is the initial one: its log-probs of every pair, before step 1.
             let pairs = (sets.train + sets.heldOut + [sets.validation]).compactMap { $0 as? PreferencePairs }
             let how = try ReferenceLogProbs.attach(to: pairs, model: model, microBatch: config.training.microBatch, runDirectory: outputDirectory,
-                                                   resume: resume, collectives: collectives)
-            report(.info(how))
+                                                   resume: resume, collectives: dataGroup)
+            self.report(.info(how))
             let over = sets.train.compactMap { $0 as? PreferencePairs }.reduce(0) { $0 + $1.overLength }
-            if over > 0 { report(.info("\(over) preference pair(s) do not fit in seq_len = \(T) positions and are left out")) }
+            if over > 0 { self.report(.info("\(over) preference pair(s) do not fit in seq_len = \(T) positions and are left out")) }
             step.preference = (objective, config.training.beta)
         }
-        trainLoader = try Trainer.makeLoader(config: config, train: sets.train, stage: k, position: position, rank: collectives.rank, dataParallel: dataParallel)
+        trainLoader = try Trainer.makeLoader(config: config, train: sets.train, stage: k, position: position, rank: dataGroup.rank, dataParallel: dataParallel)
         self.resume = resume
         if let b = config.baseline, let curve = b.curve {
             baselineCurve = try BaselineConfig.readCurve(path: try config.resolve([curve])[0], metric: b.metric)
@@ -379,7 +397,7 @@ public final class Trainer {
         let sets = try Trainer.makeSets(config: config, seqLen: shapes[k].seqLen, sourceShards: sourceShards, validationShards: validationShards)
         validation = sets.validation; sourceValidation = sets.sourceValidation
         let position = trainLoader.position.startingStage(k, seqLen: shapes[stageIndex].seqLen)
-        trainLoader = try Trainer.makeLoader(config: config, train: sets.train, stage: k, position: position, rank: collectives.rank, dataParallel: dataParallel)
+        trainLoader = try Trainer.makeLoader(config: config, train: sets.train, stage: k, position: position, rank: dataGroup.rank, dataParallel: dataParallel)
         model.setRopeTheta(shapes[k].ropeTheta)
         stageIndex = k
         model.prepare(batch: shapes[k].microBatch, seqLen: shapes[k].seqLen, training: true)
@@ -393,23 +411,48 @@ public final class Trainer {
     func saveCheckpoint() throws -> String? {
         state.optimizerStep = optimizer.step
         state.data = trainLoader.position
-        let positions = try collectives.allGather(Array(try JSONEncoder().encode(trainLoader.position)))
+        let positions = try dataGroup.allGather(Array(try JSONEncoder().encode(trainLoader.position)))
         state.rankData = try positions.map { try JSONDecoder().decode(DataPosition.self, from: Data($0)) }
         var moments = (m: optimizer.m, v: optimizer.v)
         if optimizer.shard != 0..<model.parameters.count {
             moments = (FloatBuffer(count: model.parameters.count), FloatBuffer(count: model.parameters.count))
             for (full, part) in [(moments.m, optimizer.m), (moments.v, optimizer.v)] {
                 (full.pointer + optimizer.shard.lowerBound).update(from: part.pointer, count: optimizer.shard.count)
-                try collectives.allGather(full.pointer, shards: step.shards)
+                try dataGroup.allGather(full.pointer, shards: step.shards)
             }
         }
         var path: String?
-        if collectives.rank == 0 {
+        if let tp = model.tensorParallel {
+            // Whole tensors on disk: every group gathers its shards, world rank 0 writes.
+            var modelConfig = config.model
+            modelConfig.ropeTheta = model.config.ropeTheta   // a context stage's
+            let whole = collectives.rank == 0 ? ParameterStore(config: modelConfig) : nil
+            let fullMoments = whole.map { (FloatBuffer(count: $0.count), FloatBuffer(count: $0.count)) }
+            try tp.gather(model.parameters.values.pointer, store: model.parameters, into: whole.map { ($0, $0.values.pointer) })
+            try tp.gather(moments.m.pointer, store: model.parameters, into: whole.map { ($0, fullMoments!.0.pointer) })
+            try tp.gather(moments.v.pointer, store: model.parameters, into: whole.map { ($0, fullMoments!.1.pointer) })
+            if let whole, let fullMoments {
+                path = try Checkpoint.save(root: checkpointRoot, config: modelConfig, parameters: whole,
+                                           moments: fullMoments, state: state, assets: assets)
+                Checkpoint.prune(root: checkpointRoot, keep: config.training.keepCheckpoints)
+            }
+        } else if collectives.rank == 0 {
             path = try Checkpoint.save(root: checkpointRoot, model: model, moments: moments, state: state, assets: assets)
             Checkpoint.prune(root: checkpointRoot, keep: config.training.keepCheckpoints)
         }
         try collectives.barrier()
         return path
+    }
+
+    /// The whole model, for sampling or export after training: `model` itself, or with tensor
+    /// parallelism every rank's shards gathered on world rank 0 (nil on the others). Every rank calls it.
+    public func wholeModel() throws -> LlamaModel? {
+        guard let tp = model.tensorParallel else { return collectives.rank == 0 ? model : nil }
+        var modelConfig = config.model
+        modelConfig.ropeTheta = model.config.ropeTheta
+        let whole = collectives.rank == 0 ? try LlamaModel(config: modelConfig) : nil
+        try tp.gather(model.parameters.values.pointer, store: model.parameters, into: whole.map { ($0.parameters, $0.parameters.values.pointer) })
+        return whole
     }
 
     /// The model of `model.init_from`, with float32 weights only. Its configuration is the run's
@@ -513,14 +556,14 @@ public final class Trainer {
         if windows.isEmpty { return nil }
         var total = 0.0, weight = 0.0
         // Data parallel: rank r scores chunks r, r + W, …; the sums are added over ranks.
-        for (k, i) in stride(from: 0, to: windows.count, by: mb).enumerated() where k % collectives.size == collectives.rank {
+        for (k, i) in stride(from: 0, to: windows.count, by: mb).enumerated() where k % dataGroup.size == dataGroup.rank {
             let b = validation.batch(windows: Array(windows[i..<min(i + mb, windows.count)]), paddedTo: mb)
             let r = try model.forward(b, computeGradients: false)
             total += r.loss; weight += b.lossWeight
         }
-        if collectives.size > 1 {
-            total = try collectives.allReduce(total, op: .sum)
-            weight = try collectives.allReduce(weight, op: .sum)
+        if dataGroup.size > 1 {
+            total = try dataGroup.allReduce(total, op: .sum)
+            weight = try dataGroup.allReduce(weight, op: .sum)
         }
         return weight > 0 ? total / weight : nil
     }
@@ -535,15 +578,33 @@ public final class Trainer {
         let n = min(validation.count, config.training.evalBatches * mb)
         let pairs = (0..<n).map { $0 * validation.count / max(n, 1) }
         var stats = PreferenceStats()
-        for (k, i) in stride(from: 0, to: n, by: mb).enumerated() where k % collectives.size == collectives.rank {
+        for (k, i) in stride(from: 0, to: n, by: mb).enumerated() where k % dataGroup.size == dataGroup.rank {
             let b = validation.batch(windows: Array(pairs[i..<min(i + mb, n)]), paddedTo: mb)
             let losses = try model.tokenLosses(b)
             stats = stats + losses.withUnsafeBufferPointer { PreferenceBatch.score($0, batch: b, objective: objective, beta: beta) }
         }
-        return try stats.allReduced(collectives)
+        return try stats.allReduced(dataGroup)
+    }
+
+    /// The seed audit (SeedAudit) over every rank, once, before step 1; collective. `run()` calls it;
+    /// a caller that wants its failure reported like a setup error calls it first, after every rank's
+    /// setup succeeded (a rank that failed earlier must not leave the others waiting in it).
+    public func auditSeeds() throws {
+        guard !audited else { return }
+        audited = true
+        if collectives.size > 1 && config.parallel.audit {
+            let n: Int
+            do { n = try SeedAudit.run(parameters: model.parameters, world: collectives, tp: config.parallel.tp) } catch let e as SeedAudit.Failure where config.fault.tpSharedSeed {
+                throw SeedAudit.Failure(description: e.description + "; fault.tp_shared_seed is on: this is its drill")
+            }
+            report(.info("seed audit: \(n) tensors on \(collectives.size) ranks, shards distinct and replicas identical"))
+        } else if config.fault.tpSharedSeed {
+            report(.info("warning: fault.tp_shared_seed with parallel.audit off: every tensor-parallel rank holds the same shards"))
+        }
     }
 
     public func run() throws -> TrainSummary {
+        try auditSeeds()
         let t = config.training
         let total = t.totalSteps
         let flopsPerToken = config.model.modelFlopsPerToken(sequenceLength: t.seqLen)

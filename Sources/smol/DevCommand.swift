@@ -5,7 +5,7 @@ import SmolTensor
 import Foundation
 import SmolWeights
 import SmolFormats
-import SmolModel
+import SmolMPI
 import SmolTrainer
 
 /// Hooks for the test suite: they expose internals to independent reference implementations.
@@ -56,6 +56,8 @@ struct DevCommand: ParsableCommand {
 
     /// Reads a JSON spec (model config, seed, batch, optimizer, steps) and writes the initial
     /// weights, step-0 logits and gradients as safetensors, and the loss of each AdamW step.
+    /// Under mpirun the ranks split it as `tp` (default: all ranks) × the rest data parallel, and
+    /// rank 0 writes the gathered whole tensors.
     struct Parity: ParsableCommand {
         @Option var spec: String
         @Option var out: String
@@ -80,28 +82,57 @@ struct DevCommand: ParsableCommand {
             let objective: PreferenceObjective?
             let beta: Double?
             let reference_logps: [Double]?
+            /// Under mpirun: tensor-parallel ranks (the rest of the world is data parallel).
+            let tp: Int?
         }
 
         func run() throws {
             try runReportingErrors {
                 guard let data = FileManager.default.contents(atPath: spec) else { throw CLIError(message: "\(spec): cannot read") }
                 let s = try JSONDecoder().decode(Spec.self, from: data)
-                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-                let model: LlamaModel
+                let comm = Communicator.launchedByMPI ? try Communicator() : nil
+                defer { comm?.finalize() }
+                let world: Collectives = comm ?? SingleProcess()
+                let tp = s.tp ?? world.size, dp = world.size / tp
+                guard tp >= 1, dp * tp == world.size else { throw CLIError(message: "\(spec): tp \(tp) does not divide \(world.size) ranks") }
+                let tensorGroup = try world.split(color: world.rank / tp, key: world.rank % tp)
+                let dataGroup = try world.split(color: world.rank % tp, key: world.rank / tp)
+                let plan = TensorParallelPlan(size: tp, rank: tensorGroup.rank)
+                if world.rank == 0 { try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true) }
+                let model: LlamaModel, whole: ParameterStore
                 if let from = s.init_from {
                     // Released weights (GGUF, HF directory, run), float32 only.
-                    model = try PretrainedModel.load(from, decodeWeights: false).model
+                    let source = try PretrainedModel.load(from, decodeWeights: false).model
+                    model = tp == 1 ? source : try LlamaModel(config: plan.localConfig(source.config))
+                    if tp > 1 { model.parameters.load(from: source.parameters, plan: plan) }
+                    whole = source.parameters
                 } else {
                     guard let config = s.model else { throw CLIError(message: "\(spec): give model or init_from") }
-                    model = try LlamaModel(config: config)
-                    model.parameters.initialize(seed: s.seed, std: Float(config.initializerRange))
+                    if let bad = TensorParallelPlan.indivisible(config, size: tp) { throw CLIError(message: "\(spec): \(bad.key): \(bad.reason)") }
+                    model = try LlamaModel(config: plan.localConfig(config))
+                    model.parameters.initialize(seed: s.seed, std: Float(config.initializerRange), tensorParallel: plan)
+                    whole = ParameterStore(config: config)
                 }
-                try HFDirectoryWriter.writeWeights(model, to: out + "/params.safetensors")
-                // The micro-batches of one step: `batch` rows each, accumulated as the trainer does.
+                if tp > 1 { model.tensorParallel = TensorParallel(group: tensorGroup) }
+                /// A buffer of `model`'s layout, whole, written by rank 0.
+                func write(_ name: String, _ buffer: FloatBuffer) throws {
+                    if let tp = model.tensorParallel {
+                        try tp.gather(buffer.pointer, store: model.parameters, into: world.rank == 0 ? (whole, whole.values.pointer) : nil)
+                    } else if world.rank == 0 {
+                        if whole.values.pointer != buffer.pointer { whole.values.pointer.update(from: buffer.pointer, count: buffer.count) }
+                    }
+                    guard world.rank == 0 else { return }
+                    let tensors = whole.slots.map { SafetensorsWriter.Tensor(name: $0.name, shape: $0.shape, data: whole.values.pointer + $0.offset) }
+                    try SafetensorsWriter.write(tensors, to: out + "/" + name)
+                }
+                try write("params.safetensors", model.parameters.values)
+                // The micro-batches of one step: `batch` rows each, accumulated as the trainer does;
+                // data-parallel rank r takes micro-batches r, r + dp, …
                 let perStep = s.micro_batches ?? 1
                 let rows = s.batch / perStep, n = rows * s.seq_len
                 guard rows * perStep == s.batch else { throw CLIError(message: "\(spec): batch \(s.batch) is not a multiple of micro_batches \(perStep)") }
-                let microBatches = (0..<perStep).map { k in
+                guard perStep % dp == 0 else { throw CLIError(message: "\(spec): micro_batches \(perStep) do not divide over dp = \(dp)") }
+                let microBatches = stride(from: dataGroup.rank, to: perStep, by: dp).map { k in
                     var b = TokenBatch(batch: rows, seqLen: s.seq_len, tokens: Array(s.tokens[k * n ..< (k + 1) * n]),
                                        targets: Array(s.targets[k * n ..< (k + 1) * n]), documentStart: s.document_start.map { Array($0[k * n ..< (k + 1) * n]) })
                     b.referenceLogProbs = s.reference_logps.map { Array($0[2 * rows * k ..< 2 * rows * (k + 1)]) }
@@ -112,20 +143,16 @@ struct DevCommand: ParsableCommand {
                 }
                 var logits = s.skip_logits == true ? [] : try model.logits(TokenBatch(batch: s.batch, seqLen: s.seq_len, tokens: s.tokens,
                                                                                      targets: s.targets, documentStart: s.document_start))
-                let step = TrainStep(model: model, optimizer: AdamW(config: s.optimizer, parameters: model.parameters))
+                let step = TrainStep(model: model, optimizer: AdamW(config: s.optimizer, parameters: model.parameters), collectives: dataGroup)
                 if let objective = s.objective { step.preference = (objective, s.beta ?? 0.1) }
                 var losses: [Double] = [], norms: [Double] = []
                 for (i, lr) in s.lrs.enumerated() {
                     let (loss, _) = try step.computeGradients(microBatches)
                     losses.append(loss)
-                    if i == 0 {
-                        let tensors = model.parameters.slots.map {
-                            SafetensorsWriter.Tensor(name: $0.name, shape: $0.shape, data: model.gradients.pointer + $0.offset)
-                        }
-                        try SafetensorsWriter.write(tensors, to: out + "/grads.safetensors")
-                    }
+                    if i == 0 { try write("grads.safetensors", model.gradients) }
                     norms.append(try step.update(lr: lr))
                 }
+                guard world.rank == 0 else { return }
                 if !logits.isEmpty {
                     try logits.withUnsafeMutableBufferPointer { p in
                         try SafetensorsWriter.write([.init(name: "logits", shape: [s.batch * s.seq_len, model.config.vocabSize], data: p.baseAddress!)],

@@ -80,6 +80,8 @@ struct TrainCommand: ParsableCommand {
         do { setup = try makeSetup(world: world, comm: comm) } catch { failure = "\(error)" }
         if world.size > 1 {
             failure = try agree(world, failure) ?? sameEverywhere(world, setup: setup)
+            // Every rank is set up: the seed audit, whose verdict every rank reaches alike.
+            if failure == nil, let setup { do { try setup.trainer.auditSeeds() } catch { failure = "\(error)" } }
         }
         guard let setup, failure == nil else {
             if world.rank == 0 { FileHandle.standardError.write(Data("error: \(failure ?? "setup failed")\n".utf8)) }
@@ -221,12 +223,14 @@ struct TrainCommand: ParsableCommand {
         do { summary = try trainer.run() } catch { recorder?.finish(status: "failed"); throw error }
         recorder?.finish(status: trainer.stoppedBySignal != 0 ? "stopped" : "finished")
         if Profiler.enabled { FileHandle.standardError.write(Data("profile of rank \(world.rank) (all steps):\n\(Profiler.report())\n".utf8)) }
+        let wantSamples = !noSamples && cfg.training.sampleTokens > 0
+        let whole = wantSamples ? try trainer.wholeModel() : nil   // collective under tensor parallelism
         guard world.rank == 0 else { return }
         if live { FileHandle.standardError.write(Data("\n".utf8)) }
         var samples: [[String: String]] = []
-        if !noSamples && cfg.training.sampleTokens > 0 {
-            trainer.model.releaseWorkspace()
-            let live = try PretrainedModel.live(model: trainer.model, assets: trainer.assets, source: dir)
+        if wantSamples, let whole {
+            whole.releaseWorkspace()
+            let live = try PretrainedModel.live(model: whole, assets: trainer.assets, source: dir)
             for (i, prompt) in cfg.training.samplePrompts.enumerated() {
                 var ids = live.tokenizer.encode(prompt)
                 if ids.isEmpty, let eos = live.eosToken.flatMap({ live.tokenizer.id(of: $0) }) { ids = [eos] }
