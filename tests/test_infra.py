@@ -84,6 +84,23 @@ def test_plan_reproduces_smollm3_worked_example(smol):
     assert mem["optimizer_gb"] == pytest.approx(12 * n / 2 / 192 / 1e9)   # TP 2, ZeRO-1 over DP 192
 
 
+def test_plan_fp32_tensor_parallel_terms_are_smols(smol):
+    """smol's own tensor parallelism (precision fp32) keeps the tied embedding whole on every rank and its
+    attention stores no scores: the per-rank terms by hand for SmolLM2-135M at TP = 3 (the measured
+    per-rank RSS beside them is in bench/RESULTS.md)."""
+    p = json.loads(smol("plan", "configs/smollm2-135m.yaml", "--tokens", "1e9", "--tp", "3", "--precision", "fp32",
+                        "--micro-batch", "4", "--seq", "512", "--json").stdout)
+    V, h, L, F, kv = 49152, 576, 30, 1536, 192
+    n = V * h + L * (2 * h * h + 2 * h * kv + 3 * h * F + 2 * h) + h
+    assert p["parameters"] == n
+    shard = V * h + (n - V * h) / 3
+    mem = p["memory_per_device"]
+    assert mem["weights_gb"] == pytest.approx(4 * shard / 1e9) and mem["optimizer_gb"] == pytest.approx(8 * shard / 1e9)
+    act = 2 * 512 * 4 * h * (10 + 24 / 3) * L     # Korthikanti's selective-recompute bytes, in fp32
+    assert mem["activations_no_recompute_gb"] == pytest.approx(act / 1e9)
+    assert mem["total_no_recompute_gb"] == pytest.approx((16 * shard + act) / 1e9)
+
+
 def test_plan_bad_input(smol):
     r = smol("plan", "--tokens", "1e9", check=False)
     assert r.returncode == 1 and "--params" in r.stderr

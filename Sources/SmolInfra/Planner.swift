@@ -24,7 +24,9 @@ public struct PlanInput: Sendable {
     public var dataParallel = 1, tensorParallel = 1, pipelineParallel = 1
     public var zeroStage = 0
     /// bf16: mixed precision as on GPUs (bf16 weights, grads and activations; fp32 master weights and
-    /// Adam moments). fp32: what smol trains on CPU (fp32 everything, no master copy).
+    /// Adam moments; Megatron's vocabulary-parallel embedding). fp32: what smol trains on CPU (fp32
+    /// everything, no master copy; its tensor parallelism keeps the embedding and tied head whole on
+    /// every rank, and its attention keeps no score matrix, only each row's log-sum-exp).
     public var precision: Precision = .bf16
     public enum Precision: String, Codable, Sendable, CaseIterable { case bf16, fp32 }
     public var microBatch = 1
@@ -124,7 +126,10 @@ public enum Planner {
         // Mixed precision: bf16 weights (2) and grads (2), fp32 master + m + v (12); fp32: 4 + 4 and
         // m + v (8). TP and PP split the model; ZeRO-1 shards the optimizer bytes over DP, ZeRO-2 the
         // grads too, ZeRO-3 the weights too.
-        let modelShard = n / Double(p.tensorParallel * p.pipelineParallel)
+        let smol = p.precision == .fp32
+        let embedding = p.parameterOverride == nil ? Double(m.vocabSize * m.hiddenSize * (m.tieWordEmbeddings ? 1 : 2)) : 0
+        let modelShard = smol ? embedding / Double(p.pipelineParallel) + (n - embedding) / Double(p.tensorParallel * p.pipelineParallel)
+                              : n / Double(p.tensorParallel * p.pipelineParallel)
         let dp = Double(p.dataParallel)
         let (w, g, o): (Double, Double, Double) = p.precision == .fp32 ? (4, 4, 8) : (2, 2, 12)
         let weights = w * modelShard / (p.zeroStage >= 3 ? dp : 1)
@@ -135,7 +140,8 @@ public enum Planner {
         let act16 = activationBytesPerLayer(seq: Double(p.seqLen), microBatch: Double(p.microBatch), hidden: Double(m.hiddenSize),
                                             heads: Double(m.numAttentionHeads), tensorParallel: Double(p.tensorParallel))
         let scale = p.precision == .fp32 ? 2.0 : 1.0
-        let act = (none: act16.none * scale, selective: act16.selective * scale, full: act16.full * scale)
+        // Without scores kept (smol's attention), no recomputation stores what selective recomputation does.
+        let act = (none: (smol ? act16.selective : act16.none) * scale, selective: act16.selective * scale, full: act16.full * scale)
         let gb = 1e9
         let states = (weights + grads + optimizer) / gb
         let none = act.none * layersHere / gb, selective = act.selective * layersHere / gb

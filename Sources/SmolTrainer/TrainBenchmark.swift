@@ -39,6 +39,8 @@ public enum TrainBenchmark {
         /// Data-parallel ranks (each runs batch × seq_len), all ranks' tokens per second, and the
         /// share of the step spent in collectives (this rank's).
         public var worldSize = 1
+        /// Tensor-parallel ranks sharing one model (the world is worldSize / tp replicas of it).
+        public var tp = 1
         public var totalTokensPerSecond = 0.0
         public var communicationShare = 0.0
         /// What the step optimises; for a preference objective, the seconds the frozen reference
@@ -47,7 +49,7 @@ public enum TrainBenchmark {
         public var referenceSecondsPerStep: Double?
         enum CodingKeys: String, CodingKey {
             case objective, referenceSecondsPerStep = "reference_seconds_per_step"
-            case worldSize = "world_size", totalTokensPerSecond = "total_tokens_per_s", communicationShare = "communication_share"
+            case worldSize = "world_size", tp, totalTokensPerSecond = "total_tokens_per_s", communicationShare = "communication_share"
             case name, batch, seqLen = "seq_len", parameters, steps, secondsPerStep = "seconds_per_step"
             case tokensPerSecond = "tokens_per_s", modelGflops = "model_gflops", mfu, peakGflops = "peak_gflops"
             case peakRssBytes = "peak_rss_bytes", threads, blasCore = "blas_core"
@@ -55,21 +57,28 @@ public enum TrainBenchmark {
     }
 
     /// Runs `warmup` untimed steps, then `steps` timed ones; reports the median step time. Under
-    /// data parallelism every rank runs the shape on its own tokens and the gradients are summed.
+    /// data parallelism every rank runs the shape on its own tokens and the gradients are summed;
+    /// with `tp` > 1 each group of tp consecutive ranks shares one model's shards and one batch.
     ///
     /// SFT and preference objectives run the same rows, so their step times compare: each row holds
     /// two documents of seq_len / 2 tokens (a preference pair: chosen, rejected), attention stopping
     /// at their edge, with loss on the second half of each (the completion).
     public static func run(_ shape: Shape, steps: Int, warmup: Int = 1, peakGflops: Double,
-                           collectives: Collectives = SingleProcess(), zero: Int = 0, objective: TrainingObjective = .pretrain) throws -> Result {
+                           collectives: Collectives = SingleProcess(), tp: Int = 1, zero: Int = 0, objective: TrainingObjective = .pretrain) throws -> Result {
         var config = shape.model
         config.intraDocumentMasking = objective.usesChatData
-        let model = try LlamaModel(config: config)
-        model.parameters.initialize(seed: 1, std: 0.02)
-        let shard = zero >= 1 ? TrainStep.shard(count: model.parameters.count, ranks: collectives.size, rank: collectives.rank) : nil
+        if let bad = TensorParallelPlan.indivisible(config, size: tp) { throw ConfigError.invalidValue(key: bad.key, reason: bad.reason) }
+        guard collectives.size % tp == 0 else { throw ConfigError.invalidValue(key: "tp", reason: "\(tp) does not divide the \(collectives.size) ranks") }
+        let tensorGroup = tp > 1 ? try collectives.split(color: collectives.rank / tp, key: collectives.rank % tp) : nil
+        let dataGroup = tp > 1 ? try collectives.split(color: collectives.rank % tp, key: collectives.rank / tp) : collectives
+        let plan = TensorParallelPlan(size: tp, rank: tensorGroup?.rank ?? 0)
+        let model = try LlamaModel(config: plan.localConfig(config))
+        model.tensorParallel = tensorGroup.map { TensorParallel(group: $0) }
+        model.parameters.initialize(seed: 1, std: 0.02, tensorParallel: plan)
+        let shard = zero >= 1 ? TrainStep.shard(count: model.parameters.count, ranks: dataGroup.size, rank: dataGroup.rank) : nil
         let step = TrainStep(model: model, optimizer: AdamW(config: OptimizerConfig(), parameters: model.parameters, shard: shard),
-                             collectives: collectives, zero: zero)
-        var rng = RandomStream(seed: 1, purpose: "bench-tokens", coordinates: [collectives.rank])
+                             collectives: dataGroup, zero: zero)
+        var rng = RandomStream(seed: 1, purpose: "bench-tokens", coordinates: [dataGroup.rank])
         let n = shape.batch * shape.seqLen
         let tokens = (0..<(n + 1)).map { _ in Int32(rng.nextInt(below: shape.model.vocabSize)) }
         var batch = TokenBatch(batch: shape.batch, seqLen: shape.seqLen, tokens: Array(tokens[0..<n]), targets: Array(tokens[1...n]))
@@ -101,7 +110,7 @@ public enum TrainBenchmark {
         return Result(name: shape.name, batch: shape.batch, seqLen: shape.seqLen, parameters: shape.model.parameterCount,
                       steps: steps, secondsPerStep: median, tokensPerSecond: tps, modelGflops: gflops,
                       mfu: gflops / peakGflops, peakGflops: peakGflops, peakRssBytes: 0, threads: Parallel.threads,
-                      blasCore: BLAS.coreName, worldSize: collectives.size, totalTokensPerSecond: tps * Double(collectives.size),
+                      blasCore: BLAS.coreName, worldSize: collectives.size, tp: tp, totalTokensPerSecond: tps * Double(dataGroup.size),
                       communicationShare: comm[comm.count / 2], objective: objective, referenceSecondsPerStep: referenceSeconds)
     }
 }

@@ -29,24 +29,32 @@ struct BenchCommand: ParsableCommand {
         @Flag(help: "One JSON object per shape.") var json = false
         @Flag(help: .hidden) var inProcess = false
         @Option(help: "Under mpirun: ZeRO stage of the data-parallel step (0 or 1).") var zero: Int = 0
+        @Option(help: "Under mpirun: tensor-parallel ranks per model (the rest of the world is data parallel).") var tp: Int = 1
         @Option(help: "Objective of the step: pretrain, or sft, dpo, apo_zero, apo_down on rows of two documents (a pair).") var objective: TrainingObjective = .pretrain
 
-        /// Under mpirun: every rank runs the shape data-parallel; rank 0 prints per-rank and total tokens/s.
+        func validate() throws {
+            if tp < 1 { throw ValidationError("--tp must be ≥ 1, got \(tp)") }
+            if tp > 1 && !Communicator.launchedByMPI { throw ValidationError("--tp \(tp) runs under mpirun (mpirun -np \(tp) smol bench train --tp \(tp))") }
+        }
+
+        /// Under mpirun: the world runs the shape as dp × tp; rank 0 prints per-rank and total tokens/s.
         func runDataParallel(_ comm: Communicator, peak: Double) throws {
             for name in (shape == "all" ? TrainBenchmark.shapes.map(\.name) : [shape]) {
                 var r = try TrainBenchmark.run(TrainBenchmark.shapes.first { $0.name == name }!, steps: steps, peakGflops: peak,
-                                               collectives: comm, zero: zero)
+                                               collectives: comm, tp: tp, zero: zero)
                 r.peakRssBytes = peakResidentBytes()
                 let all = try comm.allGather(Array(try JSONEncoder().encode(r))).map { try JSONDecoder().decode(TrainBenchmark.Result.self, from: Data($0)) }
                 guard comm.rank == 0 else { continue }
+                // Total: the global batch (one per data-parallel replica) over the slowest rank's step.
+                let total = Double(r.batch * r.seqLen * (comm.size / tp)) / (all.map(\.secondsPerStep).max() ?? r.secondsPerStep)
                 if json {
-                    struct Out: Encodable { let shape: String; let world_size: Int; let zero: Int; let total_tokens_per_s: Double; let ranks: [TrainBenchmark.Result] }
-                    // Total: the global batch over the slowest rank's step.
-                    let total = Double(r.batch * r.seqLen * comm.size) / (all.map(\.secondsPerStep).max() ?? r.secondsPerStep)
-                    printJSON(Out(shape: name, world_size: comm.size, zero: zero, total_tokens_per_s: total, ranks: all))
+                    struct Out: Encodable {
+                        let shape: String; let world_size: Int; let dp: Int; let tp: Int; let zero: Int
+                        let total_tokens_per_s: Double; let ranks: [TrainBenchmark.Result]
+                    }
+                    printJSON(Out(shape: name, world_size: comm.size, dp: comm.size / tp, tp: tp, zero: zero, total_tokens_per_s: total, ranks: all))
                 } else {
-                    let total = Double(r.batch * r.seqLen * comm.size) / (all.map(\.secondsPerStep).max() ?? r.secondsPerStep)
-                    print("\(name): \(comm.size) ranks × \(r.threads) thread(s), ZeRO-\(zero), \(r.batch)×\(r.seqLen) tokens per rank per step")
+                    print("\(name): \(comm.size) ranks = dp \(comm.size / tp) × tp \(tp), \(r.threads) thread(s) each, ZeRO-\(zero), \(r.batch)×\(r.seqLen) tokens per model replica per step")
                     for (i, x) in all.enumerated() {
                         print(String(format: "  rank %d  %8.1f tok/s  communication %4.1f%% of the step  peak RSS %.2f GB", i, x.tokensPerSecond,
                                      x.communicationShare * 100, Double(x.peakRssBytes) / 1e9))
