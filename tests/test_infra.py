@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import smol_binary
+from conftest import ROOT, smol_binary
 
 MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1", "OMPI_MCA_rmaps_base_oversubscribe": "1"}
 FACTORS = {  # shared/reference/infrastructure.md
@@ -84,21 +84,27 @@ def test_plan_reproduces_smollm3_worked_example(smol):
     assert mem["optimizer_gb"] == pytest.approx(12 * n / 2 / 192 / 1e9)   # TP 2, ZeRO-1 over DP 192
 
 
-def test_plan_fp32_tensor_parallel_terms_are_smols(smol):
-    """smol's own tensor parallelism (precision fp32) keeps the tied embedding whole on every rank and its
-    attention stores no scores: the per-rank terms by hand for SmolLM2-135M at TP = 3 (the measured
-    per-rank RSS beside them is in bench/RESULTS.md)."""
+def test_plan_fp32_tensor_parallel_terms_are_smols(smol, tmp_path):
+    """smol's own tensor parallelism (precision fp32) splits the embedding and head by vocabulary rows when
+    the vocabulary divides by tp (else keeps them whole on every rank), and its attention stores no
+    scores: the per-rank terms by hand for SmolLM2-135M at TP = 3 (the measured per-rank RSS beside
+    them is in bench/RESULTS.md), and for a vocabulary of 49153 that does not divide."""
     p = json.loads(smol("plan", "configs/smollm2-135m.yaml", "--tokens", "1e9", "--tp", "3", "--precision", "fp32",
                         "--micro-batch", "4", "--seq", "512", "--json").stdout)
     V, h, L, F, kv = 49152, 576, 30, 1536, 192
     n = V * h + L * (2 * h * h + 2 * h * kv + 3 * h * F + 2 * h) + h
     assert p["parameters"] == n
-    shard = V * h + (n - V * h) / 3
+    shard = n / 3
     mem = p["memory_per_device"]
     assert mem["weights_gb"] == pytest.approx(4 * shard / 1e9) and mem["optimizer_gb"] == pytest.approx(8 * shard / 1e9)
     act = 2 * 512 * 4 * h * (10 + 24 / 3) * L     # Korthikanti's selective-recompute bytes, in fp32
     assert mem["activations_no_recompute_gb"] == pytest.approx(act / 1e9)
     assert mem["total_no_recompute_gb"] == pytest.approx((16 * shard + act) / 1e9)
+    odd = tmp_path / "odd.yaml"
+    odd.write_text((ROOT / "configs/smollm2-135m.yaml").read_text().replace("vocab_size: 49152", "vocab_size: 49153"))
+    p = json.loads(smol("plan", odd, "--tokens", "1e9", "--tp", "3", "--precision", "fp32", "--json").stdout)
+    whole = 49153 * h
+    assert p["memory_per_device"]["weights_gb"] == pytest.approx(4 * (whole + (p["parameters"] - whole) / 3) / 1e9)
 
 
 def test_plan_bad_input(smol):

@@ -34,12 +34,15 @@ def rel(a, b):
     return np.linalg.norm(np.asarray(a, np.float64) - b) / max(np.linalg.norm(b), 1e-30)
 
 
-@pytest.mark.parametrize("model_type", ["llama", "qwen2", "qwen3"])
-def test_gradients_and_losses_match_one_process(smol, tmp_path, model_type):
-    """qwen2 adds q/k/v biases (sharded with their rows), qwen3 the per-head QK-norm (replicated,
-    its gradient summed over the ranks)."""
+# (model_type, vocab_size, tied): a vocabulary of 96 splits over 2 ranks (the embedding and head
+# vocabulary-parallel), 97 does not (replicated); qwen2 adds q/k/v biases (sharded with their rows),
+# qwen3 the per-head QK-norm (replicated, its gradient summed over the ranks), here with an untied head.
+@pytest.mark.parametrize("model_type,vocab,tied", [("llama", 96, True), ("llama", 97, True), ("qwen2", 97, True), ("qwen3", 96, False)])
+def test_gradients_and_losses_match_one_process(smol, tmp_path, model_type, vocab, tied):
     tokens, targets, starts = make_batch()
-    spec = {"model": dict(CFG, model_type=model_type), "seed": 7, "batch": B, "seq_len": T, "tokens": tokens.tolist(),
+    tokens, targets = tokens % vocab, np.where(targets < 0, targets, targets % vocab)
+    model = dict(CFG, model_type=model_type, vocab_size=vocab, tie_word_embeddings=tied)
+    spec = {"model": model, "seed": 7, "batch": B, "seq_len": T, "tokens": tokens.tolist(),
             "targets": targets.tolist(), "document_start": starts.tolist(), "optimizer": OPT, "lrs": LRS,
             "micro_batches": 2, "skip_logits": True}
     one = parity(smol, tmp_path, "one", 1, spec)
@@ -47,7 +50,7 @@ def test_gradients_and_losses_match_one_process(smol, tmp_path, model_type):
             "dp2xtp2": parity(smol, tmp_path, "dp2xtp2", 4, dict(spec, tp=2))}
     # The NumPy float64 reference's gradients of the same weights (independent of our code; it
     # writes the llama block only, the other two are checked against transformers elsewhere).
-    ref_grads = ref.Reference(CFG, one["params"]).forward_backward(tokens, targets, B, T, starts)[2] if model_type == "llama" else None
+    ref_grads = ref.Reference(model, one["params"]).forward_backward(tokens, targets, B, T, starts)[2] if model_type == "llama" else None
     for name, run in runs.items():
         assert run["params_bytes"] == one["params_bytes"], name        # the same initial model
         assert set(run["grads"]) == set(one["grads"])

@@ -25,8 +25,9 @@ public struct PlanInput: Sendable {
     public var zeroStage = 0
     /// bf16: mixed precision as on GPUs (bf16 weights, grads and activations; fp32 master weights and
     /// Adam moments; Megatron's vocabulary-parallel embedding). fp32: what smol trains on CPU (fp32
-    /// everything, no master copy; its tensor parallelism keeps the embedding and tied head whole on
-    /// every rank, and its attention keeps no score matrix, only each row's log-sum-exp).
+    /// everything, no master copy; its tensor parallelism keeps the embedding and head whole on every
+    /// rank when the vocabulary does not divide by tp, and its attention keeps no score matrix, only
+    /// each row's log-sum-exp).
     public var precision: Precision = .bf16
     public enum Precision: String, Codable, Sendable, CaseIterable { case bf16, fp32 }
     public var microBatch = 1
@@ -127,7 +128,9 @@ public enum Planner {
         // m + v (8). TP and PP split the model; ZeRO-1 shards the optimizer bytes over DP, ZeRO-2 the
         // grads too, ZeRO-3 the weights too.
         let smol = p.precision == .fp32
-        let embedding = p.parameterOverride == nil ? Double(m.vocabSize * m.hiddenSize * (m.tieWordEmbeddings ? 1 : 2)) : 0
+        // smol splits the embedding and head over the tensor-parallel ranks only when the vocabulary divides by them.
+        let embeddingWhole = smol && p.parameterOverride == nil && p.tensorParallel > 1 && m.vocabSize % p.tensorParallel != 0
+        let embedding = embeddingWhole ? Double(m.vocabSize * m.hiddenSize * (m.tieWordEmbeddings ? 1 : 2)) : 0
         let modelShard = smol ? embedding / Double(p.pipelineParallel) + (n - embedding) / Double(p.tensorParallel * p.pipelineParallel)
                               : n / Double(p.tensorParallel * p.pipelineParallel)
         let dp = Double(p.dataParallel)

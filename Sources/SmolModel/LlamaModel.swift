@@ -109,12 +109,31 @@ public final class LlamaModel {
     /// Σ over the tensor-parallel ranks of a partial result, in place (a row-parallel output in the
     /// forward, a column-parallel input's gradient in the backward); nothing without tensor parallelism.
     func sumOverTensorParallelRanks(_ p: UnsafeMutablePointer<Float>, count: Int) {
+        tensorParallelCall { try $0.allReduceSum(p, count: count) }
+    }
+
+    /// A collective of the tensor-parallel group, timed; its error is kept for the end of the pass.
+    private func tensorParallelCall(_ body: (Collectives) throws -> Void) {
         guard let tp = tensorParallel, tp.plan.size > 1 else { return }
         let t0 = DispatchTime.now().uptimeNanoseconds
-        Profiler.time("tp.allreduce") {
-            do { try tp.group.allReduceSum(p, count: count) } catch { tensorParallelError = tensorParallelError ?? error }
+        Profiler.time("tp.collectives") {
+            do { try body(tp.group) } catch { tensorParallelError = tensorParallelError ?? error }
         }
         tensorParallelSeconds += Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
+    }
+
+    /// The token rows this rank's embedding and head hold when they are vocabulary-parallel.
+    private var vocabRows: Range<Int>? {
+        guard let plan = tensorParallel?.plan, plan.vocabParallel else { return nil }
+        return plan.vocabRange
+    }
+
+    /// The head's place in a vocabulary-parallel group (nil when the head is whole).
+    private func vocabShard() -> CrossEntropyHead.VocabShard? {
+        guard let plan = tensorParallel?.plan, let rows = vocabRows else { return nil }
+        return CrossEntropyHead.VocabShard(offset: rows.lowerBound, ranks: plan.size, rank: plan.rank,
+                                           allGather: { [unowned self] b, blocks in tensorParallelCall { try $0.allGather(b, shards: blocks) } },
+                                           sum: { [unowned self] b, n in sumOverTensorParallelRanks(b, count: n) })
     }
 
     public func resetTensorParallelTimer() { tensorParallelSeconds = 0 }
@@ -129,12 +148,13 @@ public final class LlamaModel {
 
     private func load(_ b: TokenBatch, into ws: Workspace) throws {
         let n = b.batch * b.seqLen
+        let vocabSize = tensorParallel?.plan.vocabSize ?? config.vocabSize   // a vocabulary-parallel shard's config holds its part
         if b.seqLen > config.maxPositionEmbeddings { throw ModelError.sequenceTooLong(length: b.seqLen, max: config.maxPositionEmbeddings) }
         for i in 0..<n {
             let t = b.tokens[i]
-            if t < 0 || Int(t) >= config.vocabSize { throw ModelError.tokenOutOfRange(id: t, vocab: config.vocabSize) }
+            if t < 0 || Int(t) >= vocabSize { throw ModelError.tokenOutOfRange(id: t, vocab: vocabSize) }
             let target = b.targets[i]
-            if target >= Int32(config.vocabSize) { throw ModelError.tokenOutOfRange(id: target, vocab: config.vocabSize) }
+            if target >= Int32(vocabSize) { throw ModelError.tokenOutOfRange(id: target, vocab: vocabSize) }
             ws.tokenIds[i] = t; ws.targets[i] = target
             ws.lossWeights[i] = b.lossWeights?[i] ?? 1
             let pos = i % b.seqLen
@@ -166,8 +186,10 @@ public final class LlamaModel {
 
         // Embedding: x0 [N, C]
         Profiler.time("embedding") {
-            Embedding.forward(out: ws.residual[0].pointer, tokens: ws.tokenIds, table: weight("model.embed_tokens.weight"), n: n, c: c)
+            Embedding.forward(out: ws.residual[0].pointer, tokens: ws.tokenIds, table: weight("model.embed_tokens.weight"), n: n, c: c, rows: vocabRows)
         }
+        if vocabRows != nil { sumOverTensorParallelRanks(ws.residual[0].pointer, count: n * c) }
+        ws.head.shard = vocabShard()
         for l in 0..<L {
             let s = training ? l : 0
             let x = ws.residual[training ? l : l % 2], xNext = ws.residual[training ? l + 1 : (l + 1) % 2]
@@ -303,7 +325,7 @@ public final class LlamaModel {
             }
         }
         Profiler.time("embedding.bwd") {
-            Embedding.backward(dTable: g("model.embed_tokens.weight"), dOut: dRes, tokens: ws.tokenIds, n: n, c: c)
+            Embedding.backward(dTable: g("model.embed_tokens.weight"), dOut: dRes, tokens: ws.tokenIds, n: n, c: c, rows: vocabRows)
         }
     }
 

@@ -79,7 +79,7 @@ public final class ParameterStore {
                 continue
             }
             var rng = RandomStream(seed: seed, purpose: "init " + s.name)
-            let split = TensorParallelPlan.split(of: s.name)
+            let split = plan?.split(of: s.name) ?? .replicated
             guard let plan, plan.size > 1, split != .replicated, !sharedSeedFault else {
                 for j in 0..<s.count { p[j] = rng.nextNormal() * std }
                 continue

@@ -8,21 +8,38 @@ import SmolTensor
 /// A column-parallel matrix [out, in] keeps its rows of rank r; a row-parallel one [out, in] its
 /// columns. Each rank's row-parallel output is a partial sum, all-reduced in the forward; in the
 /// backward the input gradient of a column-parallel matrix is the partial one, all-reduced before
-/// the norm. Embeddings, norms and the head are replicated: every rank computes them whole, on the
-/// same inputs, so their gradients agree without communication, except the per-head QK-norm weights,
-/// which each rank sees only through its own heads (their gradient is summed over the ranks).
+/// the norm. Norms are replicated: every rank computes them whole, on the same inputs, so their
+/// gradients agree without communication, except the per-head QK-norm weights, which each rank sees
+/// only through its own heads (their gradient is summed over the ranks).
+///
+/// The embedding and the output head are vocabulary-parallel when the vocabulary divides by the
+/// ranks (rank r holds token rows r·V/T ..< (r+1)·V/T): the lookup is summed over the ranks, and the
+/// cross-entropy combines each rank's row maxima and exponential sums (CrossEntropyHead), so no rank
+/// computes the whole [tokens, V] logits. Otherwise they are replicated.
 public struct TensorParallelPlan: Sendable, Equatable {
     public let size: Int, rank: Int
+    /// The whole model's vocabulary, and whether its rows are split over the ranks.
+    public let vocabSize: Int
+    public let vocabParallel: Bool
 
-    public init(size: Int, rank: Int) {
+    public init(size: Int, rank: Int, vocabSize: Int) {
         precondition(size >= 1 && rank >= 0 && rank < size)
-        self.size = size; self.rank = rank
+        self.size = size; self.rank = rank; self.vocabSize = vocabSize
+        vocabParallel = size > 1 && vocabSize % size == 0
+    }
+
+    /// This rank's token rows of a vocabulary-parallel embedding or head.
+    public var vocabRange: Range<Int> {
+        vocabParallel ? rank * (vocabSize / size) ..< (rank + 1) * (vocabSize / size) : 0..<vocabSize
     }
 
     /// How a tensor is cut across the ranks.
     public enum Split: Sendable { case replicated, rows, columns }
 
-    public static func split(of name: String) -> Split {
+    public func split(of name: String) -> Split { TensorParallelPlan.split(of: name, vocabParallel: vocabParallel) }
+
+    public static func split(of name: String, vocabParallel: Bool) -> Split {
+        if name == "model.embed_tokens.weight" || name == "lm_head.weight" { return vocabParallel ? .rows : .replicated }
         for suffix in ["q_proj.weight", "k_proj.weight", "v_proj.weight", "q_proj.bias", "k_proj.bias", "v_proj.bias",
                        "gate_proj.weight", "up_proj.weight"] where name.hasSuffix(suffix) { return .rows }
         if name.hasSuffix("o_proj.weight") || name.hasSuffix("down_proj.weight") { return .columns }
@@ -49,6 +66,7 @@ public struct TensorParallelPlan: Sendable, Equatable {
         precondition(TensorParallelPlan.indivisible(full, size: size) == nil, "validated by the caller")
         guard size > 1 else { return full }
         var c = full
+        if vocabParallel { c.vocabSize = full.vocabSize / size }
         c.headDimOverride = full.headDim
         c.numAttentionHeads = full.numAttentionHeads / size
         c.numKeyValueHeads = full.numKeyValueHeads / size
@@ -58,7 +76,7 @@ public struct TensorParallelPlan: Sendable, Equatable {
 
     /// The full tensor's shape from one rank's.
     public func fullShape(of name: String, local shape: [Int]) -> [Int] {
-        switch TensorParallelPlan.split(of: name) {
+        switch split(of: name) {
         case .replicated: return shape
         case .rows: return [shape[0] * size] + shape.dropFirst()
         case .columns: return [shape[0], shape[1] * size]
@@ -100,9 +118,10 @@ public struct TensorParallelPlan: Sendable, Equatable {
 public struct TensorParallel {
     public let plan: TensorParallelPlan
     public let group: Collectives
-    public init(group: Collectives) {
+    /// `vocabSize`: the whole model's.
+    public init(group: Collectives, vocabSize: Int) {
         self.group = group
-        plan = TensorParallelPlan(size: group.size, rank: group.rank)
+        plan = TensorParallelPlan(size: group.size, rank: group.rank, vocabSize: vocabSize)
     }
 }
 
@@ -113,7 +132,7 @@ extension TensorParallel {
     public func gather(_ local: UnsafePointer<Float>, store: ParameterStore,
                        into full: (store: ParameterStore, values: UnsafeMutablePointer<Float>)?) throws {
         for (i, s) in store.slots.enumerated() {
-            let split = TensorParallelPlan.split(of: s.name), at = full.map { $0.values + $0.store.slots[i].offset }
+            let split = plan.split(of: s.name), at = full.map { $0.values + $0.store.slots[i].offset }
             if split == .replicated || plan.size == 1 {
                 at?.update(from: local + s.offset, count: s.count)
                 continue
@@ -135,7 +154,7 @@ extension ParameterStore {
     /// part of it that tensor-parallel rank `plan.rank` holds.
     public func load(from full: ParameterStore, plan: TensorParallelPlan) {
         for (s, t) in zip(slots, full.slots) {
-            TensorParallelPlan.extract(plan.size > 1 ? TensorParallelPlan.split(of: s.name) : .replicated, full: full.values.pointer + t.offset,
+            TensorParallelPlan.extract(plan.size > 1 ? plan.split(of: s.name) : .replicated, full: full.values.pointer + t.offset,
                                        fullShape: t.shape, size: plan.size, rank: plan.rank, into: values.pointer + s.offset)
         }
     }

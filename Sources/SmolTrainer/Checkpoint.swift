@@ -119,14 +119,13 @@ public enum Checkpoint {
 
     /// Tensor `name` of `f` into `out`: whole, or this tensor-parallel rank's part of it.
     static func readShard(_ f: SafetensorsFile, _ name: String, slot s: TensorSlot, model: LlamaModel, into out: UnsafeMutablePointer<Float>) throws {
-        let split = TensorParallelPlan.split(of: s.name)
-        guard let plan = model.tensorParallel?.plan, plan.size > 1, split != .replicated else {
+        guard let plan = model.tensorParallel?.plan, plan.size > 1, plan.split(of: s.name) != .replicated else {
             return try f.read(name, shape: s.shape, into: out)
         }
         let shape = plan.fullShape(of: s.name, local: s.shape)
         let full = FloatBuffer(count: shape.reduce(1, *))
         try f.read(name, shape: shape, into: full.pointer)
-        TensorParallelPlan.extract(split, full: full.pointer, fullShape: shape, size: plan.size, rank: plan.rank, into: out)
+        TensorParallelPlan.extract(plan.split(of: s.name), full: full.pointer, fullShape: shape, size: plan.size, rank: plan.rank, into: out)
     }
 
     /// Reads the weights, refusing a file that holds NaN or infinity (a diverged run's, never ours).

@@ -49,18 +49,18 @@ public enum SeedAudit {
     /// Runs the audit over `world` (rank = dp index · tp + tp index). Throws `Failure` naming the
     /// tensors and the ranks; returns the number of tensors checked.
     @discardableResult
-    public static func run(parameters: ParameterStore, world: Collectives, tp: Int) throws -> Int {
+    public static func run(parameters: ParameterStore, world: Collectives, tp: Int, vocabParallel: Bool = false) throws -> Int {
         let mine = parameters.slots.map { fingerprint(parameters.values.pointer + $0.offset, count: $0.count) }
         let all = try world.allGather(Array(try JSONEncoder().encode(mine))).map { try JSONDecoder().decode([Fingerprint].self, from: Data($0)) }
-        return try check(all, names: parameters.slots.map(\.name), tp: tp)
+        return try check(all, names: parameters.slots.map(\.name), tp: tp, vocabParallel: vocabParallel)
     }
 
     /// The rules over every rank's fingerprints (`all[rank][tensor]`), the tensors' `names` in order.
-    static func check(_ all: [[Fingerprint]], names: [String], tp: Int) throws -> Int {
+    static func check(_ all: [[Fingerprint]], names: [String], tp: Int, vocabParallel: Bool = false) throws -> Int {
         let dp = all.count / tp
         var shared: [String: [String]] = [:], replicaDiff: [String: [String]] = [:], dataDiff: [String: [String]] = [:]
         for (i, name) in names.enumerated() {
-            let split = TensorParallelPlan.split(of: name)
+            let split = TensorParallelPlan.split(of: name, vocabParallel: vocabParallel)
             for d in 0..<dp {
                 for a in 0..<tp {
                     for b in (a + 1)..<tp {

@@ -71,9 +71,9 @@ public enum TrainBenchmark {
         guard collectives.size % tp == 0 else { throw ConfigError.invalidValue(key: "tp", reason: "\(tp) does not divide the \(collectives.size) ranks") }
         let tensorGroup = tp > 1 ? try collectives.split(color: collectives.rank / tp, key: collectives.rank % tp) : nil
         let dataGroup = tp > 1 ? try collectives.split(color: collectives.rank % tp, key: collectives.rank / tp) : collectives
-        let plan = TensorParallelPlan(size: tp, rank: tensorGroup?.rank ?? 0)
+        let plan = TensorParallelPlan(size: tp, rank: tensorGroup?.rank ?? 0, vocabSize: config.vocabSize)
         let model = try LlamaModel(config: plan.localConfig(config))
-        model.tensorParallel = tensorGroup.map { TensorParallel(group: $0) }
+        model.tensorParallel = tensorGroup.map { TensorParallel(group: $0, vocabSize: config.vocabSize) }
         model.parameters.initialize(seed: 1, std: 0.02, tensorParallel: plan)
         let shard = zero >= 1 ? TrainStep.shard(count: model.parameters.count, ranks: dataGroup.size, rank: dataGroup.rank) : nil
         let step = TrainStep(model: model, optimizer: AdamW(config: OptimizerConfig(), parameters: model.parameters, shard: shard),

@@ -128,7 +128,7 @@ public final class TrainStep {
         let mine = sharded ? shards[collectives.rank] : 0..<model.parameters.count
         var total = 0.0
         if let tp {
-            for s in model.parameters.slots where tp.plan.rank == 0 || TensorParallelPlan.split(of: s.name) != .replicated {
+            for s in model.parameters.slots where tp.plan.rank == 0 || tp.plan.split(of: s.name) != .replicated {
                 let lo = max(s.offset, mine.lowerBound), hi = min(s.offset + s.count, mine.upperBound)
                 if lo < hi { total += VectorMath.parallelSumOfSquares(model.gradients.pointer + lo, hi - lo) }
             }

@@ -176,9 +176,9 @@ public final class Trainer {
         } else {
             tensorGroup = nil; dataGroup = collectives
         }
-        let plan = TensorParallelPlan(size: tp, rank: tensorGroup?.rank ?? 0)
+        let plan = TensorParallelPlan(size: tp, rank: tensorGroup?.rank ?? 0, vocabSize: config.model.vocabSize)
         model = try LlamaModel(config: plan.localConfig(config.model))
-        model.tensorParallel = tensorGroup.map { TensorParallel(group: $0) }
+        model.tensorParallel = tensorGroup.map { TensorParallel(group: $0, vocabSize: config.model.vocabSize) }
         try model.checkTrainingMemory(batch: config.training.microBatch, seqLen: config.training.seqLen)
         let shard = config.parallel.zero >= 1 ? TrainStep.shard(count: model.parameters.count, ranks: dataGroup.size, rank: dataGroup.rank) : nil
         optimizer = AdamW(config: config.optimizer, parameters: model.parameters, shard: shard)
@@ -594,7 +594,8 @@ public final class Trainer {
         audited = true
         if collectives.size > 1 && config.parallel.audit {
             let n: Int
-            do { n = try SeedAudit.run(parameters: model.parameters, world: collectives, tp: config.parallel.tp) } catch let e as SeedAudit.Failure where config.fault.tpSharedSeed {
+            do { n = try SeedAudit.run(parameters: model.parameters, world: collectives, tp: config.parallel.tp,
+                                     vocabParallel: model.tensorParallel?.plan.vocabParallel ?? false) } catch let e as SeedAudit.Failure where config.fault.tpSharedSeed {
                 throw SeedAudit.Failure(description: e.description + "; fault.tp_shared_seed is on: this is its drill")
             }
             report(.info("seed audit: \(n) tensors on \(collectives.size) ranks, shards distinct and replicas identical"))

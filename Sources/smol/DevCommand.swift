@@ -97,23 +97,26 @@ struct DevCommand: ParsableCommand {
                 guard tp >= 1, dp * tp == world.size else { throw CLIError(message: "\(spec): tp \(tp) does not divide \(world.size) ranks") }
                 let tensorGroup = try world.split(color: world.rank / tp, key: world.rank % tp)
                 let dataGroup = try world.split(color: world.rank % tp, key: world.rank / tp)
-                let plan = TensorParallelPlan(size: tp, rank: tensorGroup.rank)
                 if world.rank == 0 { try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true) }
-                let model: LlamaModel, whole: ParameterStore
+                let model: LlamaModel, whole: ParameterStore, wholeVocab: Int
                 if let from = s.init_from {
                     // Released weights (GGUF, HF directory, run), float32 only.
                     let source = try PretrainedModel.load(from, decodeWeights: false).model
+                    let plan = TensorParallelPlan(size: tp, rank: tensorGroup.rank, vocabSize: source.config.vocabSize)
                     model = tp == 1 ? source : try LlamaModel(config: plan.localConfig(source.config))
                     if tp > 1 { model.parameters.load(from: source.parameters, plan: plan) }
                     whole = source.parameters
+                    wholeVocab = source.config.vocabSize
                 } else {
                     guard let config = s.model else { throw CLIError(message: "\(spec): give model or init_from") }
                     if let bad = TensorParallelPlan.indivisible(config, size: tp) { throw CLIError(message: "\(spec): \(bad.key): \(bad.reason)") }
+                    let plan = TensorParallelPlan(size: tp, rank: tensorGroup.rank, vocabSize: config.vocabSize)
                     model = try LlamaModel(config: plan.localConfig(config))
                     model.parameters.initialize(seed: s.seed, std: Float(config.initializerRange), tensorParallel: plan)
                     whole = ParameterStore(config: config)
+                    wholeVocab = config.vocabSize
                 }
-                if tp > 1 { model.tensorParallel = TensorParallel(group: tensorGroup) }
+                if tp > 1 { model.tensorParallel = TensorParallel(group: tensorGroup, vocabSize: wholeVocab) }
                 /// A buffer of `model`'s layout, whole, written by rank 0.
                 func write(_ name: String, _ buffer: FloatBuffer) throws {
                     if let tp = model.tensorParallel {
@@ -141,7 +144,7 @@ struct DevCommand: ParsableCommand {
                 if s.objective != nil && (s.reference_logps?.count != 2 * s.batch || s.document_start == nil) {
                     throw CLIError(message: "\(spec): a preference objective needs reference_logps (2 per row) and document_start")
                 }
-                var logits = s.skip_logits == true ? [] : try model.logits(TokenBatch(batch: s.batch, seqLen: s.seq_len, tokens: s.tokens,
+                var logits = s.skip_logits == true || tp > 1 ? [] : try model.logits(TokenBatch(batch: s.batch, seqLen: s.seq_len, tokens: s.tokens,
                                                                                      targets: s.targets, documentStart: s.document_start))
                 let step = TrainStep(model: model, optimizer: AdamW(config: s.optimizer, parameters: model.parameters), collectives: dataGroup)
                 if let objective = s.objective { step.preference = (objective, s.beta ?? 0.1) }

@@ -4,10 +4,27 @@ import SmolTensor
 /// Output projection fused with softmax cross-entropy, a chunk of rows at a time so only
 /// [chunk, V] logits ever exist. The gradient is produced in the same pass because the loss is
 /// the end of the graph: dlogits = scale · (softmax − onehot).
+///
+/// Vocabulary-parallel (`shard` set): this rank's W holds the head's rows offset ..< offset + V.
+/// Each row's maximum is gathered from every rank, its Σ exp(z − max) and target logit summed
+/// over them, so each rank's softmax slice is the whole softmax's; dx is a partial sum, summed over
+/// the ranks, and dW is this rank's rows of the whole gradient.
 final class CrossEntropyHead {
     let vocab: Int, hidden: Int, chunkRows: Int
     private let logits: FloatBuffer
     private let rowLoss: FloatBuffer
+
+    /// A rank's place in a vocabulary-parallel head, and the group's collectives.
+    struct VocabShard {
+        let offset: Int, ranks: Int, rank: Int
+        /// Each rank's block of `buffer` (the ranges, in rank order) copied to every rank.
+        let allGather: (_ buffer: UnsafeMutablePointer<Float>, _ blocks: [Range<Int>]) -> Void
+        /// buffer[i] = Σ over the ranks, in place.
+        let sum: (_ buffer: UnsafeMutablePointer<Float>, _ count: Int) -> Void
+    }
+    var shard: VocabShard?
+    /// [ranks · chunkRows] row maxima, then [2 · chunkRows] (Σ exp, target logit) per row.
+    private var shardScratch: FloatBuffer?
     /// The last forward's per-row losses (weighted by the weights given; 0 for ignored rows).
     var tokenLosses: UnsafePointer<Float> { UnsafePointer(rowLoss.pointer) }
 
@@ -23,6 +40,7 @@ final class CrossEntropyHead {
     /// dlogits weighted too.
     func forward(x: UnsafePointer<Float>, w: UnsafePointer<Float>, targets: UnsafePointer<Int32>, weights: UnsafePointer<Float>? = nil, n: Int,
                  scale: Float, dx: UnsafeMutablePointer<Float>?, dw: UnsafeMutablePointer<Float>?) -> (loss: Double, count: Int) {
+        if let shard { return forwardSharded(shard, x: x, w: w, targets: targets, weights: weights, n: n, scale: scale, dx: dx, dw: dw) }
         let V = vocab, C = hidden
         var total = 0.0, counted = 0
         var r0 = 0
@@ -59,6 +77,67 @@ final class CrossEntropyHead {
             for i in 0..<rows where targets[r0 + i] >= 0 { total += Double(losses[i]); counted += 1 }
             if let dx, let dw {
                 Profiler.time("head.dx") { BLAS.sgemm(m: rows, n: C, k: V, a: z, lda: V, b: w, ldb: C, c: dx + r0 * C, ldc: C) }
+                Profiler.time("head.dw") { BLAS.sgemm(transA: true, m: V, n: C, k: rows, a: z, lda: V, b: x + r0 * C, ldb: C, beta: 1, c: dw, ldc: C) }
+            }
+            r0 += rows
+        }
+        return (total, counted)
+    }
+
+    /// The vocabulary-parallel forward (see the type's comment); every rank of the group calls it alike.
+    private func forwardSharded(_ sh: VocabShard, x: UnsafePointer<Float>, w: UnsafePointer<Float>, targets: UnsafePointer<Int32>,
+                                weights: UnsafePointer<Float>?, n: Int, scale: Float, dx: UnsafeMutablePointer<Float>?,
+                                dw: UnsafeMutablePointer<Float>?) -> (loss: Double, count: Int) {
+        let V = vocab, C = hidden
+        if shardScratch == nil { shardScratch = FloatBuffer(count: (sh.ranks + 2) * chunkRows) }
+        let maxima = shardScratch!.pointer, stats = shardScratch!.pointer + sh.ranks * chunkRows
+        var total = 0.0, counted = 0
+        var r0 = 0
+        while r0 < n {
+            let rows = min(chunkRows, n - r0)
+            let z = logits.pointer
+            Profiler.time("head.gemm") { BLAS.sgemm(transB: true, m: rows, n: V, k: C, a: x + r0 * C, lda: C, b: w, ldb: C, c: z, ldc: V) }
+            // Row maxima from every rank: [ranks, rows].
+            Parallel.forEach(rows, minPerChunk: 4) { i in maxima[sh.rank * rows + i] = FastExp.max(z + i * V, V) }
+            Profiler.time("tp.head") { sh.allGather(maxima, (0..<sh.ranks).map { $0 * rows ..< ($0 + 1) * rows }) }
+            // Σ exp(z − max) over this rank's columns, and the target's logit where this rank holds it.
+            Profiler.time("head.softmax") {
+                Parallel.forEach(rows, minPerChunk: 4) { i in
+                    var m = maxima[i]
+                    for r in 1..<sh.ranks { m = max(m, maxima[r * rows + i]) }
+                    maxima[i] = m
+                    let row = z + i * V, t = Int(targets[r0 + i]) - sh.offset
+                    stats[2 * i + 1] = t >= 0 && t < V ? row[t] : 0
+                    stats[2 * i] = FastExp.expShiftSum(row, row, V, shift: m)
+                }
+            }
+            Profiler.time("tp.head") { sh.sum(stats, 2 * rows) }
+            let losses = rowLoss.pointer + r0
+            Profiler.time("head.softmax") {
+                Parallel.forEach(rows, minPerChunk: 4) { i in
+                    let row = z + i * V
+                    guard targets[r0 + i] >= 0 else {
+                        losses[i] = 0
+                        if dx != nil { row.update(repeating: 0, count: V) }
+                        return
+                    }
+                    let sum = stats[2 * i], weight = weights?[r0 + i] ?? 1
+                    losses[i] = (maxima[i] + logf(sum) - stats[2 * i + 1]) * weight
+                    if dx != nil {
+                        let rowScale = scale * weight, k = rowScale / sum
+                        var j = 0
+                        let vk = SIMD8<Float>(repeating: k)
+                        while j + 8 <= V { VectorMath.store(VectorMath.load(row + j) * vk, row + j); j += 8 }
+                        while j < V { row[j] *= k; j += 1 }
+                        let t = Int(targets[r0 + i]) - sh.offset
+                        if t >= 0 && t < V { row[t] -= rowScale }
+                    }
+                }
+            }
+            for i in 0..<rows where targets[r0 + i] >= 0 { total += Double(losses[i]); counted += 1 }
+            if let dx, let dw {
+                Profiler.time("head.dx") { BLAS.sgemm(m: rows, n: C, k: V, a: z, lda: V, b: w, ldb: C, c: dx + r0 * C, ldc: C) }
+                Profiler.time("tp.head") { sh.sum(dx + r0 * C, rows * C) }
                 Profiler.time("head.dw") { BLAS.sgemm(transA: true, m: V, n: C, k: rows, a: z, lda: V, b: x + r0 * C, ldb: C, beta: 1, c: dw, ldc: C) }
             }
             r0 += rows
