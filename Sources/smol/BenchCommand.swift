@@ -43,6 +43,7 @@ struct BenchCommand: ParsableCommand {
                 var r = try TrainBenchmark.run(TrainBenchmark.shapes.first { $0.name == name }!, steps: steps, peakGflops: peak,
                                                collectives: comm, tp: tp, zero: zero)
                 r.peakRssBytes = peakResidentBytes()
+                if Profiler.enabled && comm.rank == 0 { FileHandle.standardError.write(Data("profile of rank 0 (all steps):\n\(Profiler.report())\n".utf8)) }
                 let all = try comm.allGather(Array(try JSONEncoder().encode(r))).map { try JSONDecoder().decode(TrainBenchmark.Result.self, from: Data($0)) }
                 guard comm.rank == 0 else { continue }
                 // Total: the global batch (one per data-parallel replica) over the slowest rank's step.
