@@ -105,7 +105,7 @@ struct DevCommand: ParsableCommand {
                     let plan = TensorParallelPlan(size: tp, rank: tensorGroup.rank, vocabSize: source.config.vocabSize)
                     model = tp == 1 ? source : try LlamaModel(config: plan.localConfig(source.config))
                     if tp > 1 { model.parameters.load(from: source.parameters, plan: plan) }
-                    whole = source.parameters
+                    whole = tp == 1 ? source.parameters : ParameterStore(config: source.config)   // the gather's target
                     wholeVocab = source.config.vocabSize
                 } else {
                     guard let config = s.model else { throw CLIError(message: "\(spec): give model or init_from") }
@@ -119,13 +119,14 @@ struct DevCommand: ParsableCommand {
                 if tp > 1 { model.tensorParallel = TensorParallel(group: tensorGroup, vocabSize: wholeVocab) }
                 /// A buffer of `model`'s layout, whole, written by rank 0.
                 func write(_ name: String, _ buffer: FloatBuffer) throws {
+                    // Without tensor parallelism the buffer is already whole, in the model's layout.
+                    var data = buffer.pointer, layout = model.parameters
                     if let tp = model.tensorParallel {
                         try tp.gather(buffer.pointer, store: model.parameters, into: world.rank == 0 ? (whole, whole.values.pointer) : nil)
-                    } else if world.rank == 0 {
-                        if whole.values.pointer != buffer.pointer { whole.values.pointer.update(from: buffer.pointer, count: buffer.count) }
+                        data = whole.values.pointer; layout = whole
                     }
                     guard world.rank == 0 else { return }
-                    let tensors = whole.slots.map { SafetensorsWriter.Tensor(name: $0.name, shape: $0.shape, data: whole.values.pointer + $0.offset) }
+                    let tensors = layout.slots.map { SafetensorsWriter.Tensor(name: $0.name, shape: $0.shape, data: data + $0.offset) }
                     try SafetensorsWriter.write(tensors, to: out + "/" + name)
                 }
                 try write("params.safetensors", model.parameters.values)
