@@ -242,7 +242,9 @@ def test_loss_spike_detected_skipped_and_rolled_back(smol, config, tmp_path):
                         ("log", "stability: {rule: olmo, window: 16, min_samples: 8, policy: log, corrupt_batch_at: [40]}\n"),
                         ("skip", "stability: {rule: olmo, window: 16, min_samples: 8, policy: skip, corrupt_batch_at: [40]}\n"),
                         ("rollback", "stability: {rule: olmo, window: 16, min_samples: 8, policy: rollback, skip_batches: 2, corrupt_batch_at: [40]}\n")):
-        (tmp_path / f"{name}.yaml").write_text(long_config(config, 60, extra))
+        # Seed 12: under seed 11 the replay after the rollback meets a second, natural grad-norm
+        # spike (step 38, 2.45 against 1.82), which this test is not about.
+        (tmp_path / f"{name}.yaml").write_text(long_config(config, 60, extra).replace("seed: 11", "seed: 12"))
         smol("train", tmp_path / f"{name}.yaml", "--out", tmp_path / name, "--store", store, "--no-samples")
         runs[name] = jsonl(tmp_path / name / "metrics.jsonl")
     train = {k: [r for r in v if r["kind"] == "train"] for k, v in runs.items()}

@@ -42,6 +42,21 @@ public final class SingleProcess: Collectives {
     public func split(color: Int, key: Int) throws -> Collectives { SingleProcess() }
 }
 
+/// A dp × tp world's two groups for one rank: its tensor-parallel group (tp consecutive ranks, one
+/// node's on a cluster; nil while tp = 1) and its data-parallel group (the ranks holding the same
+/// shards, one per model replica; the world while tp = 1). World rank = dp index · tp + tp index.
+public struct ParallelGroups {
+    public let tensor: Collectives?
+    public let data: Collectives
+
+    /// Every rank of `world` must call it (MPI_Comm_split is collective).
+    public init(world: Collectives, tp: Int) throws {
+        guard tp > 1 else { tensor = nil; data = world; return }
+        tensor = try world.split(color: world.rank / tp, key: world.rank % tp)
+        data = try world.split(color: world.rank % tp, key: world.rank / tp)
+    }
+}
+
 /// Contiguous shards of `count` elements over `ranks`, each a multiple of 16 floats long (64-byte
 /// aligned starts) except the last.
 public func evenShards(count: Int, ranks: Int) -> [Range<Int>] {

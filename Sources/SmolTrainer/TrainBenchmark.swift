@@ -69,8 +69,8 @@ public enum TrainBenchmark {
         config.intraDocumentMasking = objective.usesChatData
         if let bad = TensorParallelPlan.indivisible(config, size: tp) { throw ConfigError.invalidValue(key: bad.key, reason: bad.reason) }
         guard collectives.size % tp == 0 else { throw ConfigError.invalidValue(key: "tp", reason: "\(tp) does not divide the \(collectives.size) ranks") }
-        let tensorGroup = tp > 1 ? try collectives.split(color: collectives.rank / tp, key: collectives.rank % tp) : nil
-        let dataGroup = tp > 1 ? try collectives.split(color: collectives.rank % tp, key: collectives.rank / tp) : collectives
+        let groups = try ParallelGroups(world: collectives, tp: tp)
+        let tensorGroup = groups.tensor, dataGroup = groups.data
         let plan = TensorParallelPlan(size: tp, rank: tensorGroup?.rank ?? 0, vocabSize: config.vocabSize)
         let model = try LlamaModel(config: plan.localConfig(config))
         model.tensorParallel = tensorGroup.map { TensorParallel(group: $0, vocabSize: config.vocabSize) }

@@ -169,13 +169,8 @@ public final class Trainer {
         dataParallel = try config.parallel.dataParallel(world: collectives.size)
         try config.training.validate(dataParallel: dataParallel)
         let tp = config.parallel.tp
-        if tp > 1 {
-            // A tensor-parallel group is tp consecutive ranks (one node's, where a cluster has them).
-            tensorGroup = try collectives.split(color: collectives.rank / tp, key: collectives.rank % tp)
-            dataGroup = try collectives.split(color: collectives.rank % tp, key: collectives.rank / tp)
-        } else {
-            tensorGroup = nil; dataGroup = collectives
-        }
+        let groups = try ParallelGroups(world: collectives, tp: tp)
+        tensorGroup = groups.tensor; dataGroup = groups.data
         let plan = TensorParallelPlan(size: tp, rank: tensorGroup?.rank ?? 0, vocabSize: config.model.vocabSize)
         model = try LlamaModel(config: plan.localConfig(config.model))
         model.tensorParallel = tensorGroup.map { TensorParallel(group: $0, vocabSize: config.model.vocabSize) }

@@ -95,14 +95,13 @@ struct DevCommand: ParsableCommand {
                 let world: Collectives = comm ?? SingleProcess()
                 let tp = s.tp ?? world.size, dp = world.size / tp
                 guard tp >= 1, dp * tp == world.size else { throw CLIError(message: "\(spec): tp \(tp) does not divide \(world.size) ranks") }
-                let tensorGroup = try world.split(color: world.rank / tp, key: world.rank % tp)
-                let dataGroup = try world.split(color: world.rank % tp, key: world.rank / tp)
+                let groups = try ParallelGroups(world: world, tp: tp), dataGroup = groups.data
                 if world.rank == 0 { try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true) }
                 let model: LlamaModel, whole: ParameterStore, wholeVocab: Int
                 if let from = s.init_from {
                     // Released weights (GGUF, HF directory, run), float32 only.
                     let source = try PretrainedModel.load(from, decodeWeights: false).model
-                    let plan = TensorParallelPlan(size: tp, rank: tensorGroup.rank, vocabSize: source.config.vocabSize)
+                    let plan = TensorParallelPlan(size: tp, rank: groups.tensor?.rank ?? 0, vocabSize: source.config.vocabSize)
                     model = tp == 1 ? source : try LlamaModel(config: plan.localConfig(source.config))
                     if tp > 1 { model.parameters.load(from: source.parameters, plan: plan) }
                     whole = tp == 1 ? source.parameters : ParameterStore(config: source.config)   // the gather's target
@@ -110,13 +109,13 @@ struct DevCommand: ParsableCommand {
                 } else {
                     guard let config = s.model else { throw CLIError(message: "\(spec): give model or init_from") }
                     if let bad = TensorParallelPlan.indivisible(config, size: tp) { throw CLIError(message: "\(spec): \(bad.key): \(bad.reason)") }
-                    let plan = TensorParallelPlan(size: tp, rank: tensorGroup.rank, vocabSize: config.vocabSize)
+                    let plan = TensorParallelPlan(size: tp, rank: groups.tensor?.rank ?? 0, vocabSize: config.vocabSize)
                     model = try LlamaModel(config: plan.localConfig(config))
                     model.parameters.initialize(seed: s.seed, std: Float(config.initializerRange), tensorParallel: plan)
                     whole = ParameterStore(config: config)
                     wholeVocab = config.vocabSize
                 }
-                if tp > 1 { model.tensorParallel = TensorParallel(group: tensorGroup, vocabSize: wholeVocab) }
+                model.tensorParallel = groups.tensor.map { TensorParallel(group: $0, vocabSize: wholeVocab) }
                 /// A buffer of `model`'s layout, whole, written by rank 0.
                 func write(_ name: String, _ buffer: FloatBuffer) throws {
                     // Without tensor parallelism the buffer is already whole, in the model's layout.

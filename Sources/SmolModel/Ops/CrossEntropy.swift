@@ -65,11 +65,7 @@ final class CrossEntropyHead {
                 losses[i] = (m + logf(sum) - picked) * weight
                 if dx != nil {
                     let rowScale = scale * weight
-                    let k = rowScale / sum
-                    var j = 0
-                    let vk = SIMD8<Float>(repeating: k)
-                    while j + 8 <= V { VectorMath.store(VectorMath.load(row + j) * vk, row + j); j += 8 }
-                    while j < V { row[j] *= k; j += 1 }
+                    CrossEntropyHead.scale(row, V, by: rowScale / sum)
                     row[target] -= rowScale
                 }
             }
@@ -82,6 +78,15 @@ final class CrossEntropyHead {
             r0 += rows
         }
         return (total, counted)
+    }
+
+    /// row[0..<n] *= k: exp(z − max) becomes dlogits' softmax part, scale · weight · p.
+    @inline(__always)
+    static func scale(_ row: UnsafeMutablePointer<Float>, _ n: Int, by k: Float) {
+        var j = 0
+        let vk = SIMD8<Float>(repeating: k)
+        while j + 8 <= n { VectorMath.store(VectorMath.load(row + j) * vk, row + j); j += 8 }
+        while j < n { row[j] *= k; j += 1 }
     }
 
     /// The vocabulary-parallel forward (see the type's comment); every rank of the group calls it alike.
@@ -124,11 +129,8 @@ final class CrossEntropyHead {
                     let sum = stats[2 * i], weight = weights?[r0 + i] ?? 1
                     losses[i] = (maxima[i] + logf(sum) - stats[2 * i + 1]) * weight
                     if dx != nil {
-                        let rowScale = scale * weight, k = rowScale / sum
-                        var j = 0
-                        let vk = SIMD8<Float>(repeating: k)
-                        while j + 8 <= V { VectorMath.store(VectorMath.load(row + j) * vk, row + j); j += 8 }
-                        while j < V { row[j] *= k; j += 1 }
+                        let rowScale = scale * weight
+                        CrossEntropyHead.scale(row, V, by: rowScale / sum)
                         let t = Int(targets[r0 + i]) - sh.offset
                         if t >= 0 && t < V { row[t] -= rowScale }
                     }
