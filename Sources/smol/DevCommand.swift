@@ -93,14 +93,16 @@ struct DevCommand: ParsableCommand {
                 let comm = Communicator.launchedByMPI ? try Communicator() : nil
                 defer { comm?.finalize() }
                 let world: Collectives = comm ?? SingleProcess()
-                let tp = s.tp ?? world.size, dp = world.size / tp
-                guard tp >= 1, dp * tp == world.size else { throw CLIError(message: "\(spec): tp \(tp) does not divide \(world.size) ranks") }
+                let tp = s.tp ?? world.size
+                guard tp >= 1, world.size % tp == 0 else { throw CLIError(message: "\(spec): tp \(tp) does not divide \(world.size) ranks") }
+                let dp = world.size / tp
                 let groups = try ParallelGroups(world: world, tp: tp), dataGroup = groups.data
                 if world.rank == 0 { try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true) }
                 let model: LlamaModel, whole: ParameterStore, wholeVocab: Int
                 if let from = s.init_from {
                     // Released weights (GGUF, HF directory, run), float32 only.
                     let source = try PretrainedModel.load(from, decodeWeights: false).model
+                    if let bad = TensorParallelPlan.indivisible(source.config, size: tp) { throw CLIError(message: "\(from): \(bad.key): \(bad.reason)") }
                     let plan = TensorParallelPlan(size: tp, rank: groups.tensor?.rank ?? 0, vocabSize: source.config.vocabSize)
                     model = tp == 1 ? source : try LlamaModel(config: plan.localConfig(source.config))
                     if tp > 1 { model.parameters.load(from: source.parameters, plan: plan) }
