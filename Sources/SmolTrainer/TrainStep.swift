@@ -128,9 +128,10 @@ public final class TrainStep {
         let mine = sharded ? shards[collectives.rank] : 0..<model.parameters.count
         var total = 0.0
         if let tp {
+            // The optimizer's shard is `mine` (ZeRO-1's range of this rank, else everything).
             for s in model.parameters.slots where tp.plan.rank == 0 || tp.plan.split(of: s.name) != .replicated {
-                let lo = max(s.offset, mine.lowerBound), hi = min(s.offset + s.count, mine.upperBound)
-                if lo < hi { total += VectorMath.parallelSumOfSquares(model.gradients.pointer + lo, hi - lo) }
+                let range = optimizer.owned(s)
+                if !range.isEmpty { total += VectorMath.parallelSumOfSquares(model.gradients.pointer + range.lowerBound, range.count) }
             }
         } else {
             total = VectorMath.parallelSumOfSquares(model.gradients.pointer + mine.lowerBound, mine.count)

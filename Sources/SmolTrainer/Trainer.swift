@@ -419,8 +419,7 @@ public final class Trainer {
         var path: String?
         if let tp = model.tensorParallel {
             // Whole tensors on disk: every group gathers its shards, world rank 0 writes.
-            var modelConfig = config.model
-            modelConfig.ropeTheta = model.config.ropeTheta   // a context stage's
+            let modelConfig = wholeConfig
             let whole = collectives.rank == 0 ? ParameterStore(config: modelConfig) : nil
             let fullMoments = whole.map { (FloatBuffer(count: $0.count), FloatBuffer(count: $0.count)) }
             try tp.gather(model.parameters.values.pointer, store: model.parameters, into: whole.map { ($0, $0.values.pointer) })
@@ -439,13 +438,19 @@ public final class Trainer {
         return path
     }
 
+    /// The whole model's configuration (a tensor-parallel rank's model holds its shard's), with the
+    /// RoPE base of the context stage in force.
+    var wholeConfig: LlamaConfig {
+        var c = config.model
+        c.ropeTheta = model.config.ropeTheta
+        return c
+    }
+
     /// The whole model, for sampling or export after training: `model` itself, or with tensor
     /// parallelism every rank's shards gathered on world rank 0 (nil on the others). Every rank calls it.
     public func wholeModel() throws -> LlamaModel? {
         guard let tp = model.tensorParallel else { return collectives.rank == 0 ? model : nil }
-        var modelConfig = config.model
-        modelConfig.ropeTheta = model.config.ropeTheta
-        let whole = collectives.rank == 0 ? try LlamaModel(config: modelConfig) : nil
+        let whole = collectives.rank == 0 ? try LlamaModel(config: wholeConfig) : nil
         try tp.gather(model.parameters.values.pointer, store: model.parameters, into: whole.map { ($0.parameters, $0.parameters.values.pointer) })
         return whole
     }
