@@ -96,9 +96,9 @@ public struct DataManifest: Encodable, Sendable {
     }
 
     public static func fnv1a64(_ data: Data) -> String {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        for b in data { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
-        return String(format: "%016llx", h)
+        var h = FNV1a64()
+        h.add(data)
+        return h.hex
     }
 }
 

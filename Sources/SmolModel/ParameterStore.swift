@@ -65,6 +65,17 @@ public final class ParameterStore {
     /// Sum of the element counts of all tensors (the padding between them excluded).
     public var parameterCount: Int { slots.reduce(0) { $0 + $1.count } }
 
+    /// FNV-1a 64 of every tensor's name, shape and float32 values: a model's identity in provenance
+    /// records and caches (the same weights, whatever file they came from, give the same value).
+    public func fingerprint() -> String {
+        var h = FNV1a64()
+        for s in slots {
+            h.add(Array(s.name.utf8)); for d in s.shape { h.add(d) }
+            h.add(words: values.pointer + s.offset, count: s.count)
+        }
+        return h.hex
+    }
+
     /// Norm weights start at one and biases at zero; every matrix draws N(0, std²) from its own
     /// stream, keyed by (seed, "init " + the tensor's name), over the whole unsharded tensor. A
     /// tensor-parallel rank (`tensorParallel`, this store holding its shard) draws the whole tensor
