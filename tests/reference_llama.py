@@ -69,9 +69,10 @@ class Reference:
         pos = (np.arange(T)[None, :] - ds).reshape(-1)
         return allowed, pos
 
-    def forward_backward(self, tokens, targets, B, T, doc_start=None, grad=True, weights=None, scale=None):
+    def forward_backward(self, tokens, targets, B, T, doc_start=None, grad=True, weights=None, scale=None, head_loss=None):
         """Loss Σ wᵢ·CEᵢ · scale over counted targets (default: each weight 1, scale 1/count) and its
-        gradient; with grad=False, (logits, loss, per-token CE)."""
+        gradient; with grad=False, (logits, loss, per-token CE). head_loss(logits) -> (loss, dlogits)
+        replaces the cross-entropy (a distillation loss, say)."""
         p, H, KV, D, L, eps = self.p, self.H, self.KV, self.D, self.L, self.eps
         rep = H // KV
         N = B * T
@@ -123,9 +124,12 @@ class Reference:
         if not grad:
             return logits, loss, losses * valid
         grads = {k: np.zeros_like(v) for k, v in p.items()}
-        dlogits = np.exp(logits - lse[:, None])
-        dlogits[np.arange(N), np.where(valid, targets, 0)] -= 1
-        dlogits *= (valid * w * k)[:, None]
+        if head_loss is not None:
+            loss, dlogits = head_loss(logits)
+        else:
+            dlogits = np.exp(logits - lse[:, None])
+            dlogits[np.arange(N), np.where(valid, targets, 0)] -= 1
+            dlogits *= (valid * w * k)[:, None]
         headname = "model.embed_tokens.weight" if self.tied else "lm_head.weight"
         grads[headname] += dlogits.T @ hf
         dhf = dlogits @ W

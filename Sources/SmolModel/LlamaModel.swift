@@ -174,10 +174,39 @@ public final class LlamaModel {
     /// `reweight(tokenLosses, weights)` sets the loss weights from those per-token losses
     /// (−log p of each target, 0 where none), and the head's gradient and the backward use them.
     /// The loss returned is then the unweighted one. It costs one extra pass of the head, not a forward.
+    ///
+    /// `distill`: the row loss mixes cross-entropy with a teacher's KL (DistillationTarget).
     @discardableResult
     public func forward(_ batch: TokenBatch, lossScale: Float = 1, computeGradients: Bool,
-                        reweight: ((_ tokenLosses: UnsafeBufferPointer<Float>, _ weights: UnsafeMutableBufferPointer<Float>) -> Void)? = nil) throws -> (loss: Double, count: Int) {
-        prepare(batch: batch.batch, seqLen: batch.seqLen, training: computeGradients)
+                        reweight: ((_ tokenLosses: UnsafeBufferPointer<Float>, _ weights: UnsafeMutableBufferPointer<Float>) -> Void)? = nil,
+                        distill: DistillationTarget? = nil) throws -> (loss: Double, count: Int) {
+        let ws = try trunk(batch, training: computeGradients)
+        let n = ws.tokens
+        let eps = Float(config.rmsNormEps)
+        let wantGrad = computeGradients && ws.training
+        if let reweight, wantGrad {
+            let unweighted = Profiler.time("head+loss") {
+                ws.head.forward(x: ws.finalNorm.pointer, w: weight(headName), targets: ws.targets, weights: nil, n: n, scale: 1, dx: nil, dw: nil)
+            }
+            reweight(UnsafeBufferPointer(start: ws.head.tokenLosses, count: n), UnsafeMutableBufferPointer(start: ws.lossWeights, count: n))
+            _ = Profiler.time("head+loss") {
+                ws.head.forward(x: ws.finalNorm.pointer, w: weight(headName), targets: ws.targets, weights: ws.lossWeights, n: n, scale: lossScale,
+                                dx: ws.dNorm.pointer, dw: g(headName))
+            }
+            backward(ws: ws, eps: eps)
+            try throwTensorParallelError()
+            return unweighted
+        }
+        let result = Profiler.time("head+loss") { ws.head.forward(x: ws.finalNorm.pointer, w: weight(headName), targets: ws.targets, weights: ws.lossWeights, n: n, scale: lossScale,
+                                     dx: wantGrad ? ws.dNorm.pointer : nil, dw: wantGrad ? g(headName) : nil, distill: distill) }
+        if wantGrad { backward(ws: ws, eps: eps) }
+        try throwTensorParallelError()
+        return result
+    }
+
+    /// Embedding → blocks → final norm: ws.finalNorm [N, C] holds the head's input.
+    private func trunk(_ batch: TokenBatch, training wantTraining: Bool) throws -> Workspace {
+        prepare(batch: batch.batch, seqLen: batch.seqLen, training: wantTraining)
         let ws = workspace!
         try load(batch, into: ws)
         let n = ws.tokens, c = config.hiddenSize, L = config.numHiddenLayers
@@ -203,26 +232,25 @@ public final class LlamaModel {
         Profiler.time("norm") {
             RMSNorm.forward(y: ws.finalNorm.pointer, rstd: ws.finalRstd.pointer, x: last.pointer, w: weight("model.norm.weight"), n: n, c: c, eps: eps)
         }
-        let wantGrad = computeGradients && training
-        if let reweight, wantGrad {
-            let unweighted = Profiler.time("head+loss") {
-                ws.head.forward(x: ws.finalNorm.pointer, w: weight(headName), targets: ws.targets, weights: nil, n: n, scale: 1, dx: nil, dw: nil)
-            }
-            reweight(UnsafeBufferPointer(start: ws.head.tokenLosses, count: n), UnsafeMutableBufferPointer(start: ws.lossWeights, count: n))
-            _ = Profiler.time("head+loss") {
-                ws.head.forward(x: ws.finalNorm.pointer, w: weight(headName), targets: ws.targets, weights: ws.lossWeights, n: n, scale: lossScale,
-                                dx: ws.dNorm.pointer, dw: g(headName))
-            }
-            backward(ws: ws, eps: eps)
-            try throwTensorParallelError()
-            return unweighted
-        }
-        let result = Profiler.time("head+loss") { ws.head.forward(x: ws.finalNorm.pointer, w: weight(headName), targets: ws.targets, weights: ws.lossWeights, n: n, scale: lossScale,
-                                     dx: wantGrad ? ws.dNorm.pointer : nil, dw: wantGrad ? g(headName) : nil) }
-        if wantGrad { backward(ws: ws, eps: eps) }
-        try throwTensorParallelError()
-        return result
+        return ws
     }
+
+    /// A teacher's forward (no gradients, no loss): the final hidden states of `batch`, kept until
+    /// the next pass; `headLogits` then produces its logits a block of rows at a time.
+    public func hiddenStates(_ batch: TokenBatch) throws {
+        _ = try trunk(batch, training: false)
+        try throwTensorParallelError()
+    }
+
+    /// Logits [rows, V] of the last `hiddenStates` (or forward) for token rows `rows`.
+    public func headLogits(rows: Range<Int>, into z: UnsafeMutablePointer<Float>) {
+        let ws = workspace!
+        precondition(rows.upperBound <= ws.tokens && tensorParallel == nil)
+        ws.head.logits(x: ws.finalNorm.pointer, w: weight(headName), rows: rows, into: z)
+    }
+
+    /// The last forward's distillation sums over counted targets: Σ weight · CE and Σ weight · KL.
+    public var distillationSums: (ce: Double, kl: Double) { workspace?.head.distillSums ?? (0, 0) }
 
     /// Layer l's saved activations (training), or the one shared set (evaluation).
     private func buffers(_ ws: Workspace, slot s: Int) -> BlockBuffers {

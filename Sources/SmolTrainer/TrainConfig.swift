@@ -146,8 +146,46 @@ public enum TrainingObjective: String, Codable, Sendable, CaseIterable {
 /// conversations (each conversation's tokens share a weight of one).
 public enum LossNormalization: String, Codable, Sendable, CaseIterable { case token, sequence }
 
+/// `training.distill`: learn from a teacher's distribution as well as the data's next tokens
+/// (DistillationTarget: (1 − alpha) · CE + alpha · T² · KL(teacher ‖ student)). The teacher runs
+/// forward only; it must share the student's tokenizer.
+public struct DistillConfig: Codable, Equatable, Sendable {
+    /// The teacher: a GGUF file (any type; its weights are dequantised), an HF directory, a checkpoint or a run.
+    public var teacher: String
+    /// The weight of the distillation term (0: cross-entropy alone, 1: distillation alone).
+    public var alpha: Double = 0.5
+    public var temperature: Double = 1
+    /// Keep only the teacher's k most likely tokens per position (renormalised); nil: its whole distribution.
+    public var topK: Int?
+    /// A directory for the teacher's top-k logits (needs top_k): runs over the same data reuse them.
+    public var cache: String?
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case teacher, alpha, temperature, topK = "top_k", cache }
+    public init(teacher: String) { self.teacher = teacher }
+    public init(from decoder: Decoder) throws {
+        try rejectUnknownKeys(decoder, known: CodingKeys.allCases.map(\.rawValue), section: "training.distill")
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        teacher = try c.decode(String.self, forKey: .teacher)
+        alpha = try c.decodeIfPresent(Double.self, forKey: .alpha) ?? 0.5
+        temperature = try c.decodeIfPresent(Double.self, forKey: .temperature) ?? 1
+        topK = try c.decodeIfPresent(Int.self, forKey: .topK)
+        cache = try c.decodeIfPresent(String.self, forKey: .cache)
+    }
+
+    func validate(vocabSize: Int) throws {
+        func bad(_ k: String, _ r: String) -> ConfigError { .invalidValue(key: "training.distill." + k, reason: r) }
+        if teacher.isEmpty { throw bad("teacher", "expected the path of a model") }
+        if !(alpha >= 0 && alpha <= 1) { throw bad("alpha", "must be in 0...1, got \(alpha)") }
+        if !(temperature > 0 && temperature.isFinite && temperature <= 100) { throw bad("temperature", "must be in (0, 100], got \(temperature)") }
+        if let k = topK, k < 1 || k > vocabSize { throw bad("top_k", "must be in 1...\(vocabSize) (model.vocab_size), got \(k)") }
+        if cache != nil && topK == nil { throw bad("cache", "caches the teacher's top-k logits: set training.distill.top_k too") }
+    }
+}
+
 public struct TrainingConfig: Codable, Equatable, Sendable {
     public var objective: TrainingObjective = .pretrain
+    /// Knowledge distillation from a teacher (pretraining and SFT objectives).
+    public var distill: DistillConfig?
     /// Preference objectives: β, the strength of the pull towards the reference model (trl's default 0.1).
     public var beta: Double = 0.1
     public var lossNormalization: LossNormalization = .token
@@ -189,7 +227,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         case checkpointEvery = "checkpoint_every", keepCheckpoints = "keep_checkpoints", seed
         case peakGflops = "peak_gflops", samplePrompts = "sample_prompts", sampleTokens = "sample_tokens"
         case evalTasks = "eval_tasks", evalTasksEvery = "eval_tasks_every", evalTasksLimit = "eval_tasks_limit"
-        case preflight, preflightGemmGflops = "preflight_gemm_gflops", contextStages = "context_stages"
+        case preflight, preflightGemmGflops = "preflight_gemm_gflops", contextStages = "context_stages", distill
     }
     public init() {}
     public init(from decoder: Decoder) throws {
@@ -218,6 +256,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         preflight = try c.decodeIfPresent(Bool.self, forKey: .preflight) ?? false
         contextStages = try c.decodeIfPresent([ContextStageConfig].self, forKey: .contextStages) ?? []
         preflightGemmGflops = try c.decodeIfPresent(Double.self, forKey: .preflightGemmGflops)
+        distill = try c.decodeIfPresent(DistillConfig.self, forKey: .distill)
     }
 
     public var batchTokens: Int { tokensPerBatch ?? microBatch * seqLen }
@@ -300,6 +339,9 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
             if c.seqLen <= 0 || c.seqLen > maxPositions { throw bad(key + "seq_len", "must be in 1...\(maxPositions) (model.max_position_embeddings), got \(c.seqLen)") }
             if let t = c.ropeTheta, !(t > 0 && t.isFinite) { throw bad(key + "rope_theta", "must be a positive number, got \(t)") }
             if let m = c.microBatch, m <= 0 || m > 1 << 24 { throw bad(key + "micro_batch", "must be in 1...2^24, got \(m)") }
+        }
+        if distill != nil && objective.preference != nil {
+            throw bad("distill", "distils next-token distributions (objective: pretrain or sft), not preference pairs")
         }
         if !contextStages.isEmpty && objective.preference != nil {
             throw bad("context_stages", "apply to pretraining and SFT; a preference run keeps one seq_len (its reference log-probs are per row)")
@@ -431,8 +473,12 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     public func validate() throws {
         try model.validate(); try optimizer.validate(); try schedule.validate()
         try training.validate(maxPositions: model.maxPositionEmbeddings)
+        try training.distill?.validate(vocabSize: model.vocabSize)
         try stability.validate(); try baseline?.validate(); try parallel.validate()
         if parallel.tp > 1 {
+            if training.distill != nil {
+                throw ConfigError.invalidValue(key: "training.distill", reason: "distillation is not available with parallel.tp > 1 yet (the teacher runs whole on each rank; use data parallelism)")
+            }
             if let bad = TensorParallelPlan.indivisible(model, size: parallel.tp) {
                 throw ConfigError.invalidValue(key: bad.key, reason: bad.reason + " (parallel.tp)")
             }
@@ -610,6 +656,9 @@ public struct TrainConfig: Codable, Equatable, Sendable {
         do { try model.validate() } catch { throw ConfigError.invalidFile(path: path, reason: "\(error)") }
         return model
     }
+
+    /// A path of the config (no glob) against the config's directory.
+    public func path(_ p: String) -> String { p.hasPrefix("/") ? p : (baseDirectory as NSString).appendingPathComponent(p) }
 
     /// Resolves the data paths (globs allowed) against the config's directory.
     public func resolve(_ patterns: [String]) throws -> [String] {

@@ -30,6 +30,10 @@ public final class TrainStep {
     public var preference: (objective: PreferenceObjective, beta: Double)?
     /// The last `computeGradients`' pairs, summed over ranks (preference objectives).
     public private(set) var preferenceStats = PreferenceStats()
+    /// Knowledge distillation: the teacher whose distribution each micro-batch's head also learns.
+    public var distillation: DistillationTeacher?
+    /// The last `computeGradients`' mean cross-entropy and mean KL from the teacher (distillation).
+    public private(set) var distillationStats: (ce: Double, kl: Double) = (0, 0)
 
     public init(model: LlamaModel, optimizer: AdamW, collectives: Collectives = SingleProcess(), zero: Int = 0) {
         self.model = model
@@ -73,15 +77,21 @@ public final class TrainStep {
             }
         }
         let scale: Float = weight > 0 ? Float(1 / weight) : 0
-        var sum = 0.0
-        for b in microBatches { sum += try model.forward(b, lossScale: scale, computeGradients: true).loss }
+        var sum = 0.0, ce = 0.0, kl = 0.0
+        for b in microBatches {
+            let target = try distillation?.target(for: b)
+            sum += try model.forward(b, lossScale: scale, computeGradients: true, distill: target).loss
+            if target != nil { ce += model.distillationSums.ce; kl += model.distillationSums.kl }
+        }
         try model.sumPartialGradientsOverTensorParallelRanks()
         if collectives.size > 1 {
             try communicate {
                 sum = try collectives.allReduce(sum, op: .sum)
+                if distillation != nil { ce = try collectives.allReduce(ce, op: .sum); kl = try collectives.allReduce(kl, op: .sum) }
                 try sumGradientsOverRanks()
             }
         }
+        if distillation != nil { distillationStats = weight > 0 ? (ce / weight, kl / weight) : (0, 0) }
         return (weight > 0 ? sum / weight : 0, counted)
     }
 

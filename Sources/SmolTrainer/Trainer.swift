@@ -20,10 +20,12 @@ public struct StepMetrics: Codable, Sendable {
     public var elapsedSeconds: Double
     /// Preference objectives: the step's pairs as trl logs them (rewards/chosen, rewards/accuracies, …).
     public var preference: [String: Double]?
+    /// Distillation: the loss's parts, "ce" (mean cross-entropy) and "kl" (mean KL from the teacher).
+    public var distill: [String: Double]?
 
     enum CodingKeys: String, CodingKey {
         case kind, step, tokens, loss, gradNorm = "grad_norm", lr, tokensPerSecond = "tokens_per_s", mfu
-        case etaSeconds = "eta_s", elapsedSeconds = "elapsed_s", preference
+        case etaSeconds = "eta_s", elapsedSeconds = "elapsed_s", preference, distill
     }
 }
 
@@ -137,6 +139,8 @@ public final class Trainer {
     var state: TrainerState
     let report: (TrainEvent) -> Void
     public private(set) var resumedFrom: Int?
+    /// The distillation teacher's path (resolved), nil without `training.distill`.
+    public private(set) var teacherSource: String?
     /// The run's tokenizer.json (data.tokenizer resolved against the config), nil for byte-level.
     public let tokenizerPath: String?
     /// The tokenizer, chat template and special tokens saved with every checkpoint: those of
@@ -229,6 +233,10 @@ public final class Trainer {
             }
             if usesChat { chatData += try Trainer.checkChatData(paths: paths, template: assets?.chatTemplate, key: key) }
             sourceShards.append(shards)
+        }
+        if let d = config.training.distill {
+            step.distillation = try Trainer.loadTeacher(d, config: config, studentAssets: assets)
+            teacherSource = config.path(d.teacher)
         }
         var validationShards: [TokenShard]?
         if !config.data.validation.isEmpty {
@@ -457,6 +465,28 @@ public final class Trainer {
 
     /// The model of `model.init_from`, with float32 weights only. Its configuration is the run's
     /// (TrainConfig took it from the source), training-time keys aside.
+    /// The teacher of `training.distill`, read before anything is written: it must exist, be a
+    /// model this build reads, and share the student's tokenizer (by fingerprint) and vocabulary.
+    static func loadTeacher(_ d: DistillConfig, config: TrainConfig, studentAssets: ModelAssets?) throws -> DistillationTeacher {
+        let path = config.path(d.teacher)
+        let teacher: PretrainedModel
+        do { teacher = try PretrainedModel.load(path, decodeWeights: false) }
+        catch { throw ConfigError.invalidValue(key: "training.distill.teacher", reason: "\(error)") }
+        let student = try studentAssets?.tokenizer ?? BPETokenizer.bytes(specialTokens: ["<|endoftext|>"])
+        let mine = try DataManifest.tokenizerHash(of: student), theirs = try DataManifest.tokenizerHash(of: teacher.tokenizer)
+        if mine != theirs {
+            let whose = config.initFrom.map { _ in "model.init_from's" } ?? (config.data.tokenizer != nil ? "data.tokenizer's" : "the byte-level tokenizer's")
+            throw ConfigError.invalidValue(key: "training.distill.teacher", reason:
+                "\(path) has another tokenizer (fingerprint \(theirs)) than the student's, \(whose) (\(mine)): distillation compares distributions over the same token ids")
+        }
+        if teacher.config.vocabSize != config.model.vocabSize {
+            throw ConfigError.invalidValue(key: "training.distill.teacher", reason:
+                "\(path) has vocab_size \(teacher.config.vocabSize), the student \(config.model.vocabSize); they must match")
+        }
+        return try DistillationTeacher(model: teacher.model, alpha: d.alpha, temperature: d.temperature, topK: d.topK,
+                                       cacheDirectory: d.cache.map { config.path($0) })
+    }
+
     static func loadSource(_ path: String, config: LlamaConfig) throws -> PretrainedModel {
         let source: PretrainedModel
         do { source = try PretrainedModel.load(path, decodeWeights: false) }
@@ -515,6 +545,8 @@ public final class Trainer {
     static func tokenizerHashes(assets: ModelAssets?, files: [String]) throws -> Set<String> {
         guard let a = assets else { return ["byte-level"] }
         var hashes: Set<String> = [try DataManifest.tokenizerHash(of: a.tokenizer)]
+        // A byte-level run as model.init_from: its assets are the byte tokenizer, its data "byte-level".
+        if hashes.contains(try DataManifest.tokenizerHash(of: BPETokenizer.bytes(specialTokens: ["<|endoftext|>"]))) { hashes.insert("byte-level") }
         for file in files { if let bytes = FileManager.default.contents(atPath: file) { hashes.insert(DataManifest.fnv1a64(bytes)) } }
         return hashes
     }
@@ -634,6 +666,10 @@ public final class Trainer {
             report(.info("parallel: world \(collectives.size) = dp \(dataParallel) × tp \(config.parallel.tp), ZeRO-\(config.parallel.zero)"))
         }
         if let r = resumedFrom { report(.info("resumed from step \(r)")) }
+        if let teacher = step.distillation, let d = config.training.distill {
+            report(.info("distilling from \(teacherSource ?? d.teacher) (weights \(teacher.fingerprint)): α = \(d.alpha), T = \(d.temperature), "
+                         + (d.topK.map { "its top \($0) tokens per position" + (d.cache != nil ? ", cached" : "") } ?? "its whole distribution")))
+        }
 
         // Nothing under the output directory changes before here, so a run that fails to start damages nothing.
         if collectives.rank == 0 { try Trainer.trimMetrics(path: metricsPath, afterStep: resume ? state.step : 0) }
@@ -729,6 +765,7 @@ public final class Trainer {
                                     etaSeconds: avg * Double(total - state.step),
                                     elapsedSeconds: elapsedBefore + Date().timeIntervalSince(runStart))
                 if step.preference != nil { m.preference = step.preferenceStats.metrics }
+                if step.distillation != nil { m.distill = ["ce": step.distillationStats.ce, "kl": step.distillationStats.kl] }
                 try metrics?.append(m)
                 report(.step(m))
             }
@@ -784,6 +821,9 @@ public final class Trainer {
                 stoppedEarly = "rank 0's baseline guard"
             }
             if let why = stoppedEarly { report(.info("stopping early: \(why) (baseline.stop)")); break }
+        }
+        if let teacher = step.distillation, config.training.distill?.cache != nil {
+            report(.info("teacher cache: \(teacher.cacheHits) micro-batch(es) read, \(teacher.cacheMisses) computed"))
         }
         let seconds = Date().timeIntervalSince(runStart)
         let stepsRun = state.step - (resumedFrom ?? 0)

@@ -84,6 +84,15 @@ struct DevCommand: ParsableCommand {
             let reference_logps: [Double]?
             /// Under mpirun: tensor-parallel ranks (the rest of the world is data parallel).
             let tp: Int?
+            /// Knowledge distillation from a teacher of the same config initialised from `teacher_seed`
+            /// (its weights are written to teacher.safetensors).
+            let distill: DistillSpec?
+        }
+        struct DistillSpec: Decodable {
+            let teacher_seed: UInt64
+            let alpha: Double
+            let temperature: Double
+            let top_k: Int?
         }
 
         func run() throws {
@@ -150,6 +159,16 @@ struct DevCommand: ParsableCommand {
                                                                                      targets: s.targets, documentStart: s.document_start))
                 let step = TrainStep(model: model, optimizer: AdamW(config: s.optimizer, parameters: model.parameters), collectives: dataGroup)
                 if let objective = s.objective { step.preference = (objective, s.beta ?? 0.1) }
+                if let d = s.distill {
+                    guard tp == 1, s.objective == nil else { throw CLIError(message: "\(spec): distill goes with tp = 1 and no preference objective") }
+                    let teacher = try LlamaModel(config: model.config)
+                    teacher.parameters.initialize(seed: d.teacher_seed, std: Float(model.config.initializerRange))
+                    if world.rank == 0 {
+                        try SafetensorsWriter.write(teacher.parameters.slots.map { .init(name: $0.name, shape: $0.shape, data: teacher.parameters.values.pointer + $0.offset) },
+                                                    to: out + "/teacher.safetensors")
+                    }
+                    step.distillation = try DistillationTeacher(model: teacher, alpha: d.alpha, temperature: d.temperature, topK: d.top_k, cacheDirectory: nil)
+                }
                 var losses: [Double] = [], norms: [Double] = []
                 for (i, lr) in s.lrs.enumerated() {
                     let (loss, _) = try step.computeGradients(microBatches)

@@ -27,6 +27,10 @@ final class CrossEntropyHead {
     private var shardScratch: FloatBuffer?
     /// The last forward's per-row losses (weighted by the weights given; 0 for ignored rows).
     var tokenLosses: UnsafePointer<Float> { UnsafePointer(rowLoss.pointer) }
+    /// Distillation: the teacher's probabilities for a chunk [chunkRows, V], Σ p log p per row, and
+    /// the last forward's Σ over counted rows of weight · CE and weight · KL (allocated on first use).
+    private var teacherRows: FloatBuffer?, teacherPlogp: FloatBuffer?
+    private(set) var distillSums = (ce: 0.0, kl: 0.0)
 
     init(vocab: Int, hidden: Int, maxRows: Int, maxChunkFloats: Int = 1 << 24) {
         self.vocab = vocab; self.hidden = hidden
@@ -38,17 +42,25 @@ final class CrossEntropyHead {
     /// x [N, C], W [V, C], targets [N] (−1 = ignored), weights [N] -> Σ weight · loss over counted rows.
     /// With gradients: dx [N, C] = scale · dlogits W, dW [V, C] += scale · dlogitsᵀ x, each row's
     /// dlogits weighted too.
+    /// With `distill` the row loss is DistillationLoss's mix of CE and the teacher's KL (whole head only).
     func forward(x: UnsafePointer<Float>, w: UnsafePointer<Float>, targets: UnsafePointer<Int32>, weights: UnsafePointer<Float>? = nil, n: Int,
-                 scale: Float, dx: UnsafeMutablePointer<Float>?, dw: UnsafeMutablePointer<Float>?) -> (loss: Double, count: Int) {
+                 scale: Float, dx: UnsafeMutablePointer<Float>?, dw: UnsafeMutablePointer<Float>?, distill: DistillationTarget? = nil) -> (loss: Double, count: Int) {
         if let shard { return forwardSharded(shard, x: x, w: w, targets: targets, weights: weights, n: n, scale: scale, dx: dx, dw: dw) }
         let V = vocab, C = hidden
         var total = 0.0, counted = 0
+        var ceSum = 0.0, klSum = 0.0
+        if distill != nil && teacherRows == nil {
+            teacherRows = FloatBuffer(count: chunkRows * V); teacherPlogp = FloatBuffer(count: chunkRows)
+        }
+        let rowCE = UnsafeMutablePointer<Float>.allocate(capacity: 2 * chunkRows)
+        defer { rowCE.deallocate() }
         var r0 = 0
         while r0 < n {
             let rows = min(chunkRows, n - r0)
             let z = logits.pointer
             Profiler.time("head.gemm") { BLAS.sgemm(transB: true, m: rows, n: V, k: C, a: x + r0 * C, lda: C, b: w, ldb: C, c: z, ldc: V) }
             let losses = rowLoss.pointer + r0
+            if let distill { Profiler.time("head.teacher") { distill.fill(r0, rows, teacherRows!.pointer, teacherPlogp!.pointer) } }
             Profiler.time("head.softmax") {
             Parallel.forEach(rows, minPerChunk: 4) { i in
                 let row = z + i * V
@@ -56,6 +68,14 @@ final class CrossEntropyHead {
                 guard target >= 0 else {
                     losses[i] = 0
                     if dx != nil { row.update(repeating: 0, count: V) }
+                    return
+                }
+                if let distill {
+                    let weight = weights?[r0 + i] ?? 1, a = distill.alpha, T = distill.temperature
+                    let (ce, kl) = DistillationLoss.row(row, teacherRows!.pointer + i * V, plogp: teacherPlogp!.pointer[i], count: V, target: target,
+                                                        alpha: a, temperature: T, gradScale: dx != nil ? scale * weight : nil)
+                    rowCE[2 * i] = ce * weight; rowCE[2 * i + 1] = kl * weight
+                    losses[i] = ((1 - a) * ce + a * T * T * kl) * weight
                     return
                 }
                 let m = FastExp.max(row, V)
@@ -70,14 +90,23 @@ final class CrossEntropyHead {
                 }
             }
             }
-            for i in 0..<rows where targets[r0 + i] >= 0 { total += Double(losses[i]); counted += 1 }
+            for i in 0..<rows where targets[r0 + i] >= 0 {
+                total += Double(losses[i]); counted += 1
+                if distill != nil { ceSum += Double(rowCE[2 * i]); klSum += Double(rowCE[2 * i + 1]) }
+            }
             if let dx, let dw {
                 Profiler.time("head.dx") { BLAS.sgemm(m: rows, n: C, k: V, a: z, lda: V, b: w, ldb: C, c: dx + r0 * C, ldc: C) }
                 Profiler.time("head.dw") { BLAS.sgemm(transA: true, m: V, n: C, k: rows, a: z, lda: V, b: x + r0 * C, ldb: C, beta: 1, c: dw, ldc: C) }
             }
             r0 += rows
         }
+        distillSums = (ceSum, klSum)
         return (total, counted)
+    }
+
+    /// Logits [rows, V] of rows r0 ..< r0 + rows of x [N, C] against W [V, C] (a teacher's head).
+    func logits(x: UnsafePointer<Float>, w: UnsafePointer<Float>, rows r0: Range<Int>, into z: UnsafeMutablePointer<Float>) {
+        BLAS.sgemm(transB: true, m: r0.count, n: vocab, k: hidden, a: x + r0.lowerBound * hidden, lda: hidden, b: w, ldb: hidden, c: z, ldc: vocab)
     }
 
     /// row[0..<n] *= k: exp(z − max) becomes dlogits' softmax part, scale · weight · p.
