@@ -3,6 +3,7 @@ import Foundation
 import SmolWeights
 import SmolAPI
 import SmolHub
+import SmolTrainer
 
 /// The results file of one `smol eval` run (results.json), laid out as lighteval / lm-eval users
 /// expect: per task each metric and its `_stderr`, the configuration, versions and hashes of the
@@ -34,14 +35,26 @@ public struct EvalResults: Codable, Sendable {
     /// task → metric → value, and metric_stderr → its standard error.
     public var results: [String: [String: Double]]
     public var tasks: [String: TaskResult]
+    /// The model's recorded lineage when it is a smol run: its provenance, and per task what in it
+    /// touches the task (Provenance.flags; an empty list: nothing recorded does).
+    public var lineage: Lineage?
+    public struct Lineage: Codable, Sendable {
+        public var provenance: Provenance
+        public var flags: [String: [String]]
+    }
 
-    enum CodingKeys: String, CodingKey { case formatVersion = "format_version", created, model, config, versions, results, tasks }
+    enum CodingKeys: String, CodingKey { case formatVersion = "format_version", created, model, config, versions, results, tasks, lineage }
 
     public static let toolVersion = "smol 0.5"
 
     public init(model: PretrainedModel, options: EvalOptions, contextLength: Int, tasks: [TaskResult]) throws {
         created = ISO8601DateFormatter().string(from: Date())
-        let name = ((model.source as NSString).lastPathComponent as NSString).deletingPathExtension
+        var name = ((model.source as NSString).lastPathComponent as NSString).deletingPathExtension
+        // A run's checkpoint (RUN/checkpoints/step_N) is named after its run.
+        let parent = (model.source as NSString).deletingLastPathComponent
+        if (parent as NSString).lastPathComponent == "checkpoints" {
+            name = ((parent as NSString).deletingLastPathComponent as NSString).lastPathComponent + "@" + name.replacingOccurrences(of: "step_", with: "")
+        }
         self.model = ModelInfo(name: name, source: model.source, format: model.format.rawValue,
                                parameters: model.model.parameters.count, sha256: try EvalResults.hashModel(model.source))
         config = Config(batchSize: options.batchSize, contextLength: contextLength, limit: options.limit, seed: options.seed,
@@ -49,6 +62,9 @@ public struct EvalResults: Codable, Sendable {
         versions = ["smol": EvalResults.toolVersion]
         results = [:]
         self.tasks = [:]
+        if let p = try Provenance.lineage(ofModel: model.source) {
+            lineage = Lineage(provenance: p, flags: Dictionary(uniqueKeysWithValues: tasks.map { ($0.task, p.flags(task: $0.task, itemsSha256: $0.itemsHash)) }))
+        }
         for t in tasks {
             versions["task:" + t.task] = String(t.version)
             var r: [String: Double] = [:]

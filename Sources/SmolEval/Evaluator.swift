@@ -289,7 +289,7 @@ func argmax(_ x: [Double]) -> Int {
     return best
 }
 
-func sha256Hex(_ data: Data) -> String { hexString(SHA256.hash(data: data)) }
+public func sha256Hex(_ data: Data) -> String { hexString(SHA256.hash(data: data)) }
 
 /// Lower-case hex of a digest's bytes.
 func hexString<Bytes: Sequence>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {

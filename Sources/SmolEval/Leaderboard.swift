@@ -11,7 +11,10 @@ public struct Leaderboard: Codable, Sendable {
         public var ci95: [Double]
         /// Against the task's best model: nil for the best itself.
         public var versusBest: Statistics.PairedComparison?
-        enum CodingKeys: String, CodingKey { case value, stderr, ci95 = "ci95", versusBest = "versus_best" }
+        /// What in the model's recorded lineage touches this task (results.json's lineage flags):
+        /// overlapping data, a flagged audit, a teacher or initial model whose lineage touches it.
+        public var lineage: [String] = []
+        enum CodingKeys: String, CodingKey { case value, stderr, ci95 = "ci95", versusBest = "versus_best", lineage }
     }
     public struct Column: Codable, Sendable {
         public var task: String
@@ -72,6 +75,7 @@ public struct Leaderboard: Codable, Sendable {
             for l in withMetric {
                 let v = l.results.tasks[task]!.metrics[m]!
                 var cell = Cell(value: v.value, stderr: v.stderr, ci95: [v.value - 1.96 * v.stderr, v.value + 1.96 * v.stderr])
+                cell.lineage = l.results.lineage?.flags[task] ?? []
                 if l.name != best.name, let bd = bestDetails,
                    l.results.tasks[task]!.itemsHash == best.results.tasks[task]!.itemsHash,
                    let mine = try? EvalResults.loadDetails(resultsFile: l.file, task: task) {
@@ -111,11 +115,14 @@ public struct Leaderboard: Codable, Sendable {
                 if col.best == model { mark = " **best**" }
                 else if let v = c.versusBest { mark = v.verdict == .notSignificant ? " ≈ (p=\(String(format: "%.3f", v.pValue)))" : " ▼ (p=\(String(format: "%.3f", v.pValue)))" }
                 else { mark = " (no paired test)" }
-                s += " \(f(c.value)) ± \(f(1.96 * c.stderr))\(mark) |"
+                s += " \(f(c.value)) ± \(f(1.96 * c.stderr))\(c.lineage.isEmpty ? "" : " ⚑")\(mark) |"
             }
             s += "\n"
         }
-        s += "\n± is the 95% confidence interval (1.96 × standard error). Against each task's best model: ≈ not significantly different, ▼ significantly worse (paired permutation test on the same items, α = \(alpha)); \"no paired test\" when the items differ or details are missing.\n"
+        var notes: [String] = []
+        for model in models { for col in columns { for l in cells[model]?[col.task]?.lineage ?? [] { notes.append("⚑ \(model) on \(col.task): \(l)") } } }
+        if !notes.isEmpty { s += "\n" + notes.joined(separator: "\n") + "\n" }
+        s += "\n± is the 95% confidence interval (1.96 × standard error). Against each task's best model: ≈ not significantly different, ▼ significantly worse (paired permutation test on the same items, α = \(alpha)); \"no paired test\" when the items differ or details are missing. ⚑: the model's recorded lineage touches the task (listed above).\n"
         return s
     }
 }

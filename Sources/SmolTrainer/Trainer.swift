@@ -141,6 +141,8 @@ public final class Trainer {
     public private(set) var resumedFrom: Int?
     /// The distillation teacher's path (resolved), nil without `training.distill`.
     public private(set) var teacherSource: String?
+    /// The fingerprint of `model.init_from`'s weights (a fresh run that starts from them).
+    var initFingerprint: String?
     /// The run's tokenizer.json (data.tokenizer resolved against the config), nil for byte-level.
     public let tokenizerPath: String?
     /// The tokenizer, chat template and special tokens saved with every checkpoint: those of
@@ -286,6 +288,7 @@ public final class Trainer {
             resumed = s
             resumedFrom = s.step
         } else if let source {
+            initFingerprint = source.model.parameters.fingerprint()
             model.parameters.load(from: source.model.parameters, plan: plan)
             self.report(.info("initialised from \(source.source) (\(source.format.rawValue), \(config.model.modelType))"))
         } else {
@@ -465,6 +468,18 @@ public final class Trainer {
 
     /// The model of `model.init_from`, with float32 weights only. Its configuration is the run's
     /// (TrainConfig took it from the source), training-time keys aside.
+    /// RUN/provenance.json: the data's decontamination marks, the initial model and the teacher.
+    /// A resume keeps the record of the run's start (and the audits recorded since).
+    func writeProvenance() throws {
+        let path = (outputDirectory as NSString).appendingPathComponent(Provenance.fileName)
+        if resume && FileManager.default.fileExists(atPath: path) { return }
+        let sources = zip(config.data.resolvedSources, sourceShards).map { (name: $0.name, shards: $1.map(\.path)) }
+        let p = Provenance(run: (outputDirectory as NSString).standardizingPath, data: Provenance.dataSources(sources),
+                           initFrom: config.initFrom.map { Provenance.model($0, fingerprint: initFingerprint) },
+                           teacher: teacherSource.map { Provenance.model($0, fingerprint: step.distillation?.fingerprint) })
+        try p.write(to: outputDirectory)
+    }
+
     /// The teacher of `training.distill`, read before anything is written: it must exist, be a
     /// model this build reads, and share the student's tokenizer (by fingerprint) and vocabulary.
     static func loadTeacher(_ d: DistillConfig, config: TrainConfig, studentAssets: ModelAssets?) throws -> DistillationTeacher {
@@ -672,6 +687,7 @@ public final class Trainer {
         }
 
         // Nothing under the output directory changes before here, so a run that fails to start damages nothing.
+        if collectives.rank == 0 { try writeProvenance() }
         if collectives.rank == 0 { try Trainer.trimMetrics(path: metricsPath, afterStep: resume ? state.step : 0) }
         let metrics = collectives.rank == 0 ? try MetricsLog(path: metricsPath) : nil
         let runStart = Date()

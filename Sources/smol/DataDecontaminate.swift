@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import SmolData
+import SmolEval
+import SmolTrainer
 
 extension DataCommand {
     struct Decontaminate: ParsableCommand {
@@ -25,6 +27,7 @@ extension DataCommand {
         @Flag(help: "One document per .txt file instead of one per blank-line-separated block.") var perFile = false
         @Option(help: "Split .txt documents at this text instead of at blank lines.") var delimiter: String?
         @Option(help: "Write the documents that touch no item here, as JSONL.") var clean: String?
+        @Flag(help: "Record the result beside each input file (FILE.decontamination.json: per task, how many items its documents touch) and beside the --clean output, so runs trained on them carry it in their provenance.") var mark = false
         @Flag(help: "Print the report as JSON.") var json = false
 
         func run() throws {
@@ -38,10 +41,14 @@ extension DataCommand {
                 reader.textSplit = perFile ? .wholeFile : delimiter.map { .delimiter($0) } ?? .blankLines
                 var rejections = Rejections()
                 var hits: [Decontamination.Hit] = [], documents = 0, contaminated = 0, kept = Data()
-                for file in try CorpusReader.expand(inputs) {
+                var touchedByFile: [String: Set<Int>] = [:]
+                let files = try CorpusReader.expand(inputs)
+                for file in files {
+                    touchedByFile[file] = []
                     try reader.read(file: file, rejections: &rejections) { doc in
                         documents += 1
                         let touched = check.touchedItems(doc.text)
+                        touchedByFile[file]!.formUnion(touched)
                         for k in touched.sorted() { hits.append(.init(task: items[k].task, item: items[k].index, document: doc.location)) }
                         if touched.isEmpty {
                             if clean != nil { kept += try JSONSerialization.data(withJSONObject: ["text": doc.text]); kept += Data("\n".utf8) }
@@ -53,6 +60,22 @@ extension DataCommand {
                     guard FileManager.default.createFile(atPath: tmp, contents: kept), rename(tmp, clean) == 0 else {
                         throw CLIError(message: "\(clean): cannot write the cleaned copy")
                     }
+                }
+                if mark {
+                    // Per task file: its name (the file's stem, as decontamination names it) and the SHA-256 `smol eval` records.
+                    let taskFiles = try tasks.map { t -> (name: String, sha: String, items: Int) in
+                        guard let data = FileManager.default.contents(atPath: t) else { throw CLIError(message: "\(t): cannot read file") }
+                        return (((t as NSString).lastPathComponent as NSString).deletingPathExtension, sha256Hex(data), items.filter { $0.task == ((t as NSString).lastPathComponent as NSString).deletingPathExtension }.count)
+                    }
+                    func marks(_ touched: Set<Int>, clean: Bool) -> [DecontaminationMark] {
+                        taskFiles.map { t in
+                            let k = touched.filter { items[$0].task == t.name }.count
+                            return DecontaminationMark(task: t.name, itemsSha256: t.sha, items: t.items, touched: k, n: n,
+                                                       status: clean ? "decontaminated" : (k > 0 ? "overlaps" : "clean"))
+                        }
+                    }
+                    for file in files { try DecontaminationMark.write(marks(touchedByFile[file] ?? [], clean: false), beside: file) }
+                    if let clean { try DecontaminationMark.write(marks(Set(touchedByFile.values.flatMap { $0 }), clean: true), beside: clean) }
                 }
                 struct Report: Encodable {
                     let n: Int; let documents: Int; let contaminated_documents: Int; let tasks: [Decontamination.TaskReport]

@@ -14,7 +14,7 @@ struct Smol: ParsableCommand {
           smol train configs/demo.yaml
         Then look at it: smol runs list, smol dashboard, smol eval runs/demo --tasks tasks/.
         """,
-        subcommands: [TrainCommand.self, SampleCommand.self, DataCommand.self, ParamsCommand.self, PlanCommand.self, PreflightCommand.self, TokenizerCommand.self, GenerateCommand.self, ChatCommand.self, ExportCommand.self, MergeCommand.self, TemplateCommand.self, EvalCommand.self, LeaderboardCommand.self, ServeCommand.self, JudgeCommand.self, RunsCommand.self, CompareCommand.self, AblateCommand.self, DashboardCommand.self,
+        subcommands: [TrainCommand.self, SampleCommand.self, DataCommand.self, ParamsCommand.self, PlanCommand.self, PreflightCommand.self, TokenizerCommand.self, GenerateCommand.self, ChatCommand.self, ExportCommand.self, MergeCommand.self, TemplateCommand.self, EvalCommand.self, AuditCommand.self, LeaderboardCommand.self, ServeCommand.self, JudgeCommand.self, RunsCommand.self, CompareCommand.self, AblateCommand.self, DashboardCommand.self,
                       BenchCommand.self, DevCommand.self])
 }
 
