@@ -181,3 +181,39 @@ def test_a_teacher_with_another_tokenizer_or_vocabulary_is_refused_before_anythi
     cfg = small_config(shards, tmp_path / "s3.yaml", f"  distill: {{teacher: {teacher}, cache: x}}\n")
     r = smol("train", cfg, "--out", tmp_path / "run3", check=False)
     assert r.returncode != 0 and "training.distill.cache" in r.stderr and "s3.yaml" in r.stderr, r.stderr
+
+
+def test_a_quantised_gguf_teacher_distils_into_its_own_dequantised_weights(smol, tmp_path):
+    """SmolLM2-135M-Instruct Q4_1 as teacher and as the student's init: the teacher's weights are
+    dequantised on load, so the first step's KL (whole distribution) is 0 and its CE the model's own."""
+    from smollm2 import GGUF
+    from conftest import ROOT
+    text = (ROOT / "data/corpus/prose.txt").read_text()[:20000]
+    (tmp_path / "p.txt").write_text(text)
+    smol("data", "prepare", tmp_path / "p.txt", "--tokenizer", GGUF, "--out", tmp_path / "p.bin")
+    (tmp_path / "d.yaml").write_text(f"""
+model:
+  init_from: {GGUF}
+optimizer: {{lr: 1.0e-5, weight_decay: 0.0, grad_clip: 1.0}}
+schedule: {{type: constant, warmup_steps: 0}}
+data:
+  train: [p.bin]
+  validation_fraction: 0.05
+training:
+  seq_len: 64
+  micro_batch: 2
+  steps: 2
+  eval_every: 0
+  checkpoint_every: 0
+  sample_tokens: 0
+  peak_gflops: 100
+  distill: {{teacher: {GGUF}, alpha: 0.5, temperature: 1.0}}
+""")
+    r = smol("train", tmp_path / "d.yaml", "--out", tmp_path / "run")
+    assert "distilling from" in r.stdout + r.stderr
+    first = train_losses(tmp_path / "run")[0]
+    assert abs(first["distill"]["kl"]) < 1e-4, first
+    assert 1.0 < first["distill"]["ce"] < 6 and first["loss"] == pytest.approx(0.5 * first["distill"]["ce"] + 0.5 * first["distill"]["kl"], rel=1e-6)
+    prov = json.loads((tmp_path / "run" / "provenance.json").read_text())
+    assert prov["teacher"]["fingerprint"] == prov["init_from"]["fingerprint"] and prov["teacher"].get("provenance") is None
+    assert prov["data"][0]["unchecked"] == [str(tmp_path / "p.txt")]

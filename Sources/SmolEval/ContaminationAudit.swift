@@ -219,7 +219,8 @@ public struct ContaminationAudit {
             reason = gapUp ? "the items score above their meaning-neutral perturbed copies (95% interval excludes 0)" : "the items score no higher than their perturbed copies"
         } else {
             verdict = .noEvidence
-            reason = "no calibration items (--calibration) and no meaning-neutral perturbation: the scores alone cannot tell memorisation from knowledge"
+            let n = items.filter { $0.perturbation.meaningNeutral }.count
+            reason = "no calibration items (--calibration), and a meaning-neutral perturbation for \(n) of \(items.count) items only: the scores alone cannot tell memorisation from knowledge"
         }
         return TaskAudit(task: task, items: items, calibration: calibration, shift: shift, gap: gap, auc: auc, verdict: verdict, reason: reason)
     }

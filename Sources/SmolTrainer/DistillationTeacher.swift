@@ -16,7 +16,7 @@ public final class DistillationTeacher {
     public let fingerprint: String
     let cacheDirectory: String?
     public private(set) var cacheHits = 0, cacheMisses = 0
-    /// Seconds in the teacher's forward (and top-k selection) since the last reset.
+    /// Seconds in the teacher's forward, its head and its softmax (or top-k selection) since the last reset.
     public private(set) var teacherSeconds = 0.0
 
     public init(model: LlamaModel, alpha: Double, temperature: Double, topK: Int?, cacheDirectory: String?) throws {
@@ -37,11 +37,13 @@ public final class DistillationTeacher {
         guard let k = topK else {
             let model = self.model
             try Profiler.time("teacher") { try model.hiddenStates(batch) }
-            return DistillationTarget(alpha: alpha, temperature: T) { r0, rows, p, plogp in
+            return DistillationTarget(alpha: alpha, temperature: T) { [unowned self] r0, rows, p, plogp in
+                let t0 = DispatchTime.now().uptimeNanoseconds
                 model.headLogits(rows: r0 ..< r0 + rows, into: p)
                 Parallel.forEach(rows, minPerChunk: 4) { i in
                     plogp[i] = DistillationLoss.teacherProbabilities(p + i * V, count: V, temperature: T)
                 }
+                teacherSeconds += Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
             }
         }
         let top = try topLogits(batch, k: k)

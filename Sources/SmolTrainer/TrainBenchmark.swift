@@ -47,7 +47,12 @@ public enum TrainBenchmark {
         /// takes to score one step's pairs (paid once before training, not per step).
         public var objective = TrainingObjective.pretrain
         public var referenceSecondsPerStep: Double?
+        /// Distillation from a teacher of the same shape: "whole" or "top-k K", and the share of the
+        /// step the teacher's forward (and top-k selection) takes.
+        public var distill: String?
+        public var teacherShare: Double?
         enum CodingKeys: String, CodingKey {
+            case distill, teacherShare = "teacher_share"
             case objective, referenceSecondsPerStep = "reference_seconds_per_step"
             case worldSize = "world_size", tp, totalTokensPerSecond = "total_tokens_per_s", communicationShare = "communication_share"
             case name, batch, seqLen = "seq_len", parameters, steps, secondsPerStep = "seconds_per_step"
@@ -64,7 +69,8 @@ public enum TrainBenchmark {
     /// two documents of seq_len / 2 tokens (a preference pair: chosen, rejected), attention stopping
     /// at their edge, with loss on the second half of each (the completion).
     public static func run(_ shape: Shape, steps: Int, warmup: Int = 1, peakGflops: Double,
-                           collectives: Collectives = SingleProcess(), tp: Int = 1, zero: Int = 0, objective: TrainingObjective = .pretrain) throws -> Result {
+                           collectives: Collectives = SingleProcess(), tp: Int = 1, zero: Int = 0, objective: TrainingObjective = .pretrain,
+                           distill: (topK: Int?, Void)? = nil) throws -> Result {
         var config = shape.model
         config.intraDocumentMasking = objective.usesChatData
         if let bad = TensorParallelPlan.indivisible(config, size: tp) { throw ConfigError.invalidValue(key: bad.key, reason: bad.reason) }
@@ -90,13 +96,19 @@ public enum TrainBenchmark {
             batch.referenceLogProbs = [Double](repeating: -20, count: 2 * shape.batch)
             if let p = objective.preference { step.preference = (p, 0.1) }
         }
-        var times: [Double] = [], comm: [Double] = []
+        if let distill {   // a teacher of the same shape, other weights; α = 0.5, T = 2 (the cost does not depend on them)
+            guard tp == 1 else { throw ConfigError.invalidValue(key: "tp", reason: "distillation runs with tp = 1") }
+            let teacher = try LlamaModel(config: config)
+            teacher.parameters.initialize(seed: 2, std: 0.02)
+            step.distillation = try DistillationTeacher(model: teacher, alpha: 0.5, temperature: 2, topK: distill.topK, cacheDirectory: nil)
+        }
+        var times: [Double] = [], comm: [Double] = [], teacher: [Double] = []
         for i in 0..<(warmup + steps) {
-            step.resetTimers()
+            step.resetTimers(); step.distillation?.resetTimers()
             let t0 = DispatchTime.now().uptimeNanoseconds
             try step([batch], lr: 1e-4)
             let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
-            if i >= warmup { times.append(dt); comm.append(step.communicationSeconds / dt) }
+            if i >= warmup { times.append(dt); comm.append(step.communicationSeconds / dt); teacher.append((step.distillation?.teacherSeconds ?? 0) / dt) }
         }
         if objective.preference != nil {   // the reference's forward over one step's pairs, warm
             let t0 = DispatchTime.now().uptimeNanoseconds
@@ -111,6 +123,7 @@ public enum TrainBenchmark {
                       steps: steps, secondsPerStep: median, tokensPerSecond: tps, modelGflops: gflops,
                       mfu: gflops / peakGflops, peakGflops: peakGflops, peakRssBytes: 0, threads: Parallel.threads,
                       blasCore: BLAS.coreName, worldSize: collectives.size, tp: tp, totalTokensPerSecond: tps * Double(dataGroup.size),
-                      communicationShare: comm[comm.count / 2], objective: objective, referenceSecondsPerStep: referenceSeconds)
+                      communicationShare: comm[comm.count / 2], objective: objective, referenceSecondsPerStep: referenceSeconds,
+                      distill: distill.map { $0.topK.map { "top-k \($0)" } ?? "whole" }, teacherShare: distill == nil ? nil : teacher.sorted()[teacher.count / 2])
     }
 }

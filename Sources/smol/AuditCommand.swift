@@ -57,8 +57,11 @@ struct AuditCommand: ParsableCommand {
                 for task in loaded {
                     let a = try audit.audit(task, calibration: calib)
                     reports.append(.init(audit: a, lineage: lineage?.flags(task: task.spec.name, itemsSha256: task.itemsHash) ?? []))
-                    try Provenance.recordAudit(ofModel: model, task: task.spec.name,
-                                               mark: .init(verdict: a.verdict.rawValue, reason: a.reason, itemsSha256: task.itemsHash))
+                    // The verdict joins the run's lineage; a run directory this user cannot write keeps the audit's output only.
+                    do {
+                        try Provenance.recordAudit(ofModel: model, task: task.spec.name,
+                                                   mark: .init(verdict: a.verdict.rawValue, reason: a.reason, itemsSha256: task.itemsHash))
+                    } catch { FileHandle.standardError.write(Data("warning: the verdict is not recorded in the run's provenance: \(error)\n".utf8)) }
                 }
                 let report = ContaminationReport(model: model, k: k, calibration: calibration, tasks: reports, provenance: lineage)
                 if json { printJSON(report); return }

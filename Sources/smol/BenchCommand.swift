@@ -31,10 +31,13 @@ struct BenchCommand: ParsableCommand {
         @Option(help: "Under mpirun: ZeRO stage of the data-parallel step (0 or 1).") var zero: Int = 0
         @Option(help: "Under mpirun: tensor-parallel ranks per model (the rest of the world is data parallel).") var tp: Int = 1
         @Option(help: "Objective of the step: pretrain, or sft, dpo, apo_zero, apo_down on rows of two documents (a pair).") var objective: TrainingObjective = .pretrain
+        @Option(help: "Distil from a teacher of the same shape: whole (its whole distribution) or a top-k count.") var distill: String?
 
         func validate() throws {
             if tp < 1 { throw ValidationError("--tp must be ≥ 1, got \(tp)") }
             if tp > 1 && !Communicator.launchedByMPI { throw ValidationError("--tp \(tp) runs under mpirun (mpirun -np \(tp) smol bench train --tp \(tp))") }
+            if let d = distill, d != "whole", (Int(d) ?? 0) < 1 { throw ValidationError("--distill is whole or a positive top-k count, got '\(d)'") }
+            if distill != nil && objective.preference != nil { throw ValidationError("--distill goes with --objective pretrain or sft") }
         }
 
         /// Under mpirun: the world runs the shape as dp × tp; rank 0 prints per-rank and total tokens/s.
@@ -79,7 +82,8 @@ struct BenchCommand: ParsableCommand {
                     return
                 }
                 if inProcess {
-                    var r = try TrainBenchmark.run(TrainBenchmark.shapes.first { $0.name == chosen[0] }!, steps: steps, peakGflops: peak, objective: objective)
+                    var r = try TrainBenchmark.run(TrainBenchmark.shapes.first { $0.name == chosen[0] }!, steps: steps, peakGflops: peak, objective: objective,
+                                                   distill: distill.map { (topK: Int($0), ()) })
                     r.peakRssBytes = peakResidentBytes()
                     printJSON(r)
                     if Profiler.enabled { FileHandle.standardError.write(Data("profile of \(r.name) (all steps):\n\(Profiler.report())\n".utf8)) }
@@ -95,6 +99,7 @@ struct BenchCommand: ParsableCommand {
                     let p = Process()
                     p.executableURL = URL(fileURLWithPath: CommandLine.arguments[0].contains("/") ? CommandLine.arguments[0] : "/proc/self/exe")
                     p.arguments = ["bench", "train", "--shape", name, "--steps", String(steps), "--peak-gflops", String(peak), "--objective", objective.rawValue, "--in-process"]
+                        + (distill.map { ["--distill", $0] } ?? [])
                     let pipe = Pipe()
                     p.standardOutput = pipe
                     try p.run()
@@ -105,12 +110,13 @@ struct BenchCommand: ParsableCommand {
                         throw CLIError(message: "benchmark of \(name) failed (exit \(p.terminationStatus))")
                     }
                     if json { printJSON(r) } else {
-                        print(r.name.padding(toLength: 15, withPad: " ", startingAt: 0)
-                              + "\(r.batch)×\(r.seqLen)".padding(toLength: 12, withPad: " ", startingAt: 0)
-                              + formatCount(r.parameters).padding(toLength: 11, withPad: " ", startingAt: 0)
-                              + String(format: "%8.1f   %8.1f        %5.1f%%  %.2f GB",
-                                       r.tokensPerSecond, r.modelGflops, r.mfu * 100, Double(r.peakRssBytes) / 1e9)
-                              + (r.referenceSecondsPerStep.map { String(format: "  (reference: %.3f s per step's pairs, once)", $0) } ?? ""))
+                        var line = r.name.padding(toLength: 15, withPad: " ", startingAt: 0)
+                        line += "\(r.batch)×\(r.seqLen)".padding(toLength: 12, withPad: " ", startingAt: 0)
+                        line += formatCount(r.parameters).padding(toLength: 11, withPad: " ", startingAt: 0)
+                        line += String(format: "%8.1f   %8.1f        %5.1f%%  %.2f GB", r.tokensPerSecond, r.modelGflops, r.mfu * 100, Double(r.peakRssBytes) / 1e9)
+                        if let s = r.referenceSecondsPerStep { line += String(format: "  (reference: %.3f s per step's pairs, once)", s) }
+                        if let d = r.distill { line += String(format: "  (distilling, %@: teacher %.1f%% of the step)", d, (r.teacherShare ?? 0) * 100) }
+                        print(line)
                     }
                     fflush(stdout)
                 }
