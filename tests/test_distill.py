@@ -217,3 +217,17 @@ training:
     prov = json.loads((tmp_path / "run" / "provenance.json").read_text())
     assert prov["teacher"]["fingerprint"] == prov["init_from"]["fingerprint"] and prov["teacher"].get("provenance") is None
     assert prov["data"][0]["unchecked"] == [str(tmp_path / "p.txt")]
+
+
+def test_data_parallel_distillation_trains_the_losses_of_one_process(smol, shards, teacher, tmp_path):
+    """Each rank runs the teacher on its own micro-batches; the loss and its parts are summed over ranks."""
+    from test_parallel import mpi
+    extra = f"  distill: {{teacher: {teacher}, alpha: 0.5, temperature: 2.0, top_k: 8}}\n"
+    cfg = small_config(shards, tmp_path / "s.yaml", extra)
+    smol("train", cfg, "--out", tmp_path / "one")
+    mpi(2, "train", cfg, "--out", tmp_path / "two")
+    one, two = train_losses(tmp_path / "one"), train_losses(tmp_path / "two")
+    for key in ["loss"]:
+        np.testing.assert_allclose([r[key] for r in two], [r[key] for r in one], rtol=1e-5)
+    for part in ["ce", "kl"]:
+        np.testing.assert_allclose([r["distill"][part] for r in two], [r["distill"][part] for r in one], rtol=1e-5)

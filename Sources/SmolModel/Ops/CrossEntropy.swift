@@ -29,7 +29,7 @@ final class CrossEntropyHead {
     var tokenLosses: UnsafePointer<Float> { UnsafePointer(rowLoss.pointer) }
     /// Distillation: the teacher's probabilities for a chunk [chunkRows, V], Σ p log p per row, and
     /// the last forward's Σ over counted rows of weight · CE and weight · KL (allocated on first use).
-    private var teacherRows: FloatBuffer?, teacherPlogp: FloatBuffer?
+    private var teacherRows: FloatBuffer?, teacherPlogp: FloatBuffer?, distillRowSums: FloatBuffer?
     private(set) var distillSums = (ce: 0.0, kl: 0.0)
 
     init(vocab: Int, hidden: Int, maxRows: Int, maxChunkFloats: Int = 1 << 24) {
@@ -51,9 +51,9 @@ final class CrossEntropyHead {
         var ceSum = 0.0, klSum = 0.0
         if distill != nil && teacherRows == nil {
             teacherRows = FloatBuffer(count: chunkRows * V); teacherPlogp = FloatBuffer(count: chunkRows)
+            distillRowSums = FloatBuffer(count: 2 * chunkRows)
         }
-        let rowCE = UnsafeMutablePointer<Float>.allocate(capacity: 2 * chunkRows)
-        defer { rowCE.deallocate() }
+        let rowCE = distillRowSums?.pointer   // per row: weight · CE, weight · KL
         var r0 = 0
         while r0 < n {
             let rows = min(chunkRows, n - r0)
@@ -74,7 +74,7 @@ final class CrossEntropyHead {
                     let weight = weights?[r0 + i] ?? 1, a = distill.alpha, T = distill.temperature
                     let (ce, kl) = DistillationLoss.row(row, teacherRows!.pointer + i * V, plogp: teacherPlogp!.pointer[i], count: V, target: target,
                                                         alpha: a, temperature: T, gradScale: dx != nil ? scale * weight : nil)
-                    rowCE[2 * i] = ce * weight; rowCE[2 * i + 1] = kl * weight
+                    rowCE![2 * i] = ce * weight; rowCE![2 * i + 1] = kl * weight
                     losses[i] = ((1 - a) * ce + a * T * T * kl) * weight
                     return
                 }
@@ -92,7 +92,7 @@ final class CrossEntropyHead {
             }
             for i in 0..<rows where targets[r0 + i] >= 0 {
                 total += Double(losses[i]); counted += 1
-                if distill != nil { ceSum += Double(rowCE[2 * i]); klSum += Double(rowCE[2 * i + 1]) }
+                if let rowCE, distill != nil { ceSum += Double(rowCE[2 * i]); klSum += Double(rowCE[2 * i + 1]) }
             }
             if let dx, let dw {
                 Profiler.time("head.dx") { BLAS.sgemm(m: rows, n: C, k: V, a: z, lda: V, b: w, ldb: C, c: dx + r0 * C, ldc: C) }
