@@ -466,8 +466,6 @@ public final class Trainer {
         return whole
     }
 
-    /// The model of `model.init_from`, with float32 weights only. Its configuration is the run's
-    /// (TrainConfig took it from the source), training-time keys aside.
     /// RUN/provenance.json: the data's decontamination marks, the initial model and the teacher.
     /// A resume keeps the record of the run's start (and the audits recorded since).
     func writeProvenance() throws {
@@ -502,6 +500,8 @@ public final class Trainer {
                                        cacheDirectory: d.cache.map { config.path($0) })
     }
 
+    /// The model of `model.init_from`, with float32 weights only. Its configuration is the run's
+    /// (TrainConfig took it from the source), training-time keys aside.
     static func loadSource(_ path: String, config: LlamaConfig) throws -> PretrainedModel {
         let source: PretrainedModel
         do { source = try PretrainedModel.load(path, decodeWeights: false) }
