@@ -6,7 +6,7 @@ import math
 import os
 import subprocess
 
-from conftest import ROOT
+from conftest import ROOT, smol_binary
 
 
 def test_demo_learns_well_below_uniform(tmp_path):
@@ -29,7 +29,7 @@ def test_demo_learns_well_below_uniform(tmp_path):
     # `smol sample` on the run speaks its BPE tokenizer (it once decoded BPE ids as bytes).
     import tokenizers  # installed by scripts/install.sh
     tok = tokenizers.Tokenizer.from_file(str(ROOT / "data/shards/tokenizer.json"))
-    out = subprocess.run([str(ROOT / ".build/release/smol"), "sample", str(tmp_path / "demo"), "--prompt", "The history of",
+    out = subprocess.run([smol_binary(), "sample", str(tmp_path / "demo"), "--prompt", "The history of",
                           "--max-tokens", "20", "--seed", "1", "--json"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     s = json.loads(out.stdout)
