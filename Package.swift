@@ -43,7 +43,10 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .target(name: "SmolMPI", dependencies: ["CMPI", "SmolTensor"], swiftSettings: fast),
-        .target(name: "SmolTensor", dependencies: ["CBLAS"], swiftSettings: fast),
+        // Our own kernels in C, for instructions Swift's SIMD types do not reach (AVX512-BF16); each
+        // function carries its target attribute and is called only where the CPU reports it.
+        .target(name: "SmolKernels", cSettings: [.unsafeFlags(["-O3"])]),
+        .target(name: "SmolTensor", dependencies: ["CBLAS", "SmolKernels"], swiftSettings: fast),
         .target(name: "SmolFormats", dependencies: ["SmolTensor"], swiftSettings: checked),
         .target(name: "SmolModel", dependencies: ["SmolTensor"], swiftSettings: fast),
         .target(name: "SmolData", dependencies: ["SmolTensor", "SmolModel", "SmolTokenizer", "SmolJinja", "CZlib", "CZstd", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: fast),

@@ -1,7 +1,14 @@
-"""The peer: the same Llama shapes trained with PyTorch eager on CPU (fp32, AdamW, fused
+"""The peer: the same Llama shapes trained with PyTorch on CPU (AdamW, gradient clipping, fused
 scaled-dot-product attention), timed the same way as `smol bench train` (median step after one
 warm-up step). Prints one JSON object per shape. Each shape runs in a fresh process so that peak
-RSS is its own. Usage: python3 bench/torch_train.py [--shape tiny|smollm2-135m|all] [--steps 3] [--threads 2]"""
+RSS is its own.
+
+Modes: `eager` (fp32), and `compile-bf16`, PyTorch's fastest CPU training path: the model under
+`torch.compile` (Inductor) with `torch.autocast("cpu", torch.bfloat16)` around forward and loss,
+fp32 master weights and AdamW state (what `training.precision: bf16` does in smol). Compilation
+happens in warm-up steps that are not timed.
+
+Usage: python3 bench/torch_train.py [--shape tiny|smollm2-135m|all] [--steps 3] [--threads 2] [--mode eager|compile-bf16]"""
 import argparse
 import json
 import resource
@@ -15,7 +22,7 @@ SHAPES = {
 }
 
 
-def run_one(name, steps, threads):
+def run_one(name, steps, threads, mode):
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
@@ -83,22 +90,34 @@ def run_one(name, steps, threads):
     n_params = sum(p.numel() for p in model.parameters())
     tokens = torch.randint(0, s["vocab"], (s["batch"], s["seq"] + 1))
     x, y = tokens[:, :-1], tokens[:, 1:]
+    if mode == "compile-bf16":
+        compiled = torch.compile(model)
+
+        def loss_of(x, y):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return F.cross_entropy(compiled(x).view(-1, s["vocab"]).float(), y.reshape(-1))
+        warmup = 3   # the first calls compile forward and backward
+    else:
+        def loss_of(x, y):
+            return F.cross_entropy(model(x).view(-1, s["vocab"]), y.reshape(-1))
+        warmup = 1
     times = []
-    for i in range(steps + 1):
+    for i in range(steps + warmup):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x).view(-1, s["vocab"]), y.reshape(-1))
+        loss = loss_of(x, y)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        if i > 0:
+        if i >= warmup:
             times.append(time.perf_counter() - t0)
     times.sort()
     med = times[len(times) // 2]
     ntok = s["batch"] * s["seq"]
     L, H, T = s["layers"], s["heads"], s["seq"]
     flops = 6 * n_params + 12 * L * H * D * T
-    print(json.dumps({"name": name, "peer": f"pytorch {torch.__version__} eager fp32", "parameters": n_params,
+    print(json.dumps({"name": name, "peer": f"pytorch {torch.__version__} " + ("eager fp32" if mode == "eager" else "torch.compile + bf16 autocast"),
+                      "mode": mode, "loss": float(loss), "parameters": n_params,
                       "seconds_per_step": med, "tokens_per_s": ntok / med, "model_gflops": ntok / med * flops / 1e9,
                       "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "threads": threads}))
 
@@ -108,13 +127,14 @@ def main():
     ap.add_argument("--shape", default="all")
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--mode", choices=["eager", "compile-bf16"], default="eager")
     ap.add_argument("--in-process", action="store_true")
     a = ap.parse_args()
     if a.in_process:
-        run_one(a.shape, a.steps, a.threads)
+        run_one(a.shape, a.steps, a.threads, a.mode)
         return
     for name in (SHAPES if a.shape == "all" else [a.shape]):
-        subprocess.run([sys.executable, __file__, "--shape", name, "--steps", str(a.steps), "--threads", str(a.threads), "--in-process"], check=True)
+        subprocess.run([sys.executable, __file__, "--shape", name, "--steps", str(a.steps), "--threads", str(a.threads), "--mode", a.mode, "--in-process"], check=True)
 
 
 if __name__ == "__main__":

@@ -44,9 +44,19 @@ def rmsnorm_back(dy, x, w, rstd):
     return dx, dw
 
 
+def round_bf16(x):
+    """float32 -> bfloat16 -> float64, round to nearest even (finite inputs)."""
+    u = np.ascontiguousarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    u = (u + 0x7FFF + ((u >> 16) & 1)) >> 16 << 16
+    return u.astype(np.uint32).view(np.float32).astype(np.float64)
+
+
 class Reference:
-    def __init__(self, cfg, params):
+    def __init__(self, cfg, params, bf16=False):
+        """bf16: every projection and head product takes its inputs rounded to bfloat16, as
+        training.precision: bf16 (and PyTorch's bf16 autocast) does; attention stays exact."""
         self.cfg = cfg
+        self.mm = (lambda a, b: round_bf16(a) @ round_bf16(b)) if bf16 else np.matmul
         self.p = {k: v.astype(np.float64) for k, v in params.items()}
         c = cfg
         self.H = c["num_attention_heads"]
@@ -85,9 +95,9 @@ class Reference:
         for l in range(L):
             pre = f"model.layers.{l}."
             h1, r1 = rmsnorm(x, p[pre + "input_layernorm.weight"], eps)
-            q = (h1 @ p[pre + "self_attn.q_proj.weight"].T).reshape(N, H, D)
-            k = (h1 @ p[pre + "self_attn.k_proj.weight"].T).reshape(N, KV, D)
-            v = (h1 @ p[pre + "self_attn.v_proj.weight"].T).reshape(N, KV, D)
+            q = self.mm(h1, p[pre + "self_attn.q_proj.weight"].T).reshape(N, H, D)
+            k = self.mm(h1, p[pre + "self_attn.k_proj.weight"].T).reshape(N, KV, D)
+            v = self.mm(h1, p[pre + "self_attn.v_proj.weight"].T).reshape(N, KV, D)
             ur = uses_rope(self.cfg, l)
             if ur:
                 q, k = rope(q, cos, sin), rope(k, cos, sin)
@@ -101,18 +111,18 @@ class Reference:
             P /= P.sum(-1, keepdims=True)
             ob = P @ vb
             att = ob.transpose(0, 2, 1, 3).reshape(N, H * D)
-            mid = x + att @ p[pre + "self_attn.o_proj.weight"].T
+            mid = x + self.mm(att, p[pre + "self_attn.o_proj.weight"].T)
             h2, r2 = rmsnorm(mid, p[pre + "post_attention_layernorm.weight"], eps)
-            g = h2 @ p[pre + "mlp.gate_proj.weight"].T
-            u = h2 @ p[pre + "mlp.up_proj.weight"].T
+            g = self.mm(h2, p[pre + "mlp.gate_proj.weight"].T)
+            u = self.mm(h2, p[pre + "mlp.up_proj.weight"].T)
             sg = 1 / (1 + np.exp(-g))
             act = g * sg * u
-            out = mid + act @ p[pre + "mlp.down_proj.weight"].T
+            out = mid + self.mm(act, p[pre + "mlp.down_proj.weight"].T)
             cache.append((x, h1, r1, qb, kb, vb, P, att, mid, h2, r2, g, u, sg, act, ur))
             x = out
         hf, rf = rmsnorm(x, p["model.norm.weight"], eps)
         W = self.head()
-        logits = hf @ W.T
+        logits = self.mm(hf, W.T)
         m = logits.max(-1, keepdims=True)
         lse = m[:, 0] + np.log(np.exp(logits - m).sum(-1))
         valid = targets >= 0
@@ -131,27 +141,27 @@ class Reference:
             dlogits[np.arange(N), np.where(valid, targets, 0)] -= 1
             dlogits *= (valid * w * k)[:, None]
         headname = "model.embed_tokens.weight" if self.tied else "lm_head.weight"
-        grads[headname] += dlogits.T @ hf
-        dhf = dlogits @ W
+        grads[headname] += self.mm(dlogits.T, hf)
+        dhf = self.mm(dlogits, W)
         dx, dw = rmsnorm_back(dhf, x, p["model.norm.weight"], rf)
         grads["model.norm.weight"] += dw
         for l in reversed(range(L)):
             pre = f"model.layers.{l}."
             (xin, h1, r1, qb, kb, vb, P, att, mid, h2, r2, g, u, sg, act, ur) = cache[l]
             # MLP
-            grads[pre + "mlp.down_proj.weight"] += dx.T @ act
-            dact = dx @ p[pre + "mlp.down_proj.weight"]
+            grads[pre + "mlp.down_proj.weight"] += self.mm(dx.T, act)
+            dact = self.mm(dx, p[pre + "mlp.down_proj.weight"])
             dg = dact * u * sg * (1 + g * (1 - sg))
             du = dact * g * sg
-            grads[pre + "mlp.gate_proj.weight"] += dg.T @ h2
-            grads[pre + "mlp.up_proj.weight"] += du.T @ h2
-            dh2 = dg @ p[pre + "mlp.gate_proj.weight"] + du @ p[pre + "mlp.up_proj.weight"]
+            grads[pre + "mlp.gate_proj.weight"] += self.mm(dg.T, h2)
+            grads[pre + "mlp.up_proj.weight"] += self.mm(du.T, h2)
+            dh2 = self.mm(dg, p[pre + "mlp.gate_proj.weight"]) + self.mm(du, p[pre + "mlp.up_proj.weight"])
             dmid_n, dw2 = rmsnorm_back(dh2, mid, p[pre + "post_attention_layernorm.weight"], r2)
             grads[pre + "post_attention_layernorm.weight"] += dw2
             dmid = dx + dmid_n
             # attention
-            grads[pre + "self_attn.o_proj.weight"] += dmid.T @ att
-            datt = dmid @ p[pre + "self_attn.o_proj.weight"]
+            grads[pre + "self_attn.o_proj.weight"] += self.mm(dmid.T, att)
+            datt = self.mm(dmid, p[pre + "self_attn.o_proj.weight"])
             dob = datt.reshape(B, T, H, D).transpose(0, 2, 1, 3)
             dP = dob @ vb.transpose(0, 1, 3, 2)
             dvb = P.transpose(0, 1, 3, 2) @ dob
@@ -164,10 +174,10 @@ class Reference:
             if ur:
                 dq, dk = rope(dq, cos, sin, inverse=True), rope(dk, cos, sin, inverse=True)
             dq, dk, dv = dq.reshape(N, -1), dk.reshape(N, -1), dv.reshape(N, -1)
-            grads[pre + "self_attn.q_proj.weight"] += dq.T @ h1
-            grads[pre + "self_attn.k_proj.weight"] += dk.T @ h1
-            grads[pre + "self_attn.v_proj.weight"] += dv.T @ h1
-            dh1 = dq @ p[pre + "self_attn.q_proj.weight"] + dk @ p[pre + "self_attn.k_proj.weight"] + dv @ p[pre + "self_attn.v_proj.weight"]
+            grads[pre + "self_attn.q_proj.weight"] += self.mm(dq.T, h1)
+            grads[pre + "self_attn.k_proj.weight"] += self.mm(dk.T, h1)
+            grads[pre + "self_attn.v_proj.weight"] += self.mm(dv.T, h1)
+            dh1 = self.mm(dq, p[pre + "self_attn.q_proj.weight"]) + self.mm(dk, p[pre + "self_attn.k_proj.weight"]) + self.mm(dv, p[pre + "self_attn.v_proj.weight"])
             dxn, dw1 = rmsnorm_back(dh1, xin, p[pre + "input_layernorm.weight"], r1)
             grads[pre + "input_layernorm.weight"] += dw1
             dx = dmid + dxn

@@ -18,14 +18,14 @@ extension BlockProjections {
     }
 }
 
-/// The float32 weights of the model's parameter store, through BLAS.
+/// The float32 weights of the model's parameter store, through BLAS (or the bf16 GEMM).
 struct FloatProjections: BlockProjections {
     let model: LlamaModel
     func project(_ name: String, layer: Int, y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int,
                  inDim: Int, outDim: Int, accumulate: Bool) {
         Profiler.time("matmul") {
             Linear.forward(y: y, x: x, w: model.weight("model.layers.\(layer)." + name), n: n, inDim: inDim, outDim: outDim,
-                           accumulate: accumulate)
+                           accumulate: accumulate, precision: model.matmulPrecision)
         }
     }
 }

@@ -58,6 +58,10 @@ public final class LlamaModel {
     /// This model is one rank's shard of a tensor-parallel model (`config` is then the shard's:
     /// see TensorParallelPlan.localConfig); nil for a whole model.
     public var tensorParallel: TensorParallel?
+    /// The input format of the training and prefill GEMMs (projections and head): fp32, or bf16
+    /// with float32 sums (`training.precision`). Weights, gradients and activations stay float32.
+    /// Set it through `MatmulPrecision.resolve` on CPUs that may lack AVX512-BF16.
+    public var matmulPrecision: MatmulPrecision = .fp32
     /// Seconds in tensor-parallel collectives since the last `resetTensorParallelTimer()`.
     public private(set) var tensorParallelSeconds = 0.0
     /// The first error of a tensor-parallel collective inside a pass, thrown when the pass ends.
@@ -219,6 +223,7 @@ public final class LlamaModel {
         }
         if vocabRows != nil { sumOverTensorParallelRanks(ws.residual[0].pointer, count: n * c) }
         ws.head.shard = vocabShard()
+        ws.head.precision = matmulPrecision
         for l in 0..<L {
             let s = training ? l : 0
             let x = ws.residual[training ? l : l % 2], xNext = ws.residual[training ? l + 1 : (l + 1) % 2]
@@ -274,7 +279,7 @@ public final class LlamaModel {
             // MLP: dRes holds dL/d(out); out = mid + down(swiglu)
             Profiler.time("matmul.bwd") {
                 Linear.backward(dx: ws.dSwiglu.pointer, dw: g(pre + "mlp.down_proj.weight"), dy: dRes, x: ws.swiglu[l].pointer,
-                                w: weight(pre + "mlp.down_proj.weight"), n: n, inDim: f, outDim: c)
+                                w: weight(pre + "mlp.down_proj.weight"), n: n, inDim: f, outDim: c, precision: matmulPrecision)
             }
             Profiler.time("swiglu.bwd") {
                 SwiGLU.backward(dGate: ws.dGate.pointer, dUp: ws.dUp.pointer, dh: ws.dSwiglu.pointer,
@@ -282,11 +287,11 @@ public final class LlamaModel {
             }
             Profiler.time("matmul.bwd") {
                 Linear.backward(dx: ws.dNorm.pointer, dw: g(pre + "mlp.gate_proj.weight"), dy: ws.dGate.pointer, x: ws.norm2[l].pointer,
-                                w: weight(pre + "mlp.gate_proj.weight"), n: n, inDim: c, outDim: f)
+                                w: weight(pre + "mlp.gate_proj.weight"), n: n, inDim: c, outDim: f, precision: matmulPrecision)
             }
             Profiler.time("matmul.bwd") {
                 Linear.backward(dx: ws.dNorm.pointer, dw: g(pre + "mlp.up_proj.weight"), dy: ws.dUp.pointer, x: ws.norm2[l].pointer,
-                                w: weight(pre + "mlp.up_proj.weight"), n: n, inDim: c, outDim: f, accumulateDx: true)
+                                w: weight(pre + "mlp.up_proj.weight"), n: n, inDim: c, outDim: f, accumulateDx: true, precision: matmulPrecision)
             }
             sumOverTensorParallelRanks(ws.dNorm.pointer, count: n * c)   // gate/up are column-parallel
             Profiler.time("norm.bwd") {
@@ -297,7 +302,7 @@ public final class LlamaModel {
             // Attention: dRes now holds dL/d(mid); mid = x + o_proj(attn)
             Profiler.time("matmul.bwd") {
                 Linear.backward(dx: ws.dAttn.pointer, dw: g(pre + "self_attn.o_proj.weight"), dy: dRes, x: ws.attnOut[l].pointer,
-                                w: weight(pre + "self_attn.o_proj.weight"), n: n, inDim: config.qDim, outDim: c)
+                                w: weight(pre + "self_attn.o_proj.weight"), n: n, inDim: config.qDim, outDim: c, precision: matmulPrecision)
             }
             Profiler.time("attention.bwd") {
                 ws.attention.backward(dq: ws.dq.pointer, dk: ws.dk.pointer, dv: ws.dv.pointer, dOut: ws.dAttn.pointer,
@@ -335,15 +340,15 @@ public final class LlamaModel {
             }
             Profiler.time("matmul.bwd") {
                 Linear.backward(dx: ws.dNorm.pointer, dw: g(pre + "self_attn.q_proj.weight"), dy: dqLin, x: ws.norm1[l].pointer,
-                                w: weight(pre + "self_attn.q_proj.weight"), n: n, inDim: c, outDim: config.qDim)
+                                w: weight(pre + "self_attn.q_proj.weight"), n: n, inDim: c, outDim: config.qDim, precision: matmulPrecision)
             }
             Profiler.time("matmul.bwd") {
                 Linear.backward(dx: ws.dNorm.pointer, dw: g(pre + "self_attn.k_proj.weight"), dy: dkLin, x: ws.norm1[l].pointer,
-                                w: weight(pre + "self_attn.k_proj.weight"), n: n, inDim: c, outDim: config.kvDim, accumulateDx: true)
+                                w: weight(pre + "self_attn.k_proj.weight"), n: n, inDim: c, outDim: config.kvDim, accumulateDx: true, precision: matmulPrecision)
             }
             Profiler.time("matmul.bwd") {
                 Linear.backward(dx: ws.dNorm.pointer, dw: g(pre + "self_attn.v_proj.weight"), dy: ws.dv.pointer, x: ws.norm1[l].pointer,
-                                w: weight(pre + "self_attn.v_proj.weight"), n: n, inDim: c, outDim: config.kvDim, accumulateDx: true)
+                                w: weight(pre + "self_attn.v_proj.weight"), n: n, inDim: c, outDim: config.kvDim, accumulateDx: true, precision: matmulPrecision)
             }
             sumOverTensorParallelRanks(ws.dNorm.pointer, count: n * c)   // q/k/v are column-parallel
             Profiler.time("norm.bwd") {
@@ -384,7 +389,8 @@ public final class LlamaModel {
         let ws = workspace!, n = ws.tokens, c = config.hiddenSize, v = config.vocabSize
         var out = [Float](repeating: 0, count: n * v)
         out.withUnsafeMutableBufferPointer { o in
-            BLAS.sgemm(transB: true, m: n, n: v, k: c, a: ws.finalNorm.pointer, lda: c, b: weight(headName), ldb: c, c: o.baseAddress!, ldc: v)
+            GEMM.multiply(matmulPrecision, transB: true, m: n, n: v, k: c, a: ws.finalNorm.pointer, lda: c, b: weight(headName), ldb: c,
+                          c: o.baseAddress!, ldc: v)
         }
         return out
     }

@@ -51,7 +51,10 @@ public enum TrainBenchmark {
         /// step the teacher's forward (and top-k selection) takes.
         public var distill: String?
         public var teacherShare: Double?
+        /// The GEMMs' input format the step ran in (bf16 falls back to fp32 where unavailable).
+        public var precision = MatmulPrecision.fp32
         enum CodingKeys: String, CodingKey {
+            case precision
             case distill, teacherShare = "teacher_share"
             case objective, referenceSecondsPerStep = "reference_seconds_per_step"
             case worldSize = "world_size", tp, totalTokensPerSecond = "total_tokens_per_s", communicationShare = "communication_share"
@@ -70,7 +73,7 @@ public enum TrainBenchmark {
     /// at their edge, with loss on the second half of each (the completion).
     public static func run(_ shape: Shape, steps: Int, warmup: Int = 1, peakGflops: Double,
                            collectives: Collectives = SingleProcess(), tp: Int = 1, zero: Int = 0, objective: TrainingObjective = .pretrain,
-                           distill: (topK: Int?, Void)? = nil) throws -> Result {
+                           distill: (topK: Int?, Void)? = nil, precision: MatmulPrecision = .fp32) throws -> Result {
         var config = shape.model
         config.intraDocumentMasking = objective.usesChatData
         if let bad = TensorParallelPlan.indivisible(config, size: tp) { throw ConfigError.invalidValue(key: bad.key, reason: bad.reason) }
@@ -81,6 +84,7 @@ public enum TrainBenchmark {
         let model = try LlamaModel(config: plan.localConfig(config))
         model.tensorParallel = tensorGroup.map { TensorParallel(group: $0, vocabSize: config.vocabSize) }
         model.parameters.initialize(seed: 1, std: 0.02, tensorParallel: plan)
+        model.matmulPrecision = MatmulPrecision.resolve(precision).precision
         let shard = zero >= 1 ? TrainStep.shard(count: model.parameters.count, ranks: dataGroup.size, rank: dataGroup.rank) : nil
         let step = TrainStep(model: model, optimizer: AdamW(config: OptimizerConfig(), parameters: model.parameters, shard: shard),
                              collectives: dataGroup, zero: zero)
@@ -124,6 +128,7 @@ public enum TrainBenchmark {
                       mfu: gflops / peakGflops, peakGflops: peakGflops, peakRssBytes: 0, threads: Parallel.threads,
                       blasCore: BLAS.coreName, worldSize: collectives.size, tp: tp, totalTokensPerSecond: tps * Double(dataGroup.size),
                       communicationShare: comm[comm.count / 2], objective: objective, referenceSecondsPerStep: referenceSeconds,
-                      distill: distill.map { $0.topK.map { "top-k \($0)" } ?? "whole" }, teacherShare: distill == nil ? nil : teacher.sorted()[teacher.count / 2])
+                      distill: distill.map { $0.topK.map { "top-k \($0)" } ?? "whole" }, teacherShare: distill == nil ? nil : teacher.sorted()[teacher.count / 2],
+                      precision: model.matmulPrecision)
     }
 }

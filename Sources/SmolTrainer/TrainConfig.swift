@@ -1,6 +1,7 @@
 import Foundation
 import SmolData
 import SmolModel
+import SmolTensor
 import SmolWeights
 import Yams
 
@@ -189,6 +190,10 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
     /// Preference objectives: β, the strength of the pull towards the reference model (trl's default 0.1).
     public var beta: Double = 0.1
     public var lossNormalization: LossNormalization = .token
+    /// The GEMMs' input format: fp32, or bf16 (AVX512-BF16, float32 sums; master weights, AdamW
+    /// state, norms, softmax and loss stay float32). Falls back to fp32 with a notice on CPUs
+    /// without AVX512-BF16.
+    public var precision: MatmulPrecision = .fp32
     public var seqLen: Int = 256
     public var microBatch: Int = 8
     /// Tokens per optimizer step; a multiple of micro_batch × seq_len (gradient accumulation).
@@ -227,7 +232,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         case checkpointEvery = "checkpoint_every", keepCheckpoints = "keep_checkpoints", seed
         case peakGflops = "peak_gflops", samplePrompts = "sample_prompts", sampleTokens = "sample_tokens"
         case evalTasks = "eval_tasks", evalTasksEvery = "eval_tasks_every", evalTasksLimit = "eval_tasks_limit"
-        case preflight, preflightGemmGflops = "preflight_gemm_gflops", contextStages = "context_stages", distill
+        case preflight, preflightGemmGflops = "preflight_gemm_gflops", contextStages = "context_stages", distill, precision
     }
     public init() {}
     public init(from decoder: Decoder) throws {
@@ -257,6 +262,7 @@ public struct TrainingConfig: Codable, Equatable, Sendable {
         contextStages = try c.decodeIfPresent([ContextStageConfig].self, forKey: .contextStages) ?? []
         preflightGemmGflops = try c.decodeIfPresent(Double.self, forKey: .preflightGemmGflops)
         distill = try c.decodeIfPresent(DistillConfig.self, forKey: .distill)
+        precision = try c.decodeIfPresent(MatmulPrecision.self, forKey: .precision) ?? d.precision
     }
 
     public var batchTokens: Int { tokensPerBatch ?? microBatch * seqLen }

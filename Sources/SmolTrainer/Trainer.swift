@@ -180,6 +180,9 @@ public final class Trainer {
         let plan = TensorParallelPlan(size: tp, rank: tensorGroup?.rank ?? 0, vocabSize: config.model.vocabSize)
         model = try LlamaModel(config: plan.localConfig(config.model))
         model.tensorParallel = tensorGroup.map { TensorParallel(group: $0, vocabSize: config.model.vocabSize) }
+        let precision = MatmulPrecision.resolve(config.training.precision)
+        model.matmulPrecision = precision.precision
+        if let notice = precision.notice { self.report(.info(notice)) }
         try model.checkTrainingMemory(batch: config.training.microBatch, seqLen: config.training.seqLen)
         let shard = config.parallel.zero >= 1 ? TrainStep.shard(count: model.parameters.count, ranks: dataGroup.size, rank: dataGroup.rank) : nil
         optimizer = AdamW(config: config.optimizer, parameters: model.parameters, shard: shard)

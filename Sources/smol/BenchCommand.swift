@@ -21,6 +21,7 @@ struct BenchCommand: ParsableCommand {
               smol bench train
               smol bench train --shape tiny --steps 5 --json
               smol bench train --shape smollm2-135m --objective dpo   (beside --objective sft: bench/preference_bench.py)
+              smol bench train --precision bf16 --shape tiny --json   (bf16 GEMMs: AVX512-BF16)
             """)
 
         @Option(help: "Shape to run: tiny, smollm2-135m, or all.") var shape: String = "all"
@@ -32,6 +33,7 @@ struct BenchCommand: ParsableCommand {
         @Option(help: "Under mpirun: tensor-parallel ranks per model (the rest of the world is data parallel).") var tp: Int = 1
         @Option(help: "Objective of the step: pretrain, or sft, dpo, apo_zero, apo_down on rows of two documents (a pair).") var objective: TrainingObjective = .pretrain
         @Option(help: "Distil from a teacher of the same shape: whole (its whole distribution) or a top-k count.") var distill: String?
+        @Option(help: "GEMM input format: fp32, or bf16 (AVX512-BF16; fp32 with a notice on CPUs without it).") var precision: MatmulPrecision = .fp32
 
         func validate() throws {
             if tp < 1 { throw ValidationError("--tp must be ≥ 1, got \(tp)") }
@@ -44,7 +46,7 @@ struct BenchCommand: ParsableCommand {
         func runDataParallel(_ comm: Communicator, peak: Double) throws {
             for name in (shape == "all" ? TrainBenchmark.shapes.map(\.name) : [shape]) {
                 var r = try TrainBenchmark.run(TrainBenchmark.shapes.first { $0.name == name }!, steps: steps, peakGflops: peak,
-                                               collectives: comm, tp: tp, zero: zero)
+                                               collectives: comm, tp: tp, zero: zero, precision: precision)
                 r.peakRssBytes = peakResidentBytes()
                 if Profiler.enabled && comm.rank == 0 { FileHandle.standardError.write(Data("profile of rank 0 (all steps):\n\(Profiler.report())\n".utf8)) }
                 let all = try comm.allGather(Array(try JSONEncoder().encode(r))).map { try JSONDecoder().decode(TrainBenchmark.Result.self, from: Data($0)) }
@@ -83,7 +85,7 @@ struct BenchCommand: ParsableCommand {
                 }
                 if inProcess {
                     var r = try TrainBenchmark.run(TrainBenchmark.shapes.first { $0.name == chosen[0] }!, steps: steps, peakGflops: peak, objective: objective,
-                                                   distill: distill.map { (topK: Int($0), ()) })
+                                                   distill: distill.map { (topK: Int($0), ()) }, precision: precision)
                     r.peakRssBytes = peakResidentBytes()
                     printJSON(r)
                     if Profiler.enabled { FileHandle.standardError.write(Data("profile of \(r.name) (all steps):\n\(Profiler.report())\n".utf8)) }
@@ -93,12 +95,14 @@ struct BenchCommand: ParsableCommand {
                     print(String(format: "threads %d, OpenBLAS %@ kernels, peak %.1f GFLOP/s (%@)", Parallel.threads, BLAS.coreName, peak,
                                  peakGflops == nil ? "measured by a 2048³ sgemm probe" : "given"))
                     if let w = BLAS.narrowKernelWarning() { print("note: \(w)") }
+                    if let notice = MatmulPrecision.resolve(precision).notice { print(notice) }
                     print("shape          batch×seq   params     tokens/s   model GFLOP/s   MFU     peak RSS")
                 }
                 for name in chosen {
                     let p = Process()
                     p.executableURL = URL(fileURLWithPath: CommandLine.arguments[0].contains("/") ? CommandLine.arguments[0] : "/proc/self/exe")
-                    p.arguments = ["bench", "train", "--shape", name, "--steps", String(steps), "--peak-gflops", String(peak), "--objective", objective.rawValue, "--in-process"]
+                    p.arguments = ["bench", "train", "--shape", name, "--steps", String(steps), "--peak-gflops", String(peak), "--objective", objective.rawValue,
+                                   "--precision", precision.rawValue, "--in-process"]
                         + (distill.map { ["--distill", $0] } ?? [])
                     let pipe = Pipe()
                     p.standardOutput = pipe
@@ -115,6 +119,7 @@ struct BenchCommand: ParsableCommand {
                         line += formatCount(r.parameters).padding(toLength: 11, withPad: " ", startingAt: 0)
                         line += String(format: "%8.1f   %8.1f        %5.1f%%  %.2f GB", r.tokensPerSecond, r.modelGflops, r.mfu * 100, Double(r.peakRssBytes) / 1e9)
                         if let s = r.referenceSecondsPerStep { line += String(format: "  (reference: %.3f s per step's pairs, once)", s) }
+                        if r.precision == .bf16 { line += "  (bf16 GEMMs)" }
                         if let d = r.distill { line += String(format: "  (distilling, %@: teacher %.1f%% of the step)", d, (r.teacherShare ?? 0) * 100) }
                         print(line)
                     }
@@ -126,3 +131,4 @@ struct BenchCommand: ParsableCommand {
 }
 
 extension TrainingObjective: ExpressibleByArgument {}
+extension MatmulPrecision: ExpressibleByArgument {}

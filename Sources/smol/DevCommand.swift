@@ -12,7 +12,48 @@ import SmolTrainer
 struct DevCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dev", abstract: "Developer tools used by the tests.", shouldDisplay: false,
-        subcommands: [Logits.self, Parity.self, GGUFInfo.self, Rope.self])
+        subcommands: [Logits.self, Parity.self, GGUFInfo.self, Rope.self, Gemm.self])
+
+    /// One GEMM of float32 safetensors `a` [rows, cols] and `b` (and `c` when beta ≠ 0) in a given
+    /// precision, C written to `out` as safetensors `c`; prints the kernel that ran.
+    struct Gemm: ParsableCommand {
+        @Option var input: String
+        @Option var out: String
+        @Option var precision: MatmulPrecision = .fp32
+        @Flag var transA = false
+        @Flag var transB = false
+        @Option var alpha: Float = 1
+        @Option var beta: Float = 0
+
+        func run() throws {
+            try runReportingErrors {
+                let f = try SafetensorsFile(path: input)
+                guard let ea = f.entries["a"], let eb = f.entries["b"], ea.shape.count == 2, eb.shape.count == 2 else {
+                    throw CLIError(message: "\(input): needs 2-D tensors a and b")
+                }
+                let (m, k) = transA ? (ea.shape[1], ea.shape[0]) : (ea.shape[0], ea.shape[1])
+                let (k2, n) = transB ? (eb.shape[1], eb.shape[0]) : (eb.shape[0], eb.shape[1])
+                guard k == k2 else { throw CLIError(message: "\(input): op(a) is \(m)×\(k), op(b) \(k2)×\(n)") }
+                let a = try f.array("a"), b = try f.array("b")
+                var c = beta != 0 ? try f.array("c") : [Float](repeating: .nan, count: m * n)   // NaN: beta = 0 must not read C
+                guard c.count == m * n else { throw CLIError(message: "\(input): c must be \(m)×\(n)") }
+                let resolved = MatmulPrecision.resolve(precision)
+                if resolved.precision == .bf16 && m * n > 0 {
+                    BF16GEMM.multiply(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: ea.shape[1], b: b, ldb: eb.shape[1],
+                                      beta: beta, c: &c, ldc: n)
+                } else {
+                    BLAS.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: ea.shape[1], b: b, ldb: eb.shape[1],
+                               beta: beta, c: &c, ldc: n)
+                }
+                try c.withUnsafeBufferPointer { p in
+                    try SafetensorsWriter.write([.init(name: "c", shape: [m, n], data: p.baseAddress!)], to: out)
+                }
+                struct Out: Encodable { let precision: String; let kernel: String }
+                printJSON(Out(precision: resolved.precision.rawValue,
+                              kernel: resolved.precision == .bf16 ? BF16GEMM.kernel!.rawValue : "openblas-sgemm"))
+            }
+        }
+    }
 
     /// Prints a GGUF file's scalar metadata and tensor infos as JSON (compared with the `gguf` package).
     struct GGUFInfo: ParsableCommand {
@@ -87,6 +128,8 @@ struct DevCommand: ParsableCommand {
             /// Knowledge distillation from a teacher of the same config initialised from `teacher_seed`
             /// (its weights are written to teacher.safetensors).
             let distill: DistillSpec?
+            /// The GEMMs' input format (training.precision); default fp32.
+            let precision: MatmulPrecision?
         }
         struct DistillSpec: Decodable {
             let teacher_seed: UInt64
@@ -127,6 +170,7 @@ struct DevCommand: ParsableCommand {
                     wholeVocab = config.vocabSize
                 }
                 model.tensorParallel = groups.tensor.map { TensorParallel(group: $0, vocabSize: wholeVocab) }
+                model.matmulPrecision = MatmulPrecision.resolve(s.precision ?? .fp32).precision
                 /// A buffer of `model`'s layout, whole, written by rank 0.
                 func write(_ name: String, _ buffer: FloatBuffer) throws {
                     // Without tensor parallelism the buffer is already whole, in the model's layout.
@@ -183,9 +227,10 @@ struct DevCommand: ParsableCommand {
                                                     to: out + "/logits.safetensors")
                     }
                 }
-                struct Result: Encodable { let losses: [Double]; let grad_norms: [Double] }
+                struct Result: Encodable { let losses: [Double]; let grad_norms: [Double]; let precision: String; let kernel: String? }
                 let enc = JSONEncoder()
-                try enc.encode(Result(losses: losses, grad_norms: norms)).write(to: URL(fileURLWithPath: out + "/result.json"))
+                try enc.encode(Result(losses: losses, grad_norms: norms, precision: model.matmulPrecision.rawValue,
+                                      kernel: model.matmulPrecision == .bf16 ? BF16GEMM.kernel?.rawValue : nil)).write(to: URL(fileURLWithPath: out + "/result.json"))
             }
         }
     }

@@ -31,6 +31,8 @@ final class CrossEntropyHead {
     /// the last forward's Σ over counted rows of weight · CE and weight · KL (allocated on first use).
     private var teacherRows: FloatBuffer?, teacherPlogp: FloatBuffer?, distillRowSums: FloatBuffer?
     private(set) var distillSums = (ce: 0.0, kl: 0.0)
+    /// The GEMMs' input format (the model's `matmulPrecision`); the softmax and loss stay float32.
+    var precision: MatmulPrecision = .fp32
 
     init(vocab: Int, hidden: Int, maxRows: Int, maxChunkFloats: Int = 1 << 24) {
         self.vocab = vocab; self.hidden = hidden
@@ -58,7 +60,7 @@ final class CrossEntropyHead {
         while r0 < n {
             let rows = min(chunkRows, n - r0)
             let z = logits.pointer
-            Profiler.time("head.gemm") { BLAS.sgemm(transB: true, m: rows, n: V, k: C, a: x + r0 * C, lda: C, b: w, ldb: C, c: z, ldc: V) }
+            Profiler.time("head.gemm") { GEMM.multiply(precision, transB: true, m: rows, n: V, k: C, a: x + r0 * C, lda: C, b: w, ldb: C, c: z, ldc: V) }
             let losses = rowLoss.pointer + r0
             if let distill { Profiler.time("head.teacher") { distill.fill(r0, rows, teacherRows!.pointer, teacherPlogp!.pointer) } }
             Profiler.time("head.softmax") {
@@ -95,8 +97,8 @@ final class CrossEntropyHead {
                 if let rowCE, distill != nil { ceSum += Double(rowCE[2 * i]); klSum += Double(rowCE[2 * i + 1]) }
             }
             if let dx, let dw {
-                Profiler.time("head.dx") { BLAS.sgemm(m: rows, n: C, k: V, a: z, lda: V, b: w, ldb: C, c: dx + r0 * C, ldc: C) }
-                Profiler.time("head.dw") { BLAS.sgemm(transA: true, m: V, n: C, k: rows, a: z, lda: V, b: x + r0 * C, ldb: C, beta: 1, c: dw, ldc: C) }
+                Profiler.time("head.dx") { GEMM.multiply(precision, m: rows, n: C, k: V, a: z, lda: V, b: w, ldb: C, c: dx + r0 * C, ldc: C) }
+                Profiler.time("head.dw") { GEMM.multiply(precision, transA: true, m: V, n: C, k: rows, a: z, lda: V, b: x + r0 * C, ldb: C, beta: 1, c: dw, ldc: C) }
             }
             r0 += rows
         }
@@ -106,7 +108,7 @@ final class CrossEntropyHead {
 
     /// Logits [rows, V] of rows r0 ..< r0 + rows of x [N, C] against W [V, C] (a teacher's head).
     func logits(x: UnsafePointer<Float>, w: UnsafePointer<Float>, rows r0: Range<Int>, into z: UnsafeMutablePointer<Float>) {
-        BLAS.sgemm(transB: true, m: r0.count, n: vocab, k: hidden, a: x + r0.lowerBound * hidden, lda: hidden, b: w, ldb: hidden, c: z, ldc: vocab)
+        GEMM.multiply(precision, transB: true, m: r0.count, n: vocab, k: hidden, a: x + r0.lowerBound * hidden, lda: hidden, b: w, ldb: hidden, c: z, ldc: vocab)
     }
 
     /// row[0..<n] *= k: exp(z − max) becomes dlogits' softmax part, scale · weight · p.
@@ -130,7 +132,7 @@ final class CrossEntropyHead {
         while r0 < n {
             let rows = min(chunkRows, n - r0)
             let z = logits.pointer
-            Profiler.time("head.gemm") { BLAS.sgemm(transB: true, m: rows, n: V, k: C, a: x + r0 * C, lda: C, b: w, ldb: C, c: z, ldc: V) }
+            Profiler.time("head.gemm") { GEMM.multiply(precision, transB: true, m: rows, n: V, k: C, a: x + r0 * C, lda: C, b: w, ldb: C, c: z, ldc: V) }
             // Row maxima from every rank: [ranks, rows].
             Parallel.forEach(rows, minPerChunk: 4) { i in maxima[sh.rank * rows + i] = FastExp.max(z + i * V, V) }
             Profiler.time("tp.head") { sh.allGather(maxima, (0..<sh.ranks).map { $0 * rows ..< ($0 + 1) * rows }) }
@@ -167,9 +169,9 @@ final class CrossEntropyHead {
             }
             for i in 0..<rows where targets[r0 + i] >= 0 { total += Double(losses[i]); counted += 1 }
             if let dx, let dw {
-                Profiler.time("head.dx") { BLAS.sgemm(m: rows, n: C, k: V, a: z, lda: V, b: w, ldb: C, c: dx + r0 * C, ldc: C) }
+                Profiler.time("head.dx") { GEMM.multiply(precision, m: rows, n: C, k: V, a: z, lda: V, b: w, ldb: C, c: dx + r0 * C, ldc: C) }
                 Profiler.time("tp.head") { sh.sum(dx + r0 * C, rows * C) }
-                Profiler.time("head.dw") { BLAS.sgemm(transA: true, m: V, n: C, k: rows, a: z, lda: V, b: x + r0 * C, ldb: C, beta: 1, c: dw, ldc: C) }
+                Profiler.time("head.dw") { GEMM.multiply(precision, transA: true, m: V, n: C, k: rows, a: z, lda: V, b: x + r0 * C, ldb: C, beta: 1, c: dw, ldc: C) }
             }
             r0 += rows
         }

@@ -1,0 +1,80 @@
+// Rounding and packing shared by the bf16 GEMM kernels (included by bf16_gemm.c and amx_gemm.c).
+// Packed panels hold k in pairs of bf16, one 32-bit word per pair: (X[2p], X[2p+1]) low half
+// first, the unit both vdpbf16ps and AMX's tdpbf16ps consume.
+#ifndef SMOL_BF16_PACK_H
+#define SMOL_BF16_PACK_H
+#include <stdint.h>
+#include <stddef.h>
+#include <immintrin.h>
+
+#define BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
+
+static inline size_t round_up(size_t x, size_t m) { return (x + m - 1) / m * m; }
+
+static inline __mmask16 first_lanes(int count) {
+    return count >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (count > 0 ? count : 0)) - 1);
+}
+
+// Rounds 32 consecutive floats (fewer at the tail, zero-padded) to 16 bf16 pairs.
+static inline BF16_TARGET __m512i pairs_of(const float *x, int count) {
+    __m512 a = _mm512_maskz_loadu_ps(first_lanes(count), x), b = _mm512_maskz_loadu_ps(first_lanes(count - 16), x + 16);
+    return (__m512i)_mm512_cvtne2ps_pbh(b, a);
+}
+
+// Rounds up to 16 floats to bf16 in the low halves of 32-bit lanes (zeros past `count`).
+static inline BF16_TARGET __m512i low_halves(const float *x, int count) {
+    __m256i h = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(first_lanes(count), x));
+    return _mm512_cvtepu16_epi32(h);
+}
+
+// Packs `count` (≤ W) vectors of a matrix, k-values 0 ..< kc, as pair-major words:
+// panel[p · W + w] = pair p of vector w, for p < kpPad (pairs past kc are zero) and w < W
+// (vectors past count are zero).
+// kContiguous: vector w's k-values are contiguous at src + w·ld (rows of A, of Bᵀ); otherwise
+// k-value kk of all vectors is contiguous at src + kk·ld (A's columns when transposed, B's rows).
+static inline BF16_TARGET void pack_pair_major(uint32_t *panel, int W, const float *src, int ld, int kContiguous,
+                                               int count, int kc, int kpPad) {
+    int kp = (kc + 1) / 2;
+    if (kContiguous) {
+        __m512i stride = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(W));
+        for (int w = 0; w < count; w++) {
+            const float *row = src + (size_t)w * ld;
+            for (int p0 = 0; p0 < kp; p0 += 16)
+                _mm512_mask_i32scatter_epi32(panel + (size_t)p0 * W + w, first_lanes(kp - p0), stride, pairs_of(row + 2 * p0, kc - 2 * p0), 4);
+        }
+        for (int w = count; w < W; w++)
+            for (int p = 0; p < kp; p++) panel[(size_t)p * W + w] = 0;
+    } else {
+        for (int p = 0; p < kp; p++) {
+            const float *r0 = src + (size_t)(2 * p) * ld;
+            int hasOdd = 2 * p + 1 < kc;
+            for (int w = 0; w < W; w += 16) {
+                __m512i lo = low_halves(r0 + w, count - w);
+                __m512i hi = hasOdd ? low_halves(r0 + ld + w, count - w) : _mm512_setzero_si512();
+                _mm512_mask_storeu_epi32(panel + (size_t)p * W + w, first_lanes(W - w), _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+            }
+        }
+    }
+    for (int p = kp; p < kpPad; p++)
+        for (int w = 0; w < W; w++) panel[(size_t)p * W + w] = 0;
+}
+
+// Writes a computed tile into C: C[r][j] = alpha · acc[r][j] (+ beta · C when `first`, + C after
+// the first k block), for rows < `rows`, columns < `cols` (≤ 32), acc row stride 32.
+static inline BF16_TARGET void store_tile_row(float *c, __m512 x0, __m512 x1, int cols, float alpha, float beta, int first) {
+    __mmask16 m0 = first_lanes(cols), m1 = first_lanes(cols - 16);
+    __m512 va = _mm512_set1_ps(alpha);
+    x0 = _mm512_mul_ps(x0, va); x1 = _mm512_mul_ps(x1, va);
+    if (!first) {
+        x0 = _mm512_add_ps(x0, _mm512_maskz_loadu_ps(m0, c));
+        x1 = _mm512_add_ps(x1, _mm512_maskz_loadu_ps(m1, c + 16));
+    } else if (beta != 0) {   // beta = 0 never reads C (it may hold NaN)
+        __m512 vb = _mm512_set1_ps(beta);
+        x0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m0, c), vb, x0);
+        x1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m1, c + 16), vb, x1);
+    }
+    _mm512_mask_storeu_ps(c, m0, x0);
+    _mm512_mask_storeu_ps(c + 16, m1, x1);
+}
+
+#endif

@@ -1,0 +1,41 @@
+// What this CPU and OS let our kernels run, read from CPUID and XGETBV (not from the compiler's
+// target: the package is built for x86-64-v3 and chooses its kernels at run time).
+#include "SmolKernels.h"
+#include <cpuid.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+
+static unsigned xcr0(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !((c >> 27) & 1)) return 0;   // OSXSAVE
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return lo;
+}
+
+int smol_cpu_has_avx512_bf16(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    int f = (b >> 16) & 1, dq = (b >> 17) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1;
+    if (!(f && dq && bw && vl)) return 0;
+    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d) || !((a >> 5) & 1)) return 0;   // AVX512_BF16
+    return (xcr0() & 0xE6) == 0xE6;    // SSE, AVX, opmask and ZMM state saved by the OS
+}
+
+int smol_cpu_has_amx_bf16(void) {
+    static int cached = -1;
+    if (cached >= 0) return cached;
+    unsigned a, b, c, d;
+    cached = 0;
+    if (!smol_cpu_has_avx512_bf16()) return 0;    // packing uses AVX512-BF16
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    if (!((d >> 22) & 1) || !((d >> 24) & 1)) return 0;   // AMX-BF16, AMX-TILE
+    if ((xcr0() & 0x60000) != 0x60000) return 0;          // XTILECFG, XTILEDATA enabled
+#ifdef __linux__
+    // Linux hands out the 8 KiB tile state only to processes that ask (ARCH_REQ_XCOMP_PERM for
+    // XTILEDATA); without it the first tile instruction is an illegal instruction.
+    if (syscall(SYS_arch_prctl, 0x1023, 18) != 0) return 0;
+#endif
+    cached = 1;
+    return 1;
+}

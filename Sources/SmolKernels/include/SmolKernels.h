@@ -1,0 +1,36 @@
+#ifndef SMOL_KERNELS_H
+#define SMOL_KERNELS_H
+#include <stdint.h>
+#include <stddef.h>
+
+/// 1 when this CPU executes AVX512-BF16 (vdpbf16ps, vcvtne2ps2bf16) and the OS saves the AVX-512
+/// registers (XCR0), 0 otherwise. Read from CPUID and XGETBV, not from the compiler's target.
+int smol_cpu_has_avx512_bf16(void);
+
+/// 1 when this CPU has AMX-BF16 tiles, the OS enables their state and (Linux) granted this
+/// process the tile data permission (asked for on the first call); 0 otherwise.
+int smol_cpu_has_amx_bf16(void);
+
+/// Round-to-nearest-even float32 -> bfloat16 and back (portable C; NaN stays NaN).
+void smol_f32_to_bf16(const float *x, uint16_t *y, size_t n);
+void smol_bf16_to_f32(const uint16_t *x, float *y, size_t n);
+
+/// Bytes of scratch smol_gemm_bf16 needs for one call of these sizes (packed bf16 panels).
+size_t smol_gemm_bf16_scratch_bytes(int m, int n, int k);
+
+/// Row-major C[m, n] = alpha · op(A)[m, k] · op(B)[k, n] + beta · C, the inputs float32 rounded to
+/// bfloat16 as they are packed, products summed in float32 (vdpbf16ps). Same arguments as
+/// cblas_sgemm (op(X) = Xᵀ when transX), plus `scratch` of smol_gemm_bf16_scratch_bytes. Runs on
+/// the calling thread; callers split C into blocks of rows or columns across threads.
+/// Requires smol_cpu_has_avx512_bf16().
+void smol_gemm_bf16(int transA, int transB, int m, int n, int k, float alpha,
+                    const float *A, int lda, const float *B, int ldb, float beta,
+                    float *C, int ldc, void *scratch);
+
+/// The same GEMM on AMX tiles (requires smol_cpu_has_amx_bf16()), with its own scratch size.
+size_t smol_gemm_amx_scratch_bytes(int m, int n, int k);
+void smol_gemm_amx(int transA, int transB, int m, int n, int k, float alpha,
+                   const float *A, int lda, const float *B, int ldb, float beta,
+                   float *C, int ldc, void *scratch);
+
+#endif
