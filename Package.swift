@@ -48,7 +48,7 @@ let package = Package(
         .target(name: "SmolKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .target(name: "SmolTensor", dependencies: ["CBLAS", "SmolKernels"], swiftSettings: fast),
         .target(name: "SmolFormats", dependencies: ["SmolTensor"], swiftSettings: checked),
-        .target(name: "SmolModel", dependencies: ["SmolTensor"], swiftSettings: fast),
+        .target(name: "SmolModel", dependencies: ["SmolTensor", "SmolKernels"], swiftSettings: fast),
         .target(name: "SmolData", dependencies: ["SmolTensor", "SmolModel", "SmolTokenizer", "SmolJinja", "CZlib", "CZstd", .product(name: "Crypto", package: "swift-crypto")], swiftSettings: fast),
         .target(name: "SmolTokenizer", dependencies: ["SmolFormats"], swiftSettings: fast),
         .target(name: "SmolInfra", dependencies: ["SmolTensor", "SmolModel", "SmolMPI"], swiftSettings: fast),

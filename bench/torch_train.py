@@ -117,7 +117,7 @@ def run_one(name, steps, threads, mode):
     L, H, T = s["layers"], s["heads"], s["seq"]
     flops = 6 * n_params + 12 * L * H * D * T
     print(json.dumps({"name": name, "peer": f"pytorch {torch.__version__} " + ("eager fp32" if mode == "eager" else "torch.compile + bf16 autocast"),
-                      "mode": mode, "loss": float(loss), "parameters": n_params,
+                      "mode": mode, "loss": loss.item(), "parameters": n_params,
                       "seconds_per_step": med, "tokens_per_s": ntok / med, "model_gflops": ntok / med * flops / 1e9,
                       "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "threads": threads}))
 

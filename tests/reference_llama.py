@@ -53,10 +53,12 @@ def round_bf16(x):
 
 class Reference:
     def __init__(self, cfg, params, bf16=False):
-        """bf16: every projection and head product takes its inputs rounded to bfloat16, as
-        training.precision: bf16 (and PyTorch's bf16 autocast) does; attention stays exact."""
+        """bf16: every matrix product (projections, head, attention's QKᵀ, PV and their gradients)
+        takes its inputs rounded to bfloat16, as training.precision: bf16 does; softmax, norms and
+        the loss stay exact."""
         self.cfg = cfg
         self.mm = (lambda a, b: round_bf16(a) @ round_bf16(b)) if bf16 else np.matmul
+        self.kv_round = None
         self.p = {k: v.astype(np.float64) for k, v in params.items()}
         c = cfg
         self.H = c["num_attention_heads"]
@@ -101,15 +103,17 @@ class Reference:
             ur = uses_rope(self.cfg, l)
             if ur:
                 q, k = rope(q, cos, sin), rope(k, cos, sin)
+            if self.kv_round is not None:   # a KV cache that stores keys and values in another format
+                k, v = self.kv_round(k), self.kv_round(v)
             qb = q.reshape(B, T, H, D).transpose(0, 2, 1, 3)                       # B H T D
             kb = np.repeat(k.reshape(B, T, KV, D).transpose(0, 2, 1, 3), rep, 1)   # B H T D
             vb = np.repeat(v.reshape(B, T, KV, D).transpose(0, 2, 1, 3), rep, 1)
-            s = qb @ kb.transpose(0, 1, 3, 2) / np.sqrt(D)
+            s = self.mm(qb, kb.transpose(0, 1, 3, 2)) / np.sqrt(D)
             s = np.where(allowed[:, None], s, -np.inf)
             s = s - s.max(-1, keepdims=True)
             P = np.exp(s)
             P /= P.sum(-1, keepdims=True)
-            ob = P @ vb
+            ob = self.mm(P, vb)
             att = ob.transpose(0, 2, 1, 3).reshape(N, H * D)
             mid = x + self.mm(att, p[pre + "self_attn.o_proj.weight"].T)
             h2, r2 = rmsnorm(mid, p[pre + "post_attention_layernorm.weight"], eps)
@@ -163,11 +167,11 @@ class Reference:
             grads[pre + "self_attn.o_proj.weight"] += self.mm(dmid.T, att)
             datt = self.mm(dmid, p[pre + "self_attn.o_proj.weight"])
             dob = datt.reshape(B, T, H, D).transpose(0, 2, 1, 3)
-            dP = dob @ vb.transpose(0, 1, 3, 2)
-            dvb = P.transpose(0, 1, 3, 2) @ dob
+            dP = self.mm(dob, vb.transpose(0, 1, 3, 2))
+            dvb = self.mm(P.transpose(0, 1, 3, 2), dob)
             dS = P * (dP - (dP * P).sum(-1, keepdims=True)) / np.sqrt(D)
-            dqb = dS @ kb
-            dkb = dS.transpose(0, 1, 3, 2) @ qb
+            dqb = self.mm(dS, kb)
+            dkb = self.mm(dS.transpose(0, 1, 3, 2), qb)
             dq = dqb.transpose(0, 2, 1, 3).reshape(N, H, D)
             dk = dkb.reshape(B, KV, rep, T, D).sum(2).transpose(0, 2, 1, 3).reshape(N, KV, D)
             dv = dvb.reshape(B, KV, rep, T, D).sum(2).transpose(0, 2, 1, 3).reshape(N, KV, D)

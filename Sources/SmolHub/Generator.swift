@@ -44,9 +44,9 @@ public final class Generator {
     public let pretrained: PretrainedModel
     public let session: InferenceSession
 
-    public init(_ pretrained: PretrainedModel, contextLength: Int? = nil) {
+    public init(_ pretrained: PretrainedModel, contextLength: Int? = nil, kvCache: KVCacheFormat = .f32) {
         self.pretrained = pretrained
-        session = InferenceSession(model: pretrained.model, capacity: contextLength)
+        session = InferenceSession(model: pretrained.model, capacity: contextLength, kvCache: kvCache)
     }
 
     /// `isCancelled` is asked before each new token; when it answers true, generation ends with

@@ -43,18 +43,21 @@ static BF16_TARGET void pack_row_major(uint32_t *panel, const float *src, int ld
         for (int r = count; r < MR; r++)
             for (int p = 0; p < kpPad; p++) panel[(size_t)r * kpPad + p] = 0;
     } else {
-        __m512i rowStride = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(kpPad));
-        for (int p = 0; p < kp; p++) {
-            const float *r0 = src + (size_t)(2 * p) * ld;
-            int hasOdd = 2 * p + 1 < kc;
-            for (int r = 0; r < MR; r += 16) {
-                __m512i lo = low_halves(r0 + r, count - r);
-                __m512i hi = hasOdd ? low_halves(r0 + ld + r, count - r) : _mm512_setzero_si512();
-                _mm512_i32scatter_epi32(panel + (size_t)r * kpPad + p, rowStride, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)), 4);
+        // 16 pairs × 16 rows at a time: each pair's words across the rows, transposed into rows.
+        __m512i v[16];
+        for (int r0 = 0; r0 < MR; r0 += 16)
+            for (int p0 = 0; p0 < kpPad; p0 += 16) {
+                for (int q = 0; q < 16; q++) {
+                    int p = p0 + q;
+                    if (p >= kp) { v[q] = _mm512_setzero_si512(); continue; }
+                    const float *x0 = src + (size_t)(2 * p) * ld + r0;
+                    __m512i lo = low_halves(x0, count - r0);
+                    __m512i hi = 2 * p + 1 < kc ? low_halves(x0 + ld, count - r0) : _mm512_setzero_si512();
+                    v[q] = _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+                }
+                transpose16(v);
+                for (int r = 0; r < 16; r++) _mm512_storeu_si512(panel + (size_t)(r0 + r) * kpPad + p0, v[r]);
             }
-        }
-        for (int r = 0; r < MR; r++)
-            for (int p = kp; p < kpPad; p++) panel[(size_t)r * kpPad + p] = 0;
     }
 }
 

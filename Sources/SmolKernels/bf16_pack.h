@@ -27,6 +27,31 @@ static inline BF16_TARGET __m512i low_halves(const float *x, int count) {
     return _mm512_cvtepu16_epi32(h);
 }
 
+// Transposes a 16×16 block of 32-bit words held as 16 rows: afterwards v[j][i] is the old v[i][j].
+// Three rounds of shuffles (32-bit, 64-bit, then 128-bit lanes twice), 64 instructions in all.
+static inline BF16_TARGET void transpose16(__m512i v[16]) {
+    __m512i a[16], b[16];
+    for (int i = 0; i < 16; i += 2) {
+        a[i] = _mm512_unpacklo_epi32(v[i], v[i + 1]);
+        a[i + 1] = _mm512_unpackhi_epi32(v[i], v[i + 1]);
+    }
+    // b[4g + c], 128-bit lane L: rows 4g ..< 4g + 4 at column 4L + c.
+    for (int g = 0; g < 16; g += 4) {
+        b[g] = _mm512_unpacklo_epi64(a[g], a[g + 2]);
+        b[g + 1] = _mm512_unpackhi_epi64(a[g], a[g + 2]);
+        b[g + 2] = _mm512_unpacklo_epi64(a[g + 1], a[g + 3]);
+        b[g + 3] = _mm512_unpackhi_epi64(a[g + 1], a[g + 3]);
+    }
+    for (int c = 0; c < 4; c++) {
+        __m512i lo0 = _mm512_shuffle_i32x4(b[c], b[4 + c], 0x44), hi0 = _mm512_shuffle_i32x4(b[c], b[4 + c], 0xEE);
+        __m512i lo1 = _mm512_shuffle_i32x4(b[8 + c], b[12 + c], 0x44), hi1 = _mm512_shuffle_i32x4(b[8 + c], b[12 + c], 0xEE);
+        v[c] = _mm512_shuffle_i32x4(lo0, lo1, 0x88);
+        v[4 + c] = _mm512_shuffle_i32x4(lo0, lo1, 0xDD);
+        v[8 + c] = _mm512_shuffle_i32x4(hi0, hi1, 0x88);
+        v[12 + c] = _mm512_shuffle_i32x4(hi0, hi1, 0xDD);
+    }
+}
+
 // Packs `count` (≤ W) vectors of a matrix, k-values 0 ..< kc, as pair-major words:
 // panel[p · W + w] = pair p of vector w, for p < kpPad (pairs past kc are zero) and w < W
 // (vectors past count are zero).
@@ -35,7 +60,17 @@ static inline BF16_TARGET __m512i low_halves(const float *x, int count) {
 static inline BF16_TARGET void pack_pair_major(uint32_t *panel, int W, const float *src, int ld, int kContiguous,
                                                int count, int kc, int kpPad) {
     int kp = (kc + 1) / 2;
-    if (kContiguous) {
+    if (kContiguous && W % 16 == 0) {
+        // 16 vectors × 16 pairs at a time: load each vector's pairs, transpose, store pair rows.
+        __m512i v[16];
+        for (int w0 = 0; w0 < W; w0 += 16)
+            for (int p0 = 0; p0 < kp; p0 += 16) {
+                for (int q = 0; q < 16; q++)
+                    v[q] = w0 + q < count ? pairs_of(src + (size_t)(w0 + q) * ld + 2 * p0, kc - 2 * p0) : _mm512_setzero_si512();
+                transpose16(v);
+                for (int q = 0; q < 16 && p0 + q < kp; q++) _mm512_storeu_si512(panel + (size_t)(p0 + q) * W + w0, v[q]);
+            }
+    } else if (kContiguous) {
         __m512i stride = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(W));
         for (int w = 0; w < count; w++) {
             const float *row = src + (size_t)w * ld;

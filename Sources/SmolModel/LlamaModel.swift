@@ -224,6 +224,7 @@ public final class LlamaModel {
         if vocabRows != nil { sumOverTensorParallelRanks(ws.residual[0].pointer, count: n * c) }
         ws.head.shard = vocabShard()
         ws.head.precision = matmulPrecision
+        ws.attention.precision = matmulPrecision
         for l in 0..<L {
             let s = training ? l : 0
             let x = ws.residual[training ? l : l % 2], xNext = ws.residual[training ? l + 1 : (l + 1) % 2]

@@ -64,6 +64,22 @@ public enum BF16GEMM {
         }
     }
 
+    /// Bytes of scratch `multiplyOnThisThread` needs for GEMMs up to these sizes.
+    public static func scratchBytes(m: Int, n: Int, k: Int) -> Int {
+        kernel == .amx ? smol_gemm_amx_scratch_bytes(Int32(m), Int32(n), Int32(k)) : smol_gemm_bf16_scratch_bytes(Int32(m), Int32(n), Int32(k))
+    }
+
+    /// The same GEMM on the calling thread with the caller's scratch (`scratchBytes`), for kernels
+    /// that already run one GEMM per worker (attention).
+    @inline(__always)
+    public static func multiplyOnThisThread(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, alpha: Float = 1,
+                                            a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                                            beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, scratch: UnsafeMutableRawPointer) {
+        let run = kernel == .amx ? smol_gemm_amx : smol_gemm_bf16
+        run(Int32(transA ? 1 : 0), Int32(transB ? 1 : 0), Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb),
+            beta, c, Int32(ldc), scratch)
+    }
+
     /// Packing buffers, one per worker, kept between calls and grown when a call needs more
     /// (a training step allocates nothing after its first).
     final class Scratch: @unchecked Sendable {

@@ -15,6 +15,8 @@ struct SamplingOptions: ParsableArguments {
     @Option(help: "Keep tokens with at least min-p × the top token's probability.") var minP: Float = 0
     @Option(help: "Seed of the sampling stream.") var seed: UInt64 = 0
     @Option(help: "Stop before this string (repeatable).") var stop: [String] = []
+    @Option(help: "KV cache format: f32, or f16 (half the memory traffic of long-context decoding; see bench/RESULTS.md for its logit error).")
+    var kvCache: KVCacheFormat = .f32
 
     func options() throws -> GenerationOptions {
         guard maxTokens >= 0 else { throw CLIError(message: "--max-tokens must be ≥ 0") }
@@ -72,7 +74,7 @@ struct GenerateCommand: ParsableCommand {
                 text = try pretrained.renderChat(messages, addGenerationPrompt: true)
             }
             let ids = pretrained.tokenizer.encode(text)
-            let generator = Generator(pretrained)
+            let generator = Generator(pretrained, kvCache: sampling.kvCache)
             let result = try generator.generate(promptIds: ids, options: options) { piece in
                 if !json { print(piece, terminator: ""); fflush(stdout) }
             }
@@ -94,7 +96,7 @@ struct GenerateCommand: ParsableCommand {
     /// One generation per JSONL line, in order, with one model load.
     func runBatch(_ path: String, pretrained: PretrainedModel, options: GenerationOptions) throws {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw CLIError(message: "\(path): cannot read file") }
-        let generator = Generator(pretrained)
+        let generator = Generator(pretrained, kvCache: sampling.kvCache)
         struct Out: Encodable { let line: Int; let prompt: String; let text: String; let generated_ids: [Int32]; let finish_reason: String }
         for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }

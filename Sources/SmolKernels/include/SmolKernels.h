@@ -33,4 +33,16 @@ void smol_gemm_amx(int transA, int transB, int m, int n, int k, float alpha,
                    const float *A, int lda, const float *B, int ldb, float beta,
                    float *C, int ldc, void *scratch);
 
+/// float32 <-> IEEE float16 (F16C, round to nearest even); x86-64-v3 and later.
+void smol_f32_to_f16(const float *x, uint16_t *y, size_t n);
+void smol_f16_to_f32(const uint16_t *x, float *y, size_t n);
+
+/// Decode attention over a float16 cache, `heads` query heads sharing one KV head:
+/// scores[h · scoreStride + j] = scale · q[h] · k[j]  for rows j < rows (row j at k + j · stride);
+/// out[h] = Σ_j p[h · pStride + j] · v[j]  (out [heads, D], overwritten).
+void smol_f16_scores(const float *q, int heads, int D, const uint16_t *k, size_t stride, int rows,
+                     float scale, float *scores, size_t scoreStride);
+void smol_f16_weighted_sum(const float *p, size_t pStride, int heads, const uint16_t *v, size_t stride, int rows,
+                           int D, float *out);
+
 #endif

@@ -1,5 +1,13 @@
 import Foundation
+import SmolKernels
 import SmolTensor
+
+/// How an `InferenceSession` stores cached keys and values. f16 halves the bytes that grow with
+/// the context (what long-context decoding reads per token), as llama.cpp's default cache does;
+/// its logit error against f32 is measured in bench/RESULTS.md.
+public enum KVCacheFormat: String, Sendable, CaseIterable {
+    case f32, f16
+}
 
 /// Incremental inference with a KV cache: `feed` runs new tokens through the model at the
 /// positions after those already cached, in chunks (batched prefill: every matmul is a GEMM over
@@ -7,6 +15,9 @@ import SmolTensor
 ///
 /// Keys and values are cached after RoPE, per layer as [capacity, KV, D], so attention for a new
 /// query reads them with a plain stride; `truncate(to:)` rewinds the cache to a shared prefix.
+/// With an f16 cache a decoded token's attention streams the cache once per KV head for all its
+/// query heads (SmolKernels' f16_attention.c); longer feeds convert the cached rows to float32
+/// first and take the GEMM path.
 public final class InferenceSession {
     public let model: LlamaModel
     public let capacity: Int
@@ -17,7 +28,12 @@ public final class InferenceSession {
     /// were fed with it. Scoring sets it; generation keeps the fast path.
     public var rowInvariant = false
 
+    public let kvCache: KVCacheFormat
+    /// The cache, per layer [capacity, KV, D]: float32 buffers, or float16 ones (the other empty).
     let keys: [FloatBuffer], values: [FloatBuffer]
+    private let keys16: [UnsafeMutablePointer<UInt16>], values16: [UnsafeMutablePointer<UInt16>]
+    /// An f16 cache's rows 0 ..< total of one layer as float32, for feeds of more than one token.
+    private var wideKeys: FloatBuffer?, wideValues: FloatBuffer?
     var decodeWeights: DecodeWeights? { rowInvariant ? nil : model.decodeWeights }
     private let x: FloatBuffer, h: FloatBuffer, rstd: FloatBuffer, q: FloatBuffer, k: FloatBuffer, v: FloatBuffer
     private let attn: FloatBuffer, gate: FloatBuffer, up: FloatBuffer, scores: FloatBuffer
@@ -25,14 +41,18 @@ public final class InferenceSession {
     private var positions: [Int32]
     private var tokenIds: [Int32]
 
-    public init(model: LlamaModel, capacity: Int? = nil, chunk: Int = 128) {
+    public init(model: LlamaModel, capacity: Int? = nil, chunk: Int = 128, kvCache: KVCacheFormat = .f32) {
         let c = model.config
         self.model = model
         let cap = min(capacity ?? c.maxPositionEmbeddings, c.maxPositionEmbeddings)
         self.capacity = cap
         self.chunk = chunk
-        keys = (0..<c.numHiddenLayers).map { _ in FloatBuffer(count: cap * c.kvDim) }
-        values = (0..<c.numHiddenLayers).map { _ in FloatBuffer(count: cap * c.kvDim) }
+        self.kvCache = kvCache
+        let layers = kvCache == .f32 ? c.numHiddenLayers : 0, halfLayers = kvCache == .f16 ? c.numHiddenLayers : 0
+        keys = (0..<layers).map { _ in FloatBuffer(count: cap * c.kvDim) }
+        values = (0..<layers).map { _ in FloatBuffer(count: cap * c.kvDim) }
+        keys16 = (0..<halfLayers).map { _ in UnsafeMutablePointer<UInt16>.allocate(capacity: cap * c.kvDim) }
+        values16 = (0..<halfLayers).map { _ in UnsafeMutablePointer<UInt16>.allocate(capacity: cap * c.kvDim) }
         x = FloatBuffer(count: chunk * c.hiddenSize); h = FloatBuffer(count: chunk * c.hiddenSize)
         rstd = FloatBuffer(count: chunk)
         q = FloatBuffer(count: chunk * c.qDim); k = FloatBuffer(count: chunk * c.kvDim); v = FloatBuffer(count: chunk * c.kvDim)
@@ -41,6 +61,37 @@ public final class InferenceSession {
         gate = FloatBuffer(count: chunk * c.intermediateSize); up = FloatBuffer(count: chunk * c.intermediateSize)
         scores = FloatBuffer(count: c.numAttentionHeads * chunk * cap)
         positions = [Int32](repeating: 0, count: chunk); tokenIds = positions
+    }
+
+    deinit {
+        for p in keys16 { p.deallocate() }
+        for p in values16 { p.deallocate() }
+    }
+
+    /// Writes `rows` keys and values (float32 [rows, KV·D]) into layer l's cache at `row`.
+    private func store(layer l: Int, row: Int, keys k: UnsafePointer<Float>, values v: UnsafePointer<Float>, rows: Int) {
+        let w = model.config.kvDim
+        if kvCache == .f32 {
+            (keys[l].pointer + row * w).update(from: k, count: rows * w)
+            (values[l].pointer + row * w).update(from: v, count: rows * w)
+        } else {
+            smol_f32_to_f16(k, keys16[l] + row * w, rows * w)
+            smol_f32_to_f16(v, values16[l] + row * w, rows * w)
+        }
+    }
+
+    /// Layer l's cached rows 0 ..< total as float32 [total, KV·D]: the cache itself, or (f16) a
+    /// conversion into a buffer shared by the layers.
+    private func floatCache(layer l: Int, total: Int) -> (keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>) {
+        if kvCache == .f32 { return (keys[l].pointer, values[l].pointer) }
+        let w = model.config.kvDim
+        if wideKeys == nil { wideKeys = FloatBuffer(count: capacity * w); wideValues = FloatBuffer(count: capacity * w) }
+        let kf = wideKeys!.pointer, vf = wideValues!.pointer, k16 = keys16[l], v16 = values16[l]
+        Parallel.chunks(total, minPerChunk: 64) { _, rows in
+            smol_f16_to_f32(k16 + rows.lowerBound * w, kf + rows.lowerBound * w, rows.count * w)
+            smol_f16_to_f32(v16 + rows.lowerBound * w, vf + rows.lowerBound * w, rows.count * w)
+        }
+        return (kf, vf)
     }
 
     /// Forgets every cached token.
@@ -138,13 +189,12 @@ public final class InferenceSession {
                     if let branches {
                         for span in branches {
                             // The branch's keys and values go right after the prefix, as if fed alone.
-                            (keys[l].pointer + length * cfg.kvDim).update(from: k.pointer + span.offset * cfg.kvDim, count: span.count * cfg.kvDim)
-                            (values[l].pointer + length * cfg.kvDim).update(from: v.pointer + span.offset * cfg.kvDim, count: span.count * cfg.kvDim)
+                            store(layer: l, row: length, keys: k.pointer + span.offset * cfg.kvDim, values: v.pointer + span.offset * cfg.kvDim,
+                                  rows: span.count)
                             attention(layer: l, n: span.count, rowOffset: span.offset)
                         }
                     } else {
-                        (keys[l].pointer + length * cfg.kvDim).update(from: k.pointer, count: n * cfg.kvDim)
-                        (values[l].pointer + length * cfg.kvDim).update(from: v.pointer, count: n * cfg.kvDim)
+                        store(layer: l, row: length, keys: k.pointer, values: v.pointer, rows: n)
                         attention(layer: l, n: n)
                     }
                 }
@@ -161,7 +211,26 @@ public final class InferenceSession {
         let cfg = model.config, H = cfg.numAttentionHeads, KV = cfg.numKeyValueHeads, D = cfg.headDim
         let total = length + n, rep = H / KV, past = length
         let scale = 1 / Float(D).squareRoot()
-        let kc = keys[l].pointer, vc = values[l].pointer
+        if n == 1 && !rowInvariant && kvCache == .f16 {
+            // One query per head: each KV head's cached rows streamed once for its rep query heads.
+            let pStride = chunk * capacity
+            SpinPool.shared.chunks(KV) { groups in
+                for g in groups {
+                    let s = scores.pointer + g * rep * pStride, qg = q.pointer + rowOffset * H * D + g * rep * D
+                    smol_f16_scores(qg, Int32(rep), Int32(D), keys16[l] + g * D, KV * D, Int32(total), scale, s, pStride)
+                    for r in 0..<rep {
+                        let row = s + r * pStride
+                        let m = FastExp.max(row, total)
+                        let inv = 1 / FastExp.expShiftSum(row, row, total, shift: m)
+                        for j in 0..<total { row[j] *= inv }
+                    }
+                    smol_f16_weighted_sum(s, pStride, Int32(rep), values16[l] + g * D, KV * D, Int32(total), Int32(D),
+                                          attn.pointer + rowOffset * H * D + g * rep * D)
+                }
+            }
+            return
+        }
+        let (kc, vc) = floatCache(layer: l, total: total)
         if n == 1 && !rowInvariant {
             // One query: dot products and a weighted sum of rows, no GEMM call overhead.
             SpinPool.shared.chunks(H) { heads in

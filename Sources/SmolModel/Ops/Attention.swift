@@ -16,6 +16,10 @@ final class Attention {
     /// Per-task scratch (one task per (batch, KV head)): scores and their gradient
     /// [rep · block, T], and packed query-side rows [rep · block, D] ×3.
     private let scores: FloatBuffer, dScores: FloatBuffer, packs: FloatBuffer
+    /// The GEMMs' input format (the model's `matmulPrecision`); softmax and its gradient stay float32.
+    var precision: MatmulPrecision = .fp32
+    /// Per-task packing scratch of the bf16 GEMMs (allocated on the first bf16 pass).
+    private var bf16Scratch: [UnsafeMutableRawPointer] = []
 
     init(batch: Int, seqLen: Int, heads: Int, kvHeads: Int, headDim: Int, block: Int = 64) {
         self.batch = batch; self.seqLen = seqLen; self.heads = heads; self.kvHeads = kvHeads
@@ -25,6 +29,29 @@ final class Attention {
         scores = FloatBuffer(count: tasks * rows * seqLen)
         dScores = FloatBuffer(count: tasks * rows * seqLen)
         packs = FloatBuffer(count: tasks * 3 * rows * headDim)
+    }
+
+    deinit { for p in bf16Scratch { p.deallocate() } }
+
+    /// One of the task's GEMMs in `precision` (the caller holds OpenBLAS to one thread).
+    @inline(__always)
+    private func gemm(_ task: Int, transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, alpha: Float = 1,
+                      a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
+                      beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if precision == .bf16 {
+            BF16GEMM.multiplyOnThisThread(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                                          beta: beta, c: c, ldc: ldc, scratch: bf16Scratch[task])
+        } else {
+            BLAS.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+        }
+    }
+
+    /// Allocates the bf16 scratch once: every GEMM of a task has m, n ≤ max(rep · block, T, D).
+    private func prepareScratch() {
+        guard precision == .bf16, bf16Scratch.isEmpty else { return }
+        let side = max(rep * block, seqLen, headDim)
+        let bytes = BF16GEMM.scratchBytes(m: side, n: side, k: side)
+        bf16Scratch = (0..<(batch * kvHeads)).map { _ in UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64) }
     }
 
     /// Copies rows (t0 + i, head g·rep + r) of x [B·T, H, D] to pack row r·bq + i (or back).
@@ -62,6 +89,7 @@ final class Attention {
                  q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                  keyStart: UnsafePointer<Int32>) {
         let T = seqLen, D = headDim, H = heads, KV = kvHeads, rows = rep * block
+        prepareScratch()
         BLAS.singleThreaded {
             Parallel.tasks(batch * KV) { task in
                 let b = task / KV, g = task % KV
@@ -73,7 +101,7 @@ final class Attention {
                     let kLo = Int(keyStart[b * T + t0]), len = t1 - kLo
                     let kBase = k + ((b * T + kLo) * KV + g) * D, vBase = v + ((b * T + kLo) * KV + g) * D
                     gather(q, into: qPack, b: b, g: g, t0: t0, bq: bq)
-                    BLAS.sgemm(transB: true, m: m, n: len, k: D, alpha: scale, a: qPack, lda: D,
+                    gemm(task, transB: true, m: m, n: len, k: D, alpha: scale, a: qPack, lda: D,
                                b: kBase, ldb: KV * D, c: s, ldc: len)
                     for row in 0..<m {
                         let r = row / bq, t = t0 + row % bq, p = s + row * len
@@ -85,7 +113,7 @@ final class Attention {
                         zeroMasked(p, lo: lo, hi: hi, len: len)
                         lse[(b * H + g * rep + r) * T + t] = mx + logf(sum)
                     }
-                    BLAS.sgemm(m: m, n: D, k: len, a: s, lda: len, b: vBase, ldb: KV * D, c: oPack, ldc: D)
+                    gemm(task, m: m, n: D, k: len, a: s, lda: len, b: vBase, ldb: KV * D, c: oPack, ldc: D)
                     scatter(oPack, to: out, b: b, g: g, t0: t0, bq: bq)
                     t0 = t1
                 }
@@ -101,6 +129,7 @@ final class Attention {
                   q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
                   keyStart: UnsafePointer<Int32>) {
         let T = seqLen, D = headDim, H = heads, KV = kvHeads, rows = rep * block
+        prepareScratch()
         BLAS.singleThreaded {
             Parallel.tasks(batch * KV) { task in
                 let b = task / KV, g = task % KV
@@ -117,7 +146,7 @@ final class Attention {
                     let kOffset = ((b * T + kLo) * KV + g) * D
                     gather(q, into: qPack, b: b, g: g, t0: t0, bq: bq)
                     gather(dOut, into: dOPack, b: b, g: g, t0: t0, bq: bq)
-                    BLAS.sgemm(transB: true, m: m, n: len, k: D, alpha: scale, a: qPack, lda: D,
+                    gemm(task, transB: true, m: m, n: len, k: D, alpha: scale, a: qPack, lda: D,
                                b: k + kOffset, ldb: KV * D, c: p, ldc: len)
                     for row in 0..<m {
                         let r = row / bq, t = t0 + row % bq, prow = p + row * len
@@ -125,9 +154,9 @@ final class Attention {
                         _ = FastExp.expShiftSum(prow + lo, prow + lo, hi - lo, shift: lse[(b * H + g * rep + r) * T + t])
                         zeroMasked(prow, lo: lo, hi: hi, len: len)
                     }
-                    BLAS.sgemm(transA: true, m: len, n: D, k: m, a: p, lda: len, b: dOPack, ldb: D,
+                    gemm(task, transA: true, m: len, n: D, k: m, a: p, lda: len, b: dOPack, ldb: D,
                                beta: 1, c: dv + kOffset, ldc: KV * D)
-                    BLAS.sgemm(transB: true, m: m, n: len, k: D, a: dOPack, lda: D,
+                    gemm(task, transB: true, m: m, n: len, k: D, a: dOPack, lda: D,
                                b: v + kOffset, ldb: KV * D, c: dp, ldc: len)
                     for row in 0..<m {
                         let r = row / bq, t = t0 + row % bq
@@ -141,10 +170,10 @@ final class Attention {
                         }
                         while j < len { dprow[j] = prow[j] * (dprow[j] - di[0]); j += 1 }
                     }
-                    BLAS.sgemm(m: m, n: D, k: len, alpha: scale, a: dp, lda: len, b: k + kOffset, ldb: KV * D,
+                    gemm(task, m: m, n: D, k: len, alpha: scale, a: dp, lda: len, b: k + kOffset, ldb: KV * D,
                                c: dQPack, ldc: D)
                     scatter(dQPack, to: dq, b: b, g: g, t0: t0, bq: bq)
-                    BLAS.sgemm(transA: true, m: len, n: D, k: m, alpha: scale, a: dp, lda: len, b: qPack,
+                    gemm(task, transA: true, m: len, n: D, k: m, alpha: scale, a: dp, lda: len, b: qPack,
                                ldb: D, beta: 1, c: dk + kOffset, ldc: KV * D)
                     t0 = t1
                 }
