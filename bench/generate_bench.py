@@ -48,10 +48,10 @@ def llama_cpp(path, prompt_tokens, decode_tokens, threads, kv_cache, repeats=3):
     return sorted(prefill)[len(prefill) // 2], sorted(decode)[len(decode) // 2]
 
 
-def ours(path, prompt_tokens, decode_tokens, threads, kv_cache):
+def ours(path, prompt_tokens, decode_tokens, threads, kv_cache, repeats=3):
     smol = os.environ.get("SMOL_BIN", str(ROOT / ".build/release/smol"))
     out = subprocess.run([smol, "bench", "generate", str(path), "--prompt-tokens", str(prompt_tokens),
-                          "--decode-tokens", str(decode_tokens), "--kv-cache", kv_cache, "--json"], check=True, capture_output=True, text=True,
+                          "--decode-tokens", str(decode_tokens), "--kv-cache", kv_cache, "--repeats", str(repeats), "--json"], check=True, capture_output=True, text=True,
                          env=dict(os.environ, SMOL_THREADS=str(threads)))
     return json.loads(out.stdout)
 
@@ -64,6 +64,7 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--kv-cache", choices=["f16", "f32"], default="f16")
+    ap.add_argument("--repeats", type=int, default=3, help="prefill + decode repeats per side per round (the median is used)")
     a = ap.parse_args()
     print(f"{Path(a.gguf).name}, {a.threads} threads, KV cache {a.kv_cache} on both sides, decode {a.decode_tokens} tokens")
     print("context  round  smol prefill  llama.cpp prefill  ratio   smol decode  llama.cpp decode  ratio   smol logit err vs f32")
@@ -71,9 +72,9 @@ def main():
         prompt = context - a.decode_tokens
         ratios = []
         for r in range(a.rounds):
-            o = ours(a.gguf, prompt, a.decode_tokens, a.threads, a.kv_cache)
+            o = ours(a.gguf, prompt, a.decode_tokens, a.threads, a.kv_cache, a.repeats)
             sp, sd = o["prefill_tokens_per_second"], o["decode_tokens_per_second"]
-            lp, ld = llama_cpp(a.gguf, prompt, a.decode_tokens, a.threads, a.kv_cache)
+            lp, ld = llama_cpp(a.gguf, prompt, a.decode_tokens, a.threads, a.kv_cache, a.repeats)
             ratios.append((sp / lp, sd / ld))
             err = o.get("logit_relative_rms_vs_f32")
             err = f"rms {err:.1e}, max {o['logit_max_abs_vs_f32']:.3f}" if err is not None else "-"

@@ -19,34 +19,71 @@ F16_TARGET void smol_f16_to_f32(const uint16_t *x, float *y, size_t n) {
     for (; i < n; i++) y[i] = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(x[i])));
 }
 
-static inline F16_TARGET float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
+// The eight dot products held lane-wise in a[0..7], summed: lane r of the result is Σ a[r].
+static inline F16_TARGET __m256 sum8(const __m256 a[8]) {
+    __m256 u = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+    __m256 w = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+    return _mm256_add_ps(_mm256_permute2f128_ps(u, w, 0x20), _mm256_permute2f128_ps(u, w, 0x31));
 }
 
 F16_TARGET void smol_f16_scores(const float *q, int heads, int D, const uint16_t *k, size_t stride, int rows,
                                 float scale, float *scores, size_t scoreStride) {
+    if (D % 8 == 0) {
+        // Eight cached rows at a time per head: eight lane-wise accumulators, one horizontal sum.
+        __m256 vs = _mm256_set1_ps(scale);
+        int j0 = 0;
+        for (; j0 + 8 <= rows; j0 += 8)
+            for (int h = 0; h < heads; h++) {
+                const float *qh = q + (size_t)h * D;
+                __m256 acc[8];
+                for (int r = 0; r < 8; r++) acc[r] = _mm256_setzero_ps();
+                for (int d = 0; d < D; d += 8) {
+                    __m256 qv = _mm256_loadu_ps(qh + d);
+                    for (int r = 0; r < 8; r++)
+                        acc[r] = _mm256_fmadd_ps(qv, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(k + (size_t)(j0 + r) * stride + d))), acc[r]);
+                }
+                _mm256_storeu_ps(scores + (size_t)h * scoreStride + j0, _mm256_mul_ps(sum8(acc), vs));
+            }
+        if (j0 == rows) return;
+        k += (size_t)j0 * stride; scores += j0; rows -= j0;
+    }
     for (int j = 0; j < rows; j++) {
         const uint16_t *kj = k + (size_t)j * stride;
         for (int h = 0; h < heads; h++) {
             const float *qh = q + (size_t)h * D;
-            __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
-            int d = 0;
-            for (; d + 16 <= D; d += 16) {
-                a = _mm256_fmadd_ps(_mm256_loadu_ps(qh + d), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + d))), a);
-                b = _mm256_fmadd_ps(_mm256_loadu_ps(qh + d + 8), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kj + d + 8))), b);
-            }
-            float s = hsum(_mm256_add_ps(a, b));
-            for (; d < D; d++) s += qh[d] * _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(kj[d])));
+            float s = 0;
+            for (int d = 0; d < D; d++) s += qh[d] * _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(kj[d])));
             scores[(size_t)h * scoreStride + j] = s * scale;
         }
     }
 }
 
+// D = 64 and up to 4 heads on AVX-512: all heads' outputs (16 zmm at most) stay in registers while
+// each cached row is read once, in order.
+static __attribute__((target("avx512f"))) void weighted_sum_64(const float *p, size_t pStride, int heads, const uint16_t *v,
+                                                              size_t stride, int rows, float *out) {
+    __m512 acc[4][4];
+    for (int h = 0; h < 4; h++)
+        for (int c = 0; c < 4; c++) acc[h][c] = _mm512_setzero_ps();
+    for (int j = 0; j < rows; j++) {
+        const uint16_t *vj = v + (size_t)j * stride;
+        __m512 x0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)vj)), x1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(vj + 16)));
+        __m512 x2 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(vj + 32))), x3 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(vj + 48)));
+        for (int h = 0; h < heads; h++) {
+            __m512 w = _mm512_set1_ps(p[(size_t)h * pStride + j]);
+            acc[h][0] = _mm512_fmadd_ps(w, x0, acc[h][0]); acc[h][1] = _mm512_fmadd_ps(w, x1, acc[h][1]);
+            acc[h][2] = _mm512_fmadd_ps(w, x2, acc[h][2]); acc[h][3] = _mm512_fmadd_ps(w, x3, acc[h][3]);
+        }
+    }
+    for (int h = 0; h < heads; h++)
+        for (int c = 0; c < 4; c++) _mm512_storeu_ps(out + (size_t)h * 64 + 16 * c, acc[h][c]);
+}
+
 F16_TARGET void smol_f16_weighted_sum(const float *p, size_t pStride, int heads, const uint16_t *v, size_t stride, int rows,
                                       int D, float *out) {
+    static int avx512 = -1;
+    if (avx512 < 0) avx512 = __builtin_cpu_supports("avx512f");
+    if (D == 64 && heads <= 4 && avx512) { weighted_sum_64(p, pStride, heads, v, stride, rows, out); return; }
     for (int h = 0; h < heads; h++)
         for (int d = 0; d < D; d++) out[(size_t)h * D + d] = 0;
     if (D % 8 == 0 && D <= 128) {

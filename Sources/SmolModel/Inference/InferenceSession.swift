@@ -212,20 +212,25 @@ public final class InferenceSession {
         let total = length + n, rep = H / KV, past = length
         let scale = 1 / Float(D).squareRoot()
         if n == 1 && !rowInvariant && kvCache == .f16 {
-            // One query per head: each KV head's cached rows streamed once for its rep query heads.
+            // One query per head. The workers split the query heads evenly; each streams the cached
+            // rows of a KV head once for all of its heads that share it.
             let pStride = chunk * capacity
-            SpinPool.shared.chunks(KV) { groups in
-                for g in groups {
-                    let s = scores.pointer + g * rep * pStride, qg = q.pointer + rowOffset * H * D + g * rep * D
-                    smol_f16_scores(qg, Int32(rep), Int32(D), keys16[l] + g * D, KV * D, Int32(total), scale, s, pStride)
-                    for r in 0..<rep {
+            SpinPool.shared.chunks(H) { heads in
+                var h0 = heads.lowerBound
+                while h0 < heads.upperBound {
+                    let g = h0 / rep, h1 = min(heads.upperBound, (g + 1) * rep), count = h1 - h0
+                    let s = scores.pointer + h0 * pStride
+                    smol_f16_scores(q.pointer + rowOffset * H * D + h0 * D, Int32(count), Int32(D), keys16[l] + g * D, KV * D,
+                                    Int32(total), scale, s, pStride)
+                    for r in 0..<count {
                         let row = s + r * pStride
                         let m = FastExp.max(row, total)
                         let inv = 1 / FastExp.expShiftSum(row, row, total, shift: m)
                         for j in 0..<total { row[j] *= inv }
                     }
-                    smol_f16_weighted_sum(s, pStride, Int32(rep), values16[l] + g * D, KV * D, Int32(total), Int32(D),
-                                          attn.pointer + rowOffset * H * D + g * rep * D)
+                    smol_f16_weighted_sum(s, pStride, Int32(count), values16[l] + g * D, KV * D, Int32(total), Int32(D),
+                                          attn.pointer + rowOffset * H * D + h0 * D)
+                    h0 = h1
                 }
             }
             return
