@@ -1,9 +1,9 @@
 import Foundation
 
-/// Measures this machine's sustained float32 GEMM rate: the MFU denominator when none is given,
-/// and the matmul figures of `smol bench hw` and `smol preflight`.
+/// Measures this machine's sustained GEMM rate: the MFU denominator when none is given (the bf16
+/// kernel's for a bf16 run), and the matmul figures of `smol bench hw` and `smol preflight`.
 public enum PeakProbe {
-    public enum Kernel: Sendable { case openBLAS, swiftSIMD }
+    public enum Kernel: Sendable { case openBLAS, swiftSIMD, bf16 }
 
     /// Best of `repeats` square n³ GEMMs after a warm-up call, in GFLOP/s.
     public static func gemmGflops(n: Int = 2048, repeats: Int = 5, kernel: Kernel = .openBLAS) -> Double {
@@ -14,6 +14,7 @@ public enum PeakProbe {
             switch kernel {
             case .openBLAS: BLAS.sgemm(m: n, n: n, k: n, a: a.pointer, lda: n, b: b.pointer, ldb: n, c: c.pointer, ldc: n)
             case .swiftSIMD: SimdGEMM.multiply(m: n, n: n, k: n, a: a.pointer, b: b.pointer, c: c.pointer)
+            case .bf16: BF16GEMM.multiply(m: n, n: n, k: n, a: a.pointer, lda: n, b: b.pointer, ldb: n, c: c.pointer, ldc: n)
             }
         }
         // One untimed call first: it starts OpenBLAS's thread pool and faults the pages in.

@@ -661,7 +661,10 @@ public final class Trainer {
         let flopsPerToken = config.model.modelFlopsPerToken(sequenceLength: t.seqLen)
         let peak: Double, peakSource: String
         if let p = t.peakGflops { peak = p; peakSource = "given in training.peak_gflops" }
-        else { peak = PeakProbe.gemmGflops(); peakSource = "measured by a 2048³ sgemm probe" }
+        else if model.matmulPrecision == .bf16 {
+            peak = PeakProbe.gemmGflops(kernel: .bf16)
+            peakSource = "measured by a 2048³ bf16 GEMM probe, \(BF16GEMM.kernel?.rawValue ?? "")"
+        } else { peak = PeakProbe.gemmGflops(); peakSource = "measured by a 2048³ sgemm probe" }
         report(.info(String(format: "model: %@ parameters; %.1f MFLOP per token; peak %.1f GFLOP/s (%@)",
                             formatCount(config.model.parameterCount), flopsPerToken / 1e6, peak, peakSource)))
         var accumulation = t.accumulationSteps(dataParallel: dataParallel, stage: stage)

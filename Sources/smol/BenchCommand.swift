@@ -76,7 +76,7 @@ struct BenchCommand: ParsableCommand {
                 let chosen = shape == "all" ? names : [shape]
                 for n in chosen where !names.contains(n) { throw CLIError(message: "unknown shape '\(n)' (known: \(names.joined(separator: ", ")), all)") }
                 guard steps > 0 else { throw CLIError(message: "--steps must be positive") }
-                let peak = peakGflops ?? PeakProbe.gemmGflops()
+                let peak = peakGflops ?? PeakProbe.gemmGflops(kernel: MatmulPrecision.resolve(precision).precision == .bf16 ? .bf16 : .openBLAS)
                 if Communicator.launchedByMPI {
                     let comm = try Communicator()
                     defer { comm.finalize() }
@@ -93,7 +93,7 @@ struct BenchCommand: ParsableCommand {
                 }
                 if !json {
                     print(String(format: "threads %d, OpenBLAS %@ kernels, peak %.1f GFLOP/s (%@)", Parallel.threads, BLAS.coreName, peak,
-                                 peakGflops == nil ? "measured by a 2048³ sgemm probe" : "given"))
+                                 peakGflops == nil ? (MatmulPrecision.resolve(precision).precision == .bf16 ? "measured by a 2048³ bf16 GEMM probe" : "measured by a 2048³ sgemm probe") : "given"))
                     if let w = BLAS.narrowKernelWarning() { print("note: \(w)") }
                     if let notice = MatmulPrecision.resolve(precision).notice { print(notice) }
                     print("shape          batch×seq   params     tokens/s   model GFLOP/s   MFU     peak RSS")
