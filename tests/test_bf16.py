@@ -46,15 +46,18 @@ def write_safetensors(path, tensors):
 def test_gemm_kernels_against_numpy(smol, tmp_path, kernel):
     expected, env = KERNELS[kernel]
     rng = np.random.default_rng(3)
-    # Odd sizes, partial tiles, k past one k-block of each kernel (256, 1024), n past a column block.
-    shapes = [(1, 1, 1), (7, 33, 5), (37, 70, 257), (130, 45, 1100), (65, 2100, 31)]
+    # Odd sizes, partial tiles, k past one k-block of each kernel (256, 1024), n past a column block
+    # (AMX: 1 MiB of packed B, 512 columns at k ≥ 1024); whole 32×32 blocks with alpha 1 and beta 0
+    # or 1, which AMX sums straight in C across k-blocks, and the other alpha, beta; taller than wide
+    # (rows split over the workers, AMX packing op(B) once for them).
+    shapes = [(1, 1, 1), (7, 33, 5), (37, 70, 257), (130, 45, 1100), (65, 2100, 31), (64, 600, 1100), (600, 70, 1100)]
     for i, (m, n, k) in enumerate(shapes):
         for ta in (False, True):
             for tb in (False, True):
                 a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
                 b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
                 c0 = rng.standard_normal((m, n)).astype(np.float32)
-                alpha, beta = [(1.0, 0.0), (0.5, 1.0), (1.0, -0.7), (2.0, 0.0), (1.0, 1.0)][i]
+                alpha, beta = [(1.0, 0.0), (0.5, 1.0), (1.0, -0.7), (2.0, 0.0), (1.0, 1.0), (1.0, 0.0), (1.0, 1.0)][i]
                 write_safetensors(tmp_path / "in.safetensors", {"a": a, "b": b, "c": c0})
                 args = ["dev", "gemm", "--input", tmp_path / "in.safetensors", "--out", tmp_path / "c.safetensors",
                         "--precision", "bf16", f"--alpha={alpha}", f"--beta={beta}"] + (["--trans-a"] if ta else []) + (["--trans-b"] if tb else [])

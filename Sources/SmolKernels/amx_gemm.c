@@ -5,7 +5,10 @@
 // FLOPs per instruction, about 15× what vdpbf16ps reaches per core on the CPUs that have both.
 // The micro-kernel holds a 32×32 block of C in four accumulator tiles (0–3) and streams k in
 // steps of 32 through two A tiles (4, 5: rows 0–15, 16–31) and two B tiles (6, 7: columns 0–15,
-// 16–31), then adds the block into C with AVX-512 (alpha, beta, edges).
+// 16–31). A whole block with alpha 1 and beta 0 or 1 starts from C's rows (or zero) and is stored
+// straight into C; edges and other alpha, beta go through a 32×32 buffer and AVX-512. Tile stores
+// wait for their cache lines, so the next block's rows of C are prefetched first. A wider column
+// block when k is short packs A fewer times (each column block packs it again).
 //
 // Packing (bf16_pack.h rounding): B panels are pair-major as for the AVX512-BF16 kernel (a B tile
 // is 16 pair-rows of 16 columns, stride 128 bytes); A panels are row-major, row r holding its
@@ -21,15 +24,24 @@
 #define NR 32
 #define KC 1024         // k per block: a B panel is NR · KC · 2 bytes = 64 KiB, an A panel the same
 #define MC 128          // rows per A block: 256 KiB (L2)
-#define NC 512          // columns per B block: 1 MiB
+#define NC 512          // columns per B block at least
+#define NC_BYTES (1 << 20)  // packed B per column block (L2 holds it beside an A block)
 
 #define AMX_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,amx-tile,amx-bf16")))
 
 static size_t pairs_padded(int kc) { return round_up((size_t)(kc + 1) / 2, 16); }
 
+// Columns per B block: NC_BYTES of packed B (wider when k is short), so that A is packed again
+// for fewer column blocks.
+static int columns_per_block(int n, int kpPad) {
+    int nc = (int)(NC_BYTES / ((size_t)kpPad * 4)) / NR * NR;
+    if (nc < NC) nc = NC;
+    return n < nc ? n : nc;
+}
+
 size_t smol_gemm_amx_scratch_bytes(int m, int n, int k) {
     size_t kp = pairs_padded(k < KC ? k : KC);
-    size_t nc = round_up((size_t)(n < NC ? n : NC), NR), mc = round_up((size_t)(m < MC ? m : MC), MR);
+    size_t nc = round_up((size_t)columns_per_block(n, (int)kp), NR), mc = round_up((size_t)(m < MC ? m : MC), MR);
     return (nc + mc) * kp * 4 + MR * NR * 4 + 128;
 }
 
@@ -61,9 +73,15 @@ static BF16_TARGET void pack_row_major(uint32_t *panel, const float *src, int ld
     }
 }
 
-// out [32, 32] = Apanel · Bpanel over kpPad pairs.
-static AMX_TARGET void tile_block(int kpPad, const uint32_t *a, const uint32_t *b, float *out) {
-    _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
+// out [32, 32] = Apanel · Bpanel over kpPad pairs; `out` rows `ldo` floats apart. With `accumulate`
+// the sums start from out's contents (C itself when the block adds into it), else from zero.
+static AMX_TARGET void tile_block(int kpPad, const uint32_t *a, const uint32_t *b, float *out, int ldo, int accumulate) {
+    if (accumulate) {
+        _tile_loadd(0, out, ldo * 4); _tile_loadd(1, out + 16, ldo * 4);
+        _tile_loadd(2, out + (size_t)16 * ldo, ldo * 4); _tile_loadd(3, out + (size_t)16 * ldo + 16, ldo * 4);
+    } else {
+        _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
+    }
     for (int p = 0; p < kpPad; p += 16) {
         _tile_loadd(4, a + p, kpPad * 4);
         _tile_loadd(5, a + (size_t)16 * kpPad + p, kpPad * 4);
@@ -74,10 +92,10 @@ static AMX_TARGET void tile_block(int kpPad, const uint32_t *a, const uint32_t *
         _tile_dpbf16ps(2, 5, 6);
         _tile_dpbf16ps(3, 5, 7);
     }
-    _tile_stored(0, out, NR * 4);
-    _tile_stored(1, out + 16, NR * 4);
-    _tile_stored(2, out + 16 * NR, NR * 4);
-    _tile_stored(3, out + 16 * NR + 16, NR * 4);
+    _tile_stored(0, out, ldo * 4);
+    _tile_stored(1, out + 16, ldo * 4);
+    _tile_stored(2, out + (size_t)16 * ldo, ldo * 4);
+    _tile_stored(3, out + (size_t)16 * ldo + 16, ldo * 4);
 }
 
 struct tile_config {
@@ -86,54 +104,123 @@ struct tile_config {
     uint8_t rows[16];
 };
 
-AMX_TARGET void smol_gemm_amx(int transA, int transB, int m, int n, int k, float alpha,
-                              const float *A, int lda, const float *B, int ldb, float beta,
-                              float *C, int ldc, void *scratch) {
-    if (m <= 0 || n <= 0) return;
-    if (k <= 0) {
-        for (int i = 0; i < m; i++)
-            for (int j = 0; j < n; j++) C[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + j];
-        return;
-    }
+static AMX_TARGET void configure_tiles(void) {
     // Tile configuration is per thread: every tile 16 rows of 64 bytes.
     struct tile_config cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.palette = 1;
     for (int t = 0; t < 8; t++) { cfg.rows[t] = 16; cfg.colsb[t] = 64; }
     _tile_loadconfig(&cfg);
+}
 
+static void scale_only(int m, int n, float beta, float *C, int ldc) {
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) C[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + j];
+}
+
+// Packs columns [jc, jc + nc) of op(B), k-values [pc, pc + kc): panel j (32 columns) at j · kpPad.
+static BF16_TARGET void pack_b_block(uint32_t *bPack, int transB, const float *B, int ldb, int jc, int nc, int pc, int kc, int kpPad) {
+    for (int j = 0; j < nc; j += NR) {
+        const float *src = transB ? B + (size_t)(jc + j) * ldb + pc : B + (size_t)pc * ldb + jc + j;
+        pack_pair_major(bPack + (size_t)j * kpPad, NR, src, ldb, transB, nc - j < NR ? nc - j : NR, kc, kpPad);
+    }
+}
+
+// C[:, jc ..< jc + nc] (+)= op(A)[:, pc ..< pc + kc] · (the packed B block), A packed MC rows at a time.
+static AMX_TARGET void multiply_block(int transA, int m, int nc, int pc, int kc, int kpPad, float alpha, const float *A, int lda,
+                                      const uint32_t *bPack, float beta, float *C, int ldc, uint32_t *aPack, float *out) {
+    int direct = alpha == 1 && (beta == 0 || beta == 1);
+    for (int ic = 0; ic < m; ic += MC) {
+        int mc = m - ic < MC ? m - ic : MC;
+        for (int i = 0; i < mc; i += MR) {
+            const float *src = transA ? A + (size_t)pc * lda + ic + i : A + (size_t)(ic + i) * lda + pc;
+            pack_row_major(aPack + (size_t)i * kpPad, src, lda, !transA, mc - i < MR ? mc - i : MR, kc, kpPad);
+        }
+        for (int j = 0; j < nc; j += NR) {
+            int cols = nc - j < NR ? nc - j : NR;
+            for (int i = 0; i < mc; i += MR) {
+                int rows = mc - i < MR ? mc - i : MR;
+                float *c = C + (size_t)(ic + i) * ldc + j;
+                // Ask for the next block's rows of C now: tile stores wait on their cache lines.
+                if (i + MR < mc)
+                    for (int r = 0; r < MR; r++) {
+                        const char *line = (const char *)(c + (size_t)(MR + r) * ldc);
+                        _mm_prefetch(line, _MM_HINT_T0);
+                        _mm_prefetch(line + 64, _MM_HINT_T0);
+                    }
+                // A whole block with alpha 1 sums straight in C's rows (no copy through `out`).
+                if (direct && rows == MR && cols == NR) {
+                    tile_block(kpPad, aPack + (size_t)i * kpPad, bPack + (size_t)j * kpPad, c, ldc, pc > 0 || beta == 1);
+                    continue;
+                }
+                tile_block(kpPad, aPack + (size_t)i * kpPad, bPack + (size_t)j * kpPad, out, NR, 0);
+                for (int r = 0; r < rows; r++)
+                    store_tile_row(c + (size_t)r * ldc, _mm512_loadu_ps(out + r * NR), _mm512_loadu_ps(out + r * NR + 16),
+                                   cols, alpha, beta, pc == 0);
+            }
+        }
+    }
+}
+
+AMX_TARGET void smol_gemm_amx(int transA, int transB, int m, int n, int k, float alpha,
+                              const float *A, int lda, const float *B, int ldb, float beta,
+                              float *C, int ldc, void *scratch) {
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) { scale_only(m, n, beta, C, ldc); return; }
+    configure_tiles();
     size_t kpMax = pairs_padded(k < KC ? k : KC);
-    size_t ncMax = round_up((size_t)(n < NC ? n : NC), NR), mcMax = round_up((size_t)(m < MC ? m : MC), MR);
+    int ncBlock = columns_per_block(n, (int)kpMax);
+    size_t ncMax = round_up((size_t)ncBlock, NR), mcMax = round_up((size_t)(m < MC ? m : MC), MR);
     uint32_t *bPack = (uint32_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     uint32_t *aPack = bPack + ncMax * kpMax;
     float *out = (float *)(aPack + mcMax * kpMax);
-    for (int jc = 0; jc < n; jc += NC) {
-        int nc = n - jc < NC ? n - jc : NC;
+    for (int jc = 0; jc < n; jc += ncBlock) {
+        int nc = n - jc < ncBlock ? n - jc : ncBlock;
         for (int pc = 0; pc < k; pc += KC) {
             int kc = k - pc < KC ? k - pc : KC, kpPad = (int)pairs_padded(kc);
-            for (int j = 0; j < nc; j += NR) {
-                const float *src = transB ? B + (size_t)(jc + j) * ldb + pc : B + (size_t)pc * ldb + jc + j;
-                pack_pair_major(bPack + (size_t)j * kpPad, NR, src, ldb, transB, nc - j < NR ? nc - j : NR, kc, kpPad);
-            }
-            for (int ic = 0; ic < m; ic += MC) {
-                int mc = m - ic < MC ? m - ic : MC;
-                for (int i = 0; i < mc; i += MR) {
-                    const float *src = transA ? A + (size_t)pc * lda + ic + i : A + (size_t)(ic + i) * lda + pc;
-                    pack_row_major(aPack + (size_t)i * kpPad, src, lda, !transA, mc - i < MR ? mc - i : MR, kc, kpPad);
-                }
-                for (int j = 0; j < nc; j += NR) {
-                    int cols = nc - j < NR ? nc - j : NR;
-                    for (int i = 0; i < mc; i += MR) {
-                        int rows = mc - i < MR ? mc - i : MR;
-                        tile_block(kpPad, aPack + (size_t)i * kpPad, bPack + (size_t)j * kpPad, out);
-                        float *c = C + (size_t)(ic + i) * ldc + jc + j;
-                        for (int r = 0; r < rows; r++)
-                            store_tile_row(c + (size_t)r * ldc, _mm512_loadu_ps(out + r * NR), _mm512_loadu_ps(out + r * NR + 16),
-                                           cols, alpha, beta, pc == 0);
-                    }
-                }
-            }
+            pack_b_block(bPack, transB, B, ldb, jc, nc, pc, kc, kpPad);
+            multiply_block(transA, m, nc, pc, kc, kpPad, alpha, A, lda, bPack, beta, C + jc, ldc, aPack, out);
         }
+    }
+    _tile_release();
+}
+
+// Packed B for all of op(B): k-block q (k-values q·KC ..< ) holds round_up(n, 32) columns of its
+// kpPad pair-rows, panel j at j · kpPad words, the blocks one after another.
+static size_t packed_b_offset(int n, int k, int pc) {
+    size_t words = 0;
+    for (int p = 0; p < pc && p < k; p += KC) words += round_up((size_t)n, NR) * pairs_padded(k - p < KC ? k - p : KC);
+    return words;
+}
+
+size_t smol_gemm_amx_packed_b_bytes(int n, int k) {
+    return packed_b_offset(n, k, k) * 4 + 64;
+}
+
+size_t smol_gemm_amx_prepacked_scratch_bytes(int m, int k) {
+    return round_up((size_t)(m < MC ? m : MC), MR) * pairs_padded(k < KC ? k : KC) * 4 + MR * NR * 4 + 128;
+}
+
+BF16_TARGET void smol_gemm_amx_pack_b(int transB, int n, int k, const float *B, int ldb, void *packed, int j0, int j1) {
+    uint32_t *base = (uint32_t *)(((uintptr_t)packed + 63) & ~(uintptr_t)63);
+    for (int pc = 0; pc < k; pc += KC) {
+        int kc = k - pc < KC ? k - pc : KC, kpPad = (int)pairs_padded(kc);
+        uint32_t *block = base + packed_b_offset(n, k, pc);
+        pack_b_block(block + (size_t)j0 * kpPad, transB, B, ldb, j0, j1 - j0, pc, kc, kpPad);
+    }
+}
+
+AMX_TARGET void smol_gemm_amx_prepacked(int transA, int m, int n, int k, float alpha, const float *A, int lda,
+                                        const void *packed, float beta, float *C, int ldc, void *scratch) {
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) { scale_only(m, n, beta, C, ldc); return; }
+    configure_tiles();
+    const uint32_t *base = (const uint32_t *)(((uintptr_t)packed + 63) & ~(uintptr_t)63);
+    uint32_t *aPack = (uint32_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    float *out = (float *)(aPack + round_up((size_t)(m < MC ? m : MC), MR) * pairs_padded(k < KC ? k : KC));
+    for (int pc = 0; pc < k; pc += KC) {
+        int kc = k - pc < KC ? k - pc : KC, kpPad = (int)pairs_padded(kc);
+        multiply_block(transA, m, n, pc, kc, kpPad, alpha, A, lda, base + packed_b_offset(n, k, pc), beta, C, ldc, aPack, out);
     }
     _tile_release();
 }
