@@ -49,7 +49,7 @@ def test_gemm_kernels_against_numpy(smol, tmp_path, kernel):
     # Odd sizes, partial tiles, k past one k-block of each kernel (256, 1024), n past a column block
     # (AMX: 1 MiB of packed B, 512 columns at k ≥ 1024); whole 32×32 blocks with alpha 1 and beta 0
     # or 1, which AMX sums straight in C across k-blocks, and the other alpha, beta; taller than wide
-    # (rows split over the workers, AMX packing op(B) once for them).
+    # (rows split over the workers).
     shapes = [(1, 1, 1), (7, 33, 5), (37, 70, 257), (130, 45, 1100), (65, 2100, 31), (64, 600, 1100), (600, 70, 1100)]
     for i, (m, n, k) in enumerate(shapes):
         for ta in (False, True):

@@ -42,11 +42,6 @@ public enum BF16GEMM {
         let rowTile = kernel == .amx ? 32 : 8
         let byColumns = n >= m
         let parts = max(1, min(Parallel.threads, byColumns ? n / 64 : m / (2 * rowTile)))
-        if kernel == .amx && !byColumns && smol_gemm_amx_packed_b_bytes(Int32(n), Int32(k)) <= Self.packedBLimit {
-            multiplyByRowsPackingBOnce(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-                                       beta: beta, c: c, ldc: ldc, parts: parts)
-            return
-        }
         // After rounding, a block is at most a share plus one tile.
         let (bm, bn) = byColumns ? (m, n / parts + 32) : (m / parts + rowTile, n)
         let bytes = kernel == .amx ? smol_gemm_amx_scratch_bytes(Int32(bm), Int32(bn), Int32(k))
@@ -66,30 +61,6 @@ public enum BF16GEMM {
                 run(ta, tb, Int32(i1 - i0), Int32(n), Int32(k), alpha, transA ? a + i0 : a + i0 * lda, Int32(lda), b, Int32(ldb),
                     beta, c + i0 * ldc, Int32(ldc), scratch[p])
             }
-        }
-    }
-
-    /// Largest op(B) packed whole for a row split (bytes); a larger one is packed per call and block.
-    static let packedBLimit = 64 << 20
-
-    /// AMX, C cut into blocks of rows: the workers pack shares of op(B)'s columns into one buffer,
-    /// then each multiplies its rows by all of it. Without this each worker packs all of B, and
-    /// packs its rows of A again for every column block.
-    private static func multiplyByRowsPackingBOnce(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float,
-                                                   a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-                                                   beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int, parts: Int) {
-        let packed = Scratch.packedB.buffers(count: 1, bytes: smol_gemm_amx_packed_b_bytes(Int32(n), Int32(k)))[0]
-        let packParts = max(1, min(parts, n / 32))
-        Parallel.chunks(packParts) { p, _ in
-            let j0 = (n * p / packParts) & ~31, j1 = p == packParts - 1 ? n : (n * (p + 1) / packParts) & ~31
-            if j1 > j0 { smol_gemm_amx_pack_b(Int32(transB ? 1 : 0), Int32(n), Int32(k), b, Int32(ldb), packed, Int32(j0), Int32(j1)) }
-        }
-        let scratch = Scratch.shared.buffers(count: parts, bytes: smol_gemm_amx_prepacked_scratch_bytes(Int32(m / parts + 32), Int32(k)))
-        Parallel.chunks(parts) { p, _ in
-            let i0 = (m * p / parts) / 32 * 32, i1 = p == parts - 1 ? m : (m * (p + 1) / parts) / 32 * 32
-            if i1 <= i0 { return }
-            smol_gemm_amx_prepacked(Int32(transA ? 1 : 0), Int32(i1 - i0), Int32(n), Int32(k), alpha, transA ? a + i0 : a + i0 * lda, Int32(lda),
-                                    packed, beta, c + i0 * ldc, Int32(ldc), scratch[p])
         }
     }
 
@@ -113,8 +84,6 @@ public enum BF16GEMM {
     /// (a training step allocates nothing after its first).
     final class Scratch: @unchecked Sendable {
         static let shared = Scratch()
-        /// op(B) packed whole, shared by the workers of one row split.
-        static let packedB = Scratch()
         private var pointers: [UnsafeMutableRawPointer] = []
         private var sizes: [Int] = []
 

@@ -33,17 +33,6 @@ void smol_gemm_amx(int transA, int transB, int m, int n, int k, float alpha,
                    const float *A, int lda, const float *B, int ldb, float beta,
                    float *C, int ldc, void *scratch);
 
-/// The AMX GEMM with op(B) packed once beforehand, for callers that split C's rows over threads:
-/// each packs a share of B's columns (smol_gemm_amx_pack_b, j0 and j1 multiples of 32 or n) into
-/// one buffer of smol_gemm_amx_packed_b_bytes, then each multiplies its rows of op(A) by all of
-/// it (smol_gemm_amx_prepacked, scratch of smol_gemm_amx_prepacked_scratch_bytes) with A packed
-/// once per k-block, where smol_gemm_amx packs B per call and A per column block.
-size_t smol_gemm_amx_packed_b_bytes(int n, int k);
-void smol_gemm_amx_pack_b(int transB, int n, int k, const float *B, int ldb, void *packed, int j0, int j1);
-size_t smol_gemm_amx_prepacked_scratch_bytes(int m, int k);
-void smol_gemm_amx_prepacked(int transA, int m, int n, int k, float alpha, const float *A, int lda,
-                             const void *packed, float beta, float *C, int ldc, void *scratch);
-
 /// float32 <-> IEEE float16 (F16C, round to nearest even); x86-64-v3 and later.
 void smol_f32_to_f16(const float *x, uint16_t *y, size_t n);
 void smol_f16_to_f32(const uint16_t *x, float *y, size_t n);
