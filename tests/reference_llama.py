@@ -52,12 +52,15 @@ def round_bf16(x):
 
 
 class Reference:
-    def __init__(self, cfg, params, bf16=False):
+    def __init__(self, cfg, params, bf16=False, bf16_attention=None, bf16_head=None):
         """bf16: every matrix product (projections, head, attention's QKᵀ, PV and their gradients)
         takes its inputs rounded to bfloat16, as training.precision: bf16 does; softmax, norms and
-        the loss stay exact."""
+        the loss stay exact. bf16_attention / bf16_head = False keep those products exact
+        (inference's --prefill-precision bf16 rounds only the projections' inputs)."""
         self.cfg = cfg
-        self.mm = (lambda a, b: round_bf16(a) @ round_bf16(b)) if bf16 else np.matmul
+        rounded = lambda a, b: round_bf16(a) @ round_bf16(b)
+        pick = lambda flag: rounded if (bf16 if flag is None else flag) else np.matmul
+        self.mm, self.mm_att, self.mm_head = pick(bf16), pick(bf16_attention), pick(bf16_head)
         self.kv_round = None
         self.p = {k: v.astype(np.float64) for k, v in params.items()}
         c = cfg
@@ -108,12 +111,12 @@ class Reference:
             qb = q.reshape(B, T, H, D).transpose(0, 2, 1, 3)                       # B H T D
             kb = np.repeat(k.reshape(B, T, KV, D).transpose(0, 2, 1, 3), rep, 1)   # B H T D
             vb = np.repeat(v.reshape(B, T, KV, D).transpose(0, 2, 1, 3), rep, 1)
-            s = self.mm(qb, kb.transpose(0, 1, 3, 2)) / np.sqrt(D)
+            s = self.mm_att(qb, kb.transpose(0, 1, 3, 2)) / np.sqrt(D)
             s = np.where(allowed[:, None], s, -np.inf)
             s = s - s.max(-1, keepdims=True)
             P = np.exp(s)
             P /= P.sum(-1, keepdims=True)
-            ob = self.mm(P, vb)
+            ob = self.mm_att(P, vb)
             att = ob.transpose(0, 2, 1, 3).reshape(N, H * D)
             mid = x + self.mm(att, p[pre + "self_attn.o_proj.weight"].T)
             h2, r2 = rmsnorm(mid, p[pre + "post_attention_layernorm.weight"], eps)
@@ -126,7 +129,7 @@ class Reference:
             x = out
         hf, rf = rmsnorm(x, p["model.norm.weight"], eps)
         W = self.head()
-        logits = self.mm(hf, W.T)
+        logits = self.mm_head(hf, W.T)
         m = logits.max(-1, keepdims=True)
         lse = m[:, 0] + np.log(np.exp(logits - m).sum(-1))
         valid = targets >= 0
@@ -145,8 +148,8 @@ class Reference:
             dlogits[np.arange(N), np.where(valid, targets, 0)] -= 1
             dlogits *= (valid * w * k)[:, None]
         headname = "model.embed_tokens.weight" if self.tied else "lm_head.weight"
-        grads[headname] += self.mm(dlogits.T, hf)
-        dhf = self.mm(dlogits, W)
+        grads[headname] += self.mm_head(dlogits.T, hf)
+        dhf = self.mm_head(dlogits, W)
         dx, dw = rmsnorm_back(dhf, x, p["model.norm.weight"], rf)
         grads["model.norm.weight"] += dw
         for l in reversed(range(L)):
@@ -167,11 +170,11 @@ class Reference:
             grads[pre + "self_attn.o_proj.weight"] += self.mm(dmid.T, att)
             datt = self.mm(dmid, p[pre + "self_attn.o_proj.weight"])
             dob = datt.reshape(B, T, H, D).transpose(0, 2, 1, 3)
-            dP = self.mm(dob, vb.transpose(0, 1, 3, 2))
-            dvb = self.mm(P.transpose(0, 1, 3, 2), dob)
+            dP = self.mm_att(dob, vb.transpose(0, 1, 3, 2))
+            dvb = self.mm_att(P.transpose(0, 1, 3, 2), dob)
             dS = P * (dP - (dP * P).sum(-1, keepdims=True)) / np.sqrt(D)
-            dqb = self.mm(dS, kb)
-            dkb = self.mm(dS.transpose(0, 1, 3, 2), qb)
+            dqb = self.mm_att(dS, kb)
+            dkb = self.mm_att(dS.transpose(0, 1, 3, 2), qb)
             dq = dqb.transpose(0, 2, 1, 3).reshape(N, H, D)
             dk = dkb.reshape(B, KV, rep, T, D).sum(2).transpose(0, 2, 1, 3).reshape(N, KV, D)
             dv = dvb.reshape(B, KV, rep, T, D).sum(2).transpose(0, 2, 1, 3).reshape(N, KV, D)

@@ -16,9 +16,10 @@ def unpermute(w, n_head):
     return w.reshape(n_head, d // 2, 2, cols).swapaxes(1, 2).reshape(rows, cols)
 
 
-def numpy_reference():
+def numpy_reference(**options):
     """SmolLM2-135M-Instruct as an independent NumPy float64 model: weights dequantised by the
-    `gguf` package, Q/K rows un-permuted from llama.cpp's converter formula."""
+    `gguf` package, Q/K rows un-permuted from llama.cpp's converter formula. `options` go to
+    reference_llama.Reference (bf16=True, ...)."""
     import gguf
     r = gguf.GGUFReader(str(GGUF))
     f = {k: v for k, v in r.fields.items()}
@@ -50,7 +51,7 @@ def numpy_reference():
             w = unpermute(w, cfg["num_key_value_heads"])
         params[name] = w
     assert "lm_head.weight" not in params
-    return Reference(cfg, params)
+    return Reference(cfg, params, **options)
 
 
 def hf_tokenizer(reader=None):

@@ -1,4 +1,5 @@
 import Foundation
+import SmolTensor
 import SmolWeights
 import SmolModel
 
@@ -44,9 +45,10 @@ public final class Generator {
     public let pretrained: PretrainedModel
     public let session: InferenceSession
 
-    public init(_ pretrained: PretrainedModel, contextLength: Int? = nil, kvCache: KVCacheFormat = .f32) {
+    public init(_ pretrained: PretrainedModel, contextLength: Int? = nil, kvCache: KVCacheFormat = .f32,
+                prefillPrecision: MatmulPrecision = .fp32) {
         self.pretrained = pretrained
-        session = InferenceSession(model: pretrained.model, capacity: contextLength, kvCache: kvCache)
+        session = InferenceSession(model: pretrained.model, capacity: contextLength, kvCache: kvCache, prefillPrecision: prefillPrecision)
     }
 
     /// `isCancelled` is asked before each new token; when it answers true, generation ends with

@@ -21,11 +21,19 @@ extension BlockProjections {
 /// The float32 weights of the model's parameter store, through BLAS (or the bf16 GEMM).
 struct FloatProjections: BlockProjections {
     let model: LlamaModel
+    /// The GEMMs' input format: the model's `matmulPrecision` unless a caller (inference) says.
+    var precision: MatmulPrecision
+
+    init(model: LlamaModel, precision: MatmulPrecision? = nil) {
+        self.model = model
+        self.precision = precision ?? model.matmulPrecision
+    }
+
     func project(_ name: String, layer: Int, y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int,
                  inDim: Int, outDim: Int, accumulate: Bool) {
         Profiler.time("matmul") {
             Linear.forward(y: y, x: x, w: model.weight("model.layers.\(layer)." + name), n: n, inDim: inDim, outDim: outDim,
-                           accumulate: accumulate, precision: model.matmulPrecision)
+                           accumulate: accumulate, precision: precision)
         }
     }
 }

@@ -30,6 +30,7 @@ extension BenchCommand {
         @Option(help: "Tokens to decode.") var decodeTokens: Int = 64
         @Option(help: "Repeats (the median is reported).") var repeats: Int = 3
         @Option(help: "KV cache format: f32 or f16.") var kvCache: KVCacheFormat = .f32
+        @Option(help: "Input format of the prompt's GEMMs: fp32 or bf16.") var prefillPrecision: MatmulPrecision = .fp32
         @Flag(help: "Print one JSON object.") var json = false
 
         func run() throws {
@@ -43,7 +44,9 @@ extension BenchCommand {
                 guard capacity <= pretrained.model.config.maxPositionEmbeddings else {
                     throw CLIError(message: "--prompt-tokens + --decode-tokens = \(capacity) exceeds the model's context of \(pretrained.model.config.maxPositionEmbeddings)")
                 }
-                let session = InferenceSession(model: pretrained.model, capacity: capacity, kvCache: kvCache)
+                let (precision, notice) = MatmulPrecision.resolve(prefillPrecision)
+                if let notice { FileHandle.standardError.write((notice + "\n").data(using: .utf8)!) }
+                let session = InferenceSession(model: pretrained.model, capacity: capacity, kvCache: kvCache, prefillPrecision: precision)
                 var prefill: [Double] = [], decode: [Double] = []
                 var generated: [Int32] = [], stepLogits: [[Float]] = []
                 for r in 0..<repeats {
@@ -60,9 +63,9 @@ extension BenchCommand {
                     }
                     decode.append(Double(decodeTokens) / Date().timeIntervalSince(t1))
                 }
-                // The cache's error: the same tokens through a float32 cache.
+                // The cache's and the prefill format's error: the same tokens through a float32 cache, fp32 GEMMs.
                 var error: (rms: Double, maxAbs: Double)?
-                if kvCache != .f32 {
+                if kvCache != .f32 || precision != .fp32 {
                     let reference = InferenceSession(model: pretrained.model, capacity: capacity, kvCache: .f32)
                     var sq = 0.0, ref = 0.0, maxAbs = 0.0
                     for (i, ours) in stepLogits.enumerated() {
@@ -78,16 +81,18 @@ extension BenchCommand {
                 struct Out: Encodable {
                     let model: String; let threads: Int; let prompt_tokens: Int; let decode_tokens: Int
                     let prefill_tokens_per_second: Double; let decode_tokens_per_second: Double
-                    let kv_cache: String; let logit_relative_rms_vs_f32: Double?; let logit_max_abs_vs_f32: Double?
+                    let kv_cache: String; let prefill_precision: String
+                    let logit_relative_rms_vs_f32: Double?; let logit_max_abs_vs_f32: Double?
                 }
                 let out = Out(model: model, threads: Parallel.threads, prompt_tokens: promptTokens, decode_tokens: decodeTokens,
                               prefill_tokens_per_second: median(prefill), decode_tokens_per_second: median(decode),
-                              kv_cache: kvCache.rawValue, logit_relative_rms_vs_f32: error?.rms, logit_max_abs_vs_f32: error?.maxAbs)
+                              kv_cache: kvCache.rawValue, prefill_precision: precision.rawValue, logit_relative_rms_vs_f32: error?.rms, logit_max_abs_vs_f32: error?.maxAbs)
                 if json { printJSON(out) } else {
                     print(String(format: "threads %d  prefill %d tokens: %.1f tok/s  decode %d tokens: %.1f tok/s",
                                  out.threads, promptTokens, out.prefill_tokens_per_second, decodeTokens, out.decode_tokens_per_second))
                     if let error {
-                        print(String(format: "%@ cache against f32: logits relative RMS %.2e, largest difference %.4f", kvCache.rawValue, error.rms, error.maxAbs))
+                        print(String(format: "%@ cache, %@ prefill against f32, fp32: logits relative RMS %.2e, largest difference %.4f",
+                                     kvCache.rawValue, precision.rawValue, error.rms, error.maxAbs))
                     }
                 }
             }

@@ -242,6 +242,7 @@ struct DevCommand: ParsableCommand {
         @Option(help: "Token ids instead of a prompt, comma-separated.") var ids: String?
         @Option(help: "Feed the last N tokens one at a time (the single-token decode path).") var decode: Int = 0
         @Option(help: "KV cache format: f32 or f16.") var kvCache: KVCacheFormat = .f32
+        @Option(help: "Input format of the GEMMs of feeds longer than one token: fp32 or bf16.") var prefillPrecision: MatmulPrecision = .fp32
         func run() throws {
             try runReportingErrors {
                 let pretrained = try PretrainedModel.load(model)
@@ -249,7 +250,9 @@ struct DevCommand: ParsableCommand {
                 if let ids { tokens = try ids.split(separator: ",").map { guard let v = Int32($0) else { throw CLIError(message: "--ids: '\($0)' is not an id") }; return v } }
                 else { tokens = pretrained.tokenizer.encode(prompt ?? "") }
                 guard !tokens.isEmpty, decode >= 0, decode < tokens.count else { throw CLIError(message: "need a non-empty prompt longer than --decode") }
-                let session = InferenceSession(model: pretrained.model, capacity: tokens.count, kvCache: kvCache)
+                let (precision, notice) = MatmulPrecision.resolve(prefillPrecision)
+                if let notice { FileHandle.standardError.write((notice + "\n").data(using: .utf8)!) }
+                let session = InferenceSession(model: pretrained.model, capacity: tokens.count, kvCache: kvCache, prefillPrecision: precision)
                 var logits = try session.feed(Array(tokens.dropLast(decode)))
                 for t in tokens.suffix(decode) { logits = try session.feed([t]) }
                 struct Out: Encodable { let ids: [Int32]; let logits: [Float] }

@@ -29,6 +29,11 @@ public final class InferenceSession {
     public var rowInvariant = false
 
     public let kvCache: KVCacheFormat
+    /// The input format of the projections' and the head's GEMMs for feeds of more than one token
+    /// (prefill, and every feed when `rowInvariant`): bf16 rounds their inputs as training's
+    /// `precision: bf16` does. Single-token decoding and attention stay as they are. Resolved
+    /// (`MatmulPrecision.resolve`) by the caller.
+    public let prefillPrecision: MatmulPrecision
     /// The cache, per layer [capacity, KV, D]: float32 buffers, or float16 ones (the other empty).
     let keys: [FloatBuffer], values: [FloatBuffer]
     private let keys16: [UnsafeMutablePointer<UInt16>], values16: [UnsafeMutablePointer<UInt16>]
@@ -41,13 +46,15 @@ public final class InferenceSession {
     private var positions: [Int32]
     private var tokenIds: [Int32]
 
-    public init(model: LlamaModel, capacity: Int? = nil, chunk: Int = 128, kvCache: KVCacheFormat = .f32) {
+    public init(model: LlamaModel, capacity: Int? = nil, chunk: Int = 128, kvCache: KVCacheFormat = .f32,
+                prefillPrecision: MatmulPrecision = .fp32) {
         let c = model.config
         self.model = model
         let cap = min(capacity ?? c.maxPositionEmbeddings, c.maxPositionEmbeddings)
         self.capacity = cap
         self.chunk = chunk
         self.kvCache = kvCache
+        self.prefillPrecision = MatmulPrecision.bf16Available ? prefillPrecision : .fp32
         let layers = kvCache == .f32 ? c.numHiddenLayers : 0, halfLayers = kvCache == .f16 ? c.numHiddenLayers : 0
         keys = (0..<layers).map { _ in FloatBuffer(count: cap * c.kvDim) }
         values = (0..<layers).map { _ in FloatBuffer(count: cap * c.kvDim) }
@@ -166,8 +173,8 @@ public final class InferenceSession {
             return
         }
         let w = weight(c.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight")
-        BLAS.sgemm(transB: true, m: rows, n: c.vocabSize, k: c.hiddenSize, a: x, lda: c.hiddenSize, b: w, ldb: c.hiddenSize,
-                   c: logits, ldc: c.vocabSize)
+        GEMM.multiply(rows > 1 || rowInvariant ? prefillPrecision : .fp32, transB: true, m: rows, n: c.vocabSize, k: c.hiddenSize,
+                      a: x, lda: c.hiddenSize, b: w, ldb: c.hiddenSize, c: logits, ldc: c.vocabSize)
     }
 
     /// One forward pass over tokenIds[0..<n]. Without `branches` the rows follow the cache in
@@ -181,7 +188,8 @@ public final class InferenceSession {
         let b = BlockBuffers(norm1: h.pointer, rstd1: rstd.pointer, q: q.pointer, k: k.pointer, v: v.pointer,
                              qRaw: nil, kRaw: nil, qRstd: qRstd.pointer, kRstd: kRstd.pointer, attnOut: attn.pointer,
                              mid: x.pointer, norm2: h.pointer, rstd2: rstd.pointer, gate: gate.pointer, up: up.pointer, swiglu: gate.pointer)
-        let projections = DecodeProjections(model: model, decode: n == 1 ? decodeWeights : nil)
+        let projections = DecodeProjections(model: model, decode: n == 1 ? decodeWeights : nil,
+                                            precision: n > 1 || rowInvariant ? prefillPrecision : .fp32)
         positions.withUnsafeBufferPointer { pos in
             for l in 0..<cfg.numHiddenLayers {
                 model.blockForward(layer: l, n: n, x: x.pointer, out: x.pointer, buffers: b, positions: pos.baseAddress!,
@@ -289,6 +297,8 @@ public final class InferenceSession {
 struct DecodeProjections: BlockProjections {
     let model: LlamaModel
     let decode: DecodeWeights?
+    /// The float32 weights' GEMM input format.
+    let precision: MatmulPrecision
 
     func project(_ name: String, layer: Int, y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>, n: Int,
                  inDim: Int, outDim: Int, accumulate: Bool) {
@@ -296,7 +306,8 @@ struct DecodeProjections: BlockProjections {
             m.multiply(x, into: y, accumulate: accumulate)
             return
         }
-        FloatProjections(model: model).project(name, layer: layer, y: y, x: x, n: n, inDim: inDim, outDim: outDim, accumulate: accumulate)
+        FloatProjections(model: model, precision: precision).project(name, layer: layer, y: y, x: x, n: n, inDim: inDim, outDim: outDim,
+                                                                     accumulate: accumulate)
     }
 
     func projectShared(_ outputs: [(name: String, y: UnsafeMutablePointer<Float>, outDim: Int)], layer: Int,
