@@ -63,9 +63,7 @@ static BF16_TARGET void pack_row_major(uint32_t *panel, const float *src, int ld
                     int p = p0 + q;
                     if (p >= kp) { v[q] = _mm512_setzero_si512(); continue; }
                     const float *x0 = src + (size_t)(2 * p) * ld + r0;
-                    __m512i lo = low_halves(x0, count - r0);
-                    __m512i hi = 2 * p + 1 < kc ? low_halves(x0 + ld, count - r0) : _mm512_setzero_si512();
-                    v[q] = _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
+                    v[q] = pairs_across(x0, 2 * p + 1 < kc ? x0 + ld : NULL, count - r0);
                 }
                 transpose16(v);
                 for (int r = 0; r < 16; r++) _mm512_storeu_si512(panel + (size_t)(r0 + r) * kpPad + p0, v[r]);

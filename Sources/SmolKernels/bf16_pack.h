@@ -21,10 +21,14 @@ static inline BF16_TARGET __m512i pairs_of(const float *x, int count) {
     return (__m512i)_mm512_cvtne2ps_pbh(b, a);
 }
 
-// Rounds up to 16 floats to bf16 in the low halves of 32-bit lanes (zeros past `count`).
-static inline BF16_TARGET __m512i low_halves(const float *x, int count) {
-    __m256i h = (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(first_lanes(count), x));
-    return _mm512_cvtepu16_epi32(h);
+// Up to 16 pairs across two rows: word i = (bf16(lo[i]), bf16(hi[i])), zeros past `count`; hi
+// NULL is a row of zeros. One conversion of both rows and one word permutation.
+static inline BF16_TARGET __m512i pairs_across(const float *lo, const float *hi, int count) {
+    static const uint16_t interleave[32] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23,
+                                            8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+    __mmask16 m = first_lanes(count);
+    __m512 a = _mm512_maskz_loadu_ps(m, lo), b = hi ? _mm512_maskz_loadu_ps(m, hi) : _mm512_setzero_ps();
+    return _mm512_permutexvar_epi16(_mm512_loadu_si512(interleave), (__m512i)_mm512_cvtne2ps_pbh(b, a));
 }
 
 // Transposes a 16×16 block of 32-bit words held as 16 rows: afterwards v[j][i] is the old v[i][j].
@@ -83,11 +87,9 @@ static inline BF16_TARGET void pack_pair_major(uint32_t *panel, int W, const flo
         for (int p = 0; p < kp; p++) {
             const float *r0 = src + (size_t)(2 * p) * ld;
             int hasOdd = 2 * p + 1 < kc;
-            for (int w = 0; w < W; w += 16) {
-                __m512i lo = low_halves(r0 + w, count - w);
-                __m512i hi = hasOdd ? low_halves(r0 + ld + w, count - w) : _mm512_setzero_si512();
-                _mm512_mask_storeu_epi32(panel + (size_t)p * W + w, first_lanes(W - w), _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
-            }
+            for (int w = 0; w < W; w += 16)
+                _mm512_mask_storeu_epi32(panel + (size_t)p * W + w, first_lanes(W - w),
+                                         pairs_across(r0 + w, hasOdd ? r0 + ld + w : NULL, count - w));
         }
     }
     for (int p = kp; p < kpPad; p++)
