@@ -97,9 +97,39 @@ def start(cfg, out, n, *extra):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
 
 
-def ranks():
-    r = subprocess.run(["pgrep", "-x", "smol"], capture_output=True, text=True)
-    return [int(p) for p in r.stdout.split()]
+def proc_stat(pid):
+    """(command name, state, parent pid) of a process from /proc, or None once it is gone."""
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        return None
+    close = stat.rindex(")")
+    state, ppid = stat[close + 2:].split()[:2]
+    return stat[stat.index("(") + 1:close], state, int(ppid)
+
+
+def ranks(job):
+    """The ranks of `job` (the mpirun Popen): the smol processes below it in the process tree, not
+    any other smol on the machine."""
+    name = Path(smol_binary()).name[:15]          # /proc's command name holds 15 characters
+    children = {}
+    for d in os.listdir("/proc"):
+        st = proc_stat(d) if d.isdigit() else None
+        if st:
+            children.setdefault(st[2], []).append((int(d), st[0]))
+    found, todo = [], [job.pid]
+    while todo:
+        for pid, comm in children.get(todo.pop(), []):
+            todo.append(pid)
+            if comm == name:
+                found.append(pid)
+    return found
+
+
+def running(pids):
+    """Those of `pids` that still exist (a zombie too: until it is reaped its pid answers kill 0,
+    which is how the run store tells a live run)."""
+    return [pid for pid in pids if proc_stat(pid)]
 
 
 def wait_for_steps(out, n, p, deadline=120):
@@ -125,13 +155,14 @@ def long_run(cfg, tmp_path, steps, checkpoint_every, running_steps):
 
 def test_a_killed_rank_ends_the_job_and_the_run_resumes(smol, cfg, tmp_path):
     long, store, out, p = long_run(cfg, tmp_path, 4000, 50, 60)
-    victim = max(ranks())
-    os.kill(victim, signal.SIGKILL)
+    job = ranks(p)
+    assert len(job) == 2, job
+    os.kill(max(job), signal.SIGKILL)
     t0 = time.time()
     _, err = p.communicate(timeout=60)
-    while ranks() and time.time() - t0 < 60:
+    while running(job) and time.time() - t0 < 60:
         time.sleep(0.1)
-    assert not ranks(), "the other rank did not exit within 60 s"
+    assert not running(job), "the other rank did not exit within 60 s"
     assert p.returncode != 0 and re.search(r"process rank \d+ .* exited on signal 9", err), err
     show = smol("runs", "list", "--store", store).stdout
     assert "crashed" in show, show
@@ -144,7 +175,9 @@ def test_a_killed_rank_ends_the_job_and_the_run_resumes(smol, cfg, tmp_path):
 
 def test_sigterm_checkpoints_at_the_next_step_and_stops(smol, cfg, tmp_path):
     long, store, out, p = long_run(cfg, tmp_path, 400, 1000, 40)
-    for pid in ranks():                  # what Slurm does before preemption: SIGTERM to every task
+    job = ranks(p)
+    assert len(job) == 2, job
+    for pid in job:                      # what Slurm does before preemption: SIGTERM to every task
         os.kill(pid, signal.SIGTERM)
     p.communicate(timeout=60)
     cks = sorted(os.listdir(out / "checkpoints"))
