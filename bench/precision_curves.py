@@ -2,6 +2,7 @@
 and a Markdown table. The runs come from `training.precision` set each way, e.g.
   SMOL_DEMO_OUT=runs/demo-fp32 bash scripts/demo.sh --no-store --no-samples
   SMOL_DEMO_OUT=runs/demo-bf16 bash scripts/demo.sh --set training.precision=bf16 --no-store --no-samples
+(add --set training.steps=2000 --set training.eval_every=100 to both for the issue's 2,000 steps)
   python3 bench/precision_curves.py runs/demo-fp32 runs/demo-bf16 --svg docs/img/precision-demo.svg
 """
 import argparse
@@ -63,7 +64,9 @@ def main():
         print(f"| {s} | {f:.4f} | {b:.4f} | {b / f:.4f} |")
     sf, sb = dict(smooth(runs["fp32"][0])), dict(smooth(runs["bf16"][0]))
     print("\n| step | fp32 train (smoothed) | bf16 train (smoothed) |\n|---|---|---|")
-    for s in sorted(sf)[::25] + [max(sf)]:
+    steps = sorted(sf)
+    picked = steps[::max(1, len(steps) // 8)]
+    for s in picked + ([steps[-1]] if picked[-1] != steps[-1] else []):
         print(f"| {s} | {sf[s]:.4f} | {sb.get(s, float('nan')):.4f} |")
 
 
