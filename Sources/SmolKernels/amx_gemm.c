@@ -111,11 +111,6 @@ static AMX_TARGET void configure_tiles(void) {
     _tile_loadconfig(&cfg);
 }
 
-static void scale_only(int m, int n, float beta, float *C, int ldc) {
-    for (int i = 0; i < m; i++)
-        for (int j = 0; j < n; j++) C[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + j];
-}
-
 // Packs columns [jc, jc + nc) of op(B), k-values [pc, pc + kc): panel j (32 columns) at j · kpPad.
 static BF16_TARGET void pack_b_block(uint32_t *bPack, int transB, const float *B, int ldb, int jc, int nc, int pc, int kc, int kpPad) {
     for (int j = 0; j < nc; j += NR) {
@@ -164,7 +159,7 @@ AMX_TARGET void smol_gemm_amx(int transA, int transB, int m, int n, int k, float
                               const float *A, int lda, const float *B, int ldb, float beta,
                               float *C, int ldc, void *scratch) {
     if (m <= 0 || n <= 0) return;
-    if (k <= 0) { scale_only(m, n, beta, C, ldc); return; }
+    if (k <= 0) { scale_c(m, n, beta, C, ldc); return; }
     configure_tiles();
     size_t kpMax = pairs_padded(k < KC ? k : KC);
     int ncBlock = columns_per_block(n, (int)kpMax);

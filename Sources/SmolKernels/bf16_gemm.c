@@ -48,11 +48,7 @@ BF16_TARGET void smol_gemm_bf16(int transA, int transB, int m, int n, int k, flo
                                 const float *A, int lda, const float *B, int ldb, float beta,
                                 float *C, int ldc, void *scratch) {
     if (m <= 0 || n <= 0) return;
-    if (k <= 0) {   // no products: C = beta · C
-        for (int i = 0; i < m; i++)
-            for (int j = 0; j < n; j++) C[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + j];
-        return;
-    }
+    if (k <= 0) { scale_c(m, n, beta, C, ldc); return; }
     int kpMax = ((k < KC ? k : KC) + 1) / 2;
     int ncMax = (int)round_up((size_t)(n < NC ? n : NC), NR);
     uint32_t *bPack = (uint32_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);

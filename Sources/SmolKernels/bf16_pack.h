@@ -96,6 +96,12 @@ static inline BF16_TARGET void pack_pair_major(uint32_t *panel, int W, const flo
         for (int w = 0; w < W; w++) panel[(size_t)p * W + w] = 0;
 }
 
+// C = beta · C for a GEMM with no products (k ≤ 0); beta = 0 never reads C (it may hold NaN).
+static inline void scale_c(int m, int n, float beta, float *C, int ldc) {
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) C[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + j];
+}
+
 // Writes a computed tile into C: C[r][j] = alpha · acc[r][j] (+ beta · C when `first`, + C after
 // the first k block), for rows < `rows`, columns < `cols` (≤ 32), acc row stride 32.
 static inline BF16_TARGET void store_tile_row(float *c, __m512 x0, __m512 x1, int cols, float alpha, float beta, int first) {

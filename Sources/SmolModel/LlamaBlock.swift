@@ -22,7 +22,7 @@ extension BlockProjections {
 struct FloatProjections: BlockProjections {
     let model: LlamaModel
     /// The GEMMs' input format: the model's `matmulPrecision` unless a caller (inference) says.
-    var precision: MatmulPrecision
+    let precision: MatmulPrecision
 
     init(model: LlamaModel, precision: MatmulPrecision? = nil) {
         self.model = model

@@ -131,4 +131,11 @@ struct BenchCommand: ParsableCommand {
 }
 
 extension TrainingObjective: ExpressibleByArgument {}
-extension MatmulPrecision: ExpressibleByArgument {}
+extension MatmulPrecision: ExpressibleByArgument {
+    /// The precision this process runs for this request, its one-line fallback notice on stderr.
+    func resolvedSayingWhy() -> MatmulPrecision {
+        let (precision, notice) = MatmulPrecision.resolve(self)
+        if let notice { FileHandle.standardError.write((notice + "\n").data(using: .utf8)!) }
+        return precision
+    }
+}

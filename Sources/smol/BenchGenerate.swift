@@ -44,8 +44,7 @@ extension BenchCommand {
                 guard capacity <= pretrained.model.config.maxPositionEmbeddings else {
                     throw CLIError(message: "--prompt-tokens + --decode-tokens = \(capacity) exceeds the model's context of \(pretrained.model.config.maxPositionEmbeddings)")
                 }
-                let (precision, notice) = MatmulPrecision.resolve(prefillPrecision)
-                if let notice { FileHandle.standardError.write((notice + "\n").data(using: .utf8)!) }
+                let precision = prefillPrecision.resolvedSayingWhy()
                 let session = InferenceSession(model: pretrained.model, capacity: capacity, kvCache: kvCache, prefillPrecision: precision)
                 var prefill: [Double] = [], decode: [Double] = []
                 var generated: [Int32] = [], stepLogits: [[Float]] = []

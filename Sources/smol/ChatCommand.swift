@@ -26,7 +26,7 @@ struct ChatCommand: ParsableCommand {
             let options = try sampling.options()
             let pretrained = try PretrainedModel.load(model)
             let template = try pretrained.chat()
-            let generator = Generator(pretrained, kvCache: sampling.kvCache, prefillPrecision: sampling.resolvedPrefillPrecision())
+            let generator = Generator(pretrained, kvCache: sampling.kvCache, prefillPrecision: sampling.prefillPrecision.resolvedSayingWhy())
             var systemMessage = system
             var history: [ChatMessage] = []
             var cached: [Int32] = []

@@ -250,9 +250,8 @@ struct DevCommand: ParsableCommand {
                 if let ids { tokens = try ids.split(separator: ",").map { guard let v = Int32($0) else { throw CLIError(message: "--ids: '\($0)' is not an id") }; return v } }
                 else { tokens = pretrained.tokenizer.encode(prompt ?? "") }
                 guard !tokens.isEmpty, decode >= 0, decode < tokens.count else { throw CLIError(message: "need a non-empty prompt longer than --decode") }
-                let (precision, notice) = MatmulPrecision.resolve(prefillPrecision)
-                if let notice { FileHandle.standardError.write((notice + "\n").data(using: .utf8)!) }
-                let session = InferenceSession(model: pretrained.model, capacity: tokens.count, kvCache: kvCache, prefillPrecision: precision)
+                let session = InferenceSession(model: pretrained.model, capacity: tokens.count, kvCache: kvCache,
+                                               prefillPrecision: prefillPrecision.resolvedSayingWhy())
                 var logits = try session.feed(Array(tokens.dropLast(decode)))
                 for t in tokens.suffix(decode) { logits = try session.feed([t]) }
                 struct Out: Encodable { let ids: [Int32]; let logits: [Float] }

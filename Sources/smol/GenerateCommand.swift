@@ -21,13 +21,6 @@ struct SamplingOptions: ParsableArguments {
     @Option(help: "Input format of the prompt's GEMMs: fp32, or bf16 (AMX / AVX512-BF16, about 2× faster prefill; decoding is unchanged; fp32 with a notice on CPUs without them).")
     var prefillPrecision: MatmulPrecision = .fp32
 
-    /// The prefill precision this CPU runs, printing the one-line notice when bf16 falls back.
-    func resolvedPrefillPrecision() -> MatmulPrecision {
-        let (precision, notice) = MatmulPrecision.resolve(prefillPrecision)
-        if let notice { FileHandle.standardError.write((notice + "\n").data(using: .utf8)!) }
-        return precision
-    }
-
     func options() throws -> GenerationOptions {
         guard maxTokens >= 0 else { throw CLIError(message: "--max-tokens must be ≥ 0") }
         guard temperature >= 0, temperature.isFinite else { throw CLIError(message: "--temperature must be ≥ 0") }
@@ -84,7 +77,7 @@ struct GenerateCommand: ParsableCommand {
                 text = try pretrained.renderChat(messages, addGenerationPrompt: true)
             }
             let ids = pretrained.tokenizer.encode(text)
-            let generator = Generator(pretrained, kvCache: sampling.kvCache, prefillPrecision: sampling.resolvedPrefillPrecision())
+            let generator = Generator(pretrained, kvCache: sampling.kvCache, prefillPrecision: sampling.prefillPrecision.resolvedSayingWhy())
             let result = try generator.generate(promptIds: ids, options: options) { piece in
                 if !json { print(piece, terminator: ""); fflush(stdout) }
             }
@@ -106,7 +99,7 @@ struct GenerateCommand: ParsableCommand {
     /// One generation per JSONL line, in order, with one model load.
     func runBatch(_ path: String, pretrained: PretrainedModel, options: GenerationOptions) throws {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw CLIError(message: "\(path): cannot read file") }
-        let generator = Generator(pretrained, kvCache: sampling.kvCache, prefillPrecision: sampling.resolvedPrefillPrecision())
+        let generator = Generator(pretrained, kvCache: sampling.kvCache, prefillPrecision: sampling.prefillPrecision.resolvedSayingWhy())
         struct Out: Encodable { let line: Int; let prompt: String; let text: String; let generated_ids: [Int32]; let finish_reason: String }
         for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }

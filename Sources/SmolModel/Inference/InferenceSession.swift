@@ -32,7 +32,7 @@ public final class InferenceSession {
     /// The input format of the projections' and the head's GEMMs for feeds of more than one token
     /// (prefill, and every feed when `rowInvariant`): bf16 rounds their inputs as training's
     /// `precision: bf16` does. Single-token decoding and attention stay as they are. Resolved
-    /// (`MatmulPrecision.resolve`) by the caller.
+    /// (`MatmulPrecision.resolve`): fp32 on a CPU without the bf16 kernels; the caller says so.
     public let prefillPrecision: MatmulPrecision
     /// The cache, per layer [capacity, KV, D]: float32 buffers, or float16 ones (the other empty).
     let keys: [FloatBuffer], values: [FloatBuffer]
@@ -54,7 +54,7 @@ public final class InferenceSession {
         self.capacity = cap
         self.chunk = chunk
         self.kvCache = kvCache
-        self.prefillPrecision = MatmulPrecision.bf16Available ? prefillPrecision : .fp32
+        self.prefillPrecision = MatmulPrecision.resolve(prefillPrecision).precision
         let layers = kvCache == .f32 ? c.numHiddenLayers : 0, halfLayers = kvCache == .f16 ? c.numHiddenLayers : 0
         keys = (0..<layers).map { _ in FloatBuffer(count: cap * c.kvDim) }
         values = (0..<layers).map { _ in FloatBuffer(count: cap * c.kvDim) }
@@ -165,6 +165,12 @@ public final class InferenceSession {
         return spans.map { Array(logits[$0.offset * V ..< ($0.offset + $0.count) * V]) }
     }
 
+    /// The GEMM input format for `rows` rows of a feed: `prefillPrecision` past one row (or when
+    /// rows must not depend on how many were fed together), else fp32.
+    private func precision(rows: Int) -> MatmulPrecision {
+        rows > 1 || rowInvariant ? prefillPrecision : .fp32
+    }
+
     /// logits [rows, V] = x [rows, C] · Wᵀ, W the (tied or separate) output matrix [V, C]
     private func head(rows: Int, from x: UnsafePointer<Float>, into logits: UnsafeMutablePointer<Float>) {
         let c = model.config
@@ -173,7 +179,7 @@ public final class InferenceSession {
             return
         }
         let w = weight(c.tieWordEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight")
-        GEMM.multiply(rows > 1 || rowInvariant ? prefillPrecision : .fp32, transB: true, m: rows, n: c.vocabSize, k: c.hiddenSize,
+        GEMM.multiply(precision(rows: rows), transB: true, m: rows, n: c.vocabSize, k: c.hiddenSize,
                       a: x, lda: c.hiddenSize, b: w, ldb: c.hiddenSize, c: logits, ldc: c.vocabSize)
     }
 
@@ -188,8 +194,7 @@ public final class InferenceSession {
         let b = BlockBuffers(norm1: h.pointer, rstd1: rstd.pointer, q: q.pointer, k: k.pointer, v: v.pointer,
                              qRaw: nil, kRaw: nil, qRstd: qRstd.pointer, kRstd: kRstd.pointer, attnOut: attn.pointer,
                              mid: x.pointer, norm2: h.pointer, rstd2: rstd.pointer, gate: gate.pointer, up: up.pointer, swiglu: gate.pointer)
-        let projections = DecodeProjections(model: model, decode: n == 1 ? decodeWeights : nil,
-                                            precision: n > 1 || rowInvariant ? prefillPrecision : .fp32)
+        let projections = DecodeProjections(model: model, decode: n == 1 ? decodeWeights : nil, precision: precision(rows: n))
         positions.withUnsafeBufferPointer { pos in
             for l in 0..<cfg.numHiddenLayers {
                 model.blockForward(layer: l, n: n, x: x.pointer, out: x.pointer, buffers: b, positions: pos.baseAddress!,
