@@ -45,30 +45,34 @@ size_t smol_gemm_amx_scratch_bytes(int m, int n, int k) {
     return (nc + mc) * kp * 4 + MR * NR * 4 + 128;
 }
 
-// Packs `count` (≤ MR) rows of op(A), k-values 0 ..< kc, row-major: panel[r · kpPad + p].
-static BF16_TARGET void pack_row_major(uint32_t *panel, const float *src, int ld, int kContiguous, int count, int kc, int kpPad) {
-    int kp = (kc + 1) / 2;
-    if (kContiguous) {
-        for (int r = 0; r < count; r++)
-            for (int p0 = 0; p0 < kpPad; p0 += 16)
-                _mm512_storeu_si512(panel + (size_t)r * kpPad + p0, pairs_of(src + (size_t)r * ld + 2 * p0, kc - 2 * p0));
-        for (int r = count; r < MR; r++)
-            for (int p = 0; p < kpPad; p++) panel[(size_t)r * kpPad + p] = 0;
-    } else {
-        // 16 pairs × 16 rows at a time: each pair's words across the rows, transposed into rows.
-        __m512i v[16];
-        for (int r0 = 0; r0 < MR; r0 += 16)
-            for (int p0 = 0; p0 < kpPad; p0 += 16) {
-                for (int q = 0; q < 16; q++) {
-                    int p = p0 + q;
-                    if (p >= kp) { v[q] = _mm512_setzero_si512(); continue; }
-                    const float *x0 = src + (size_t)(2 * p) * ld + r0;
-                    v[q] = pairs_across(x0, 2 * p + 1 < kc ? x0 + ld : NULL, count - r0);
-                }
-                transpose16(v);
-                for (int r = 0; r < 16; r++) _mm512_storeu_si512(panel + (size_t)(r0 + r) * kpPad + p0, v[r]);
+// Packs `count` (≤ MR) rows of A, k-values 0 ..< kc, each contiguous at src + r · ld, row-major:
+// panel[r · kpPad + p].
+static BF16_TARGET void pack_row_major(uint32_t *panel, const float *src, int ld, int count, int kc, int kpPad) {
+    for (int r = 0; r < count; r++)
+        for (int p0 = 0; p0 < kpPad; p0 += 16)
+            _mm512_storeu_si512(panel + (size_t)r * kpPad + p0, pairs_of(src + (size_t)r * ld + 2 * p0, kc - 2 * p0));
+    for (int r = count; r < MR; r++)
+        for (int p = 0; p < kpPad; p++) panel[(size_t)r * kpPad + p] = 0;
+}
+
+// Packs `count` rows of op(A) = Xᵀ, k-values 0 ..< kc, where k-value kk holds all the rows
+// contiguously at src + kk · ld, into row-major panels (row r at panel + r · kpPad; rows up to a
+// whole MR are zero). 16 pairs × 16 rows at a time, transposed; the rows of a pair group are the
+// inner loop, so each of X's rows is read once, in one run of `count` floats.
+static BF16_TARGET void pack_columns_as_rows(uint32_t *panel, const float *src, int ld, int count, int kc, int kpPad) {
+    int kp = (kc + 1) / 2, rows = (int)round_up((size_t)count, MR);
+    __m512i v[16];
+    for (int p0 = 0; p0 < kpPad; p0 += 16)
+        for (int r0 = 0; r0 < rows; r0 += 16) {
+            for (int q = 0; q < 16; q++) {
+                int p = p0 + q;
+                if (p >= kp) { v[q] = _mm512_setzero_si512(); continue; }
+                const float *x0 = src + (size_t)(2 * p) * ld + r0;
+                v[q] = pairs_across(x0, 2 * p + 1 < kc ? x0 + ld : NULL, count - r0);
             }
-    }
+            transpose16(v);
+            for (int r = 0; r < 16; r++) _mm512_storeu_si512(panel + (size_t)(r0 + r) * kpPad + p0, v[r]);
+        }
 }
 
 // out [32, 32] = Apanel · Bpanel over kpPad pairs; `out` rows `ldo` floats apart. With `accumulate`
@@ -112,7 +116,22 @@ static AMX_TARGET void configure_tiles(void) {
 }
 
 // Packs columns [jc, jc + nc) of op(B), k-values [pc, pc + kc): panel j (32 columns) at j · kpPad.
+// Rows of B (no transB) are read one pair of rows at a time across all nc columns: each row of B
+// is then read once, in one contiguous run, instead of 128 bytes per panel.
 static BF16_TARGET void pack_b_block(uint32_t *bPack, int transB, const float *B, int ldb, int jc, int nc, int pc, int kc, int kpPad) {
+    if (!transB) {
+        int kp = (kc + 1) / 2, ncPad = (int)round_up((size_t)nc, NR);
+        for (int p = 0; p < kp; p++) {
+            const float *lo = B + (size_t)(pc + 2 * p) * ldb + jc, *hi = 2 * p + 1 < kc ? lo + ldb : NULL;
+            for (int j = 0; j < ncPad; j += 16)
+                _mm512_storeu_si512(bPack + (size_t)(j / NR * NR) * kpPad + (size_t)p * NR + j % NR,
+                                    pairs_across(lo + j, hi ? hi + j : NULL, nc - j));
+        }
+        for (int j = 0; j < ncPad; j += NR)
+            for (int p = kp; p < kpPad; p++)
+                for (int w = 0; w < NR; w++) bPack[(size_t)j * kpPad + (size_t)p * NR + w] = 0;
+        return;
+    }
     for (int j = 0; j < nc; j += NR) {
         const float *src = transB ? B + (size_t)(jc + j) * ldb + pc : B + (size_t)pc * ldb + jc + j;
         pack_pair_major(bPack + (size_t)j * kpPad, NR, src, ldb, transB, nc - j < NR ? nc - j : NR, kc, kpPad);
@@ -125,10 +144,11 @@ static AMX_TARGET void multiply_block(int transA, int m, int nc, int pc, int kc,
     int direct = alpha == 1 && (beta == 0 || beta == 1);
     for (int ic = 0; ic < m; ic += MC) {
         int mc = m - ic < MC ? m - ic : MC;
-        for (int i = 0; i < mc; i += MR) {
-            const float *src = transA ? A + (size_t)pc * lda + ic + i : A + (size_t)(ic + i) * lda + pc;
-            pack_row_major(aPack + (size_t)i * kpPad, src, lda, !transA, mc - i < MR ? mc - i : MR, kc, kpPad);
-        }
+        if (transA)
+            pack_columns_as_rows(aPack, A + (size_t)pc * lda + ic, lda, mc, kc, kpPad);
+        else
+            for (int i = 0; i < mc; i += MR)
+                pack_row_major(aPack + (size_t)i * kpPad, A + (size_t)(ic + i) * lda + pc, lda, mc - i < MR ? mc - i : MR, kc, kpPad);
         for (int j = 0; j < nc; j += NR) {
             int cols = nc - j < NR ? nc - j : NR;
             for (int i = 0; i < mc; i += MR) {
