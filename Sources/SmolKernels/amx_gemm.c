@@ -11,10 +11,11 @@
 // block when k is short packs A fewer times (each column block packs it again).
 //
 // Packing (bf16_pack.h rounding): B panels are pair-major as for the AVX512-BF16 kernel (a B tile
-// is 16 pair-rows of 16 columns, stride 128 bytes); A panels are row-major, row r holding its
-// pairs contiguously, which is an A tile's row layout:
-//   A panel: word [r][p]  = (A[r][2p], A[r][2p+1])     32 rows, kpPad words each
-//   B panel: word [p][j]  = (B[2p][j], B[2p+1][j])     kpPad pair-rows of 32 words
+// is 16 pair-rows of 16 columns, stride 128 bytes); A panels hold, for each step of 16 pairs, the
+// 32 rows' 16 pairs one row after another (an A tile's row layout, stride 64 bytes), so that both
+// panels are read front to back as the tile loop walks k:
+//   A panel: word [p / 16][r][p % 16] = (A[r][2p], A[r][2p+1])     32 rows, kpPad words each
+//   B panel: word [p][j]  = (B[2p][j], B[2p+1][j])                 kpPad pair-rows of 32 words
 // kpPad rounds the pairs up to a multiple of 16 (one tile of k); the padding is zero.
 #include "SmolKernels.h"
 #include "bf16_pack.h"
@@ -39,6 +40,10 @@ static int columns_per_block(int n, int kpPad) {
     return n < nc ? n : nc;
 }
 
+// Word of pair p, row r (< MR) in an A panel: the panel is tile-major, 16 pairs of all MR rows
+// (2 KiB, both A tiles of a step of k) after another, so the tile loop reads A as one stream.
+static inline size_t a_word(int r, int p) { return (size_t)(p / 16) * (MR * 16) + (size_t)r * 16 + p % 16; }
+
 size_t smol_gemm_amx_scratch_bytes(int m, int n, int k) {
     size_t kp = pairs_padded(k < KC ? k : KC);
     size_t nc = round_up((size_t)columns_per_block(n, (int)kp), NR), mc = round_up((size_t)(m < MC ? m : MC), MR);
@@ -50,9 +55,9 @@ size_t smol_gemm_amx_scratch_bytes(int m, int n, int k) {
 static BF16_TARGET void pack_row_major(uint32_t *panel, const float *src, int ld, int count, int kc, int kpPad) {
     for (int r = 0; r < count; r++)
         for (int p0 = 0; p0 < kpPad; p0 += 16)
-            _mm512_storeu_si512(panel + (size_t)r * kpPad + p0, pairs_of(src + (size_t)r * ld + 2 * p0, kc - 2 * p0));
+            _mm512_storeu_si512(panel + a_word(r, p0), pairs_of(src + (size_t)r * ld + 2 * p0, kc - 2 * p0));
     for (int r = count; r < MR; r++)
-        for (int p = 0; p < kpPad; p++) panel[(size_t)r * kpPad + p] = 0;
+        for (int p0 = 0; p0 < kpPad; p0 += 16) _mm512_storeu_si512(panel + a_word(r, p0), _mm512_setzero_si512());
 }
 
 // Packs `count` rows of op(A) = Xᵀ, k-values 0 ..< kc, where k-value kk holds all the rows
@@ -71,7 +76,8 @@ static BF16_TARGET void pack_columns_as_rows(uint32_t *panel, const float *src, 
                 v[q] = pairs_across(x0, 2 * p + 1 < kc ? x0 + ld : NULL, count - r0);
             }
             transpose16(v);
-            for (int r = 0; r < 16; r++) _mm512_storeu_si512(panel + (size_t)(r0 + r) * kpPad + p0, v[r]);
+            uint32_t *rows16 = panel + (size_t)(r0 / MR * MR) * kpPad;
+            for (int r = 0; r < 16; r++) _mm512_storeu_si512(rows16 + a_word(r0 % MR + r, p0), v[r]);
         }
 }
 
@@ -85,8 +91,8 @@ static AMX_TARGET void tile_block(int kpPad, const uint32_t *a, const uint32_t *
         _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
     }
     for (int p = 0; p < kpPad; p += 16) {
-        _tile_loadd(4, a + p, kpPad * 4);
-        _tile_loadd(5, a + (size_t)16 * kpPad + p, kpPad * 4);
+        _tile_loadd(4, a + a_word(0, p), 64);
+        _tile_loadd(5, a + a_word(16, p), 64);
         _tile_loadd(6, b + (size_t)p * NR, NR * 4);
         _tile_loadd(7, b + (size_t)p * NR + 16, NR * 4);
         _tile_dpbf16ps(0, 4, 6);
