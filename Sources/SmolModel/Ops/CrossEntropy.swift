@@ -34,7 +34,7 @@ final class CrossEntropyHead {
     /// The GEMMs' input format (the model's `matmulPrecision`); the softmax and loss stay float32.
     var precision: MatmulPrecision = .fp32
 
-    init(vocab: Int, hidden: Int, maxRows: Int, maxChunkFloats: Int = 1 << 24) {
+    init(vocab: Int, hidden: Int, maxRows: Int, maxChunkFloats: Int = 1 << 25) {
         self.vocab = vocab; self.hidden = hidden
         chunkRows = max(1, min(maxRows, maxChunkFloats / max(vocab, 1)))
         logits = FloatBuffer(count: chunkRows * vocab)
