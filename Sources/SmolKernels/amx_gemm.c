@@ -50,8 +50,8 @@ size_t smol_gemm_amx_scratch_bytes(int m, int n, int k) {
     return (nc + mc) * kp * 4 + MR * NR * 4 + 128;
 }
 
-// Packs `count` (≤ MR) rows of A, k-values 0 ..< kc, each contiguous at src + r · ld, row-major:
-// panel[r · kpPad + p].
+// Packs `count` (≤ MR) rows of A, k-values 0 ..< kc, each contiguous at src + r · ld, into one
+// A panel (word a_word(r, p)); rows past `count` are zero.
 static BF16_TARGET void pack_row_major(uint32_t *panel, const float *src, int ld, int count, int kc, int kpPad) {
     for (int r = 0; r < count; r++)
         for (int p0 = 0; p0 < kpPad; p0 += 16)
@@ -61,8 +61,8 @@ static BF16_TARGET void pack_row_major(uint32_t *panel, const float *src, int ld
 }
 
 // Packs `count` rows of op(A) = Xᵀ, k-values 0 ..< kc, where k-value kk holds all the rows
-// contiguously at src + kk · ld, into row-major panels (row r at panel + r · kpPad; rows up to a
-// whole MR are zero). 16 pairs × 16 rows at a time, transposed; the rows of a pair group are the
+// contiguously at src + kk · ld, into A panels (rows r ..< r + MR at panel + r · kpPad; rows up to
+// a whole MR are zero). 16 pairs × 16 rows at a time, transposed; the rows of a pair group are the
 // inner loop, so each of X's rows is read once, in one run of `count` floats.
 static BF16_TARGET void pack_columns_as_rows(uint32_t *panel, const float *src, int ld, int count, int kc, int kpPad) {
     int kp = (kc + 1) / 2, rows = (int)round_up((size_t)count, MR);
@@ -138,10 +138,8 @@ static BF16_TARGET void pack_b_block(uint32_t *bPack, int transB, const float *B
                 for (int w = 0; w < NR; w++) bPack[(size_t)j * kpPad + (size_t)p * NR + w] = 0;
         return;
     }
-    for (int j = 0; j < nc; j += NR) {
-        const float *src = transB ? B + (size_t)(jc + j) * ldb + pc : B + (size_t)pc * ldb + jc + j;
-        pack_pair_major(bPack + (size_t)j * kpPad, NR, src, ldb, transB, nc - j < NR ? nc - j : NR, kc, kpPad);
-    }
+    for (int j = 0; j < nc; j += NR)   // Bᵀ's rows hold k contiguously: 16 columns at a time, transposed
+        pack_pair_major(bPack + (size_t)j * kpPad, NR, B + (size_t)(jc + j) * ldb + pc, ldb, 1, nc - j < NR ? nc - j : NR, kc, kpPad);
 }
 
 // C[:, jc ..< jc + nc] (+)= op(A)[:, pc ..< pc + kc] · (the packed B block), A packed MC rows at a time.
