@@ -69,3 +69,16 @@ def test_stop_string_ends_generation(smol):
                           "--json").stdout)
     assert cut["text"] == full[:full.index(word)]
     assert cut["finish_reason"] == "stop"
+
+
+@pytest.mark.parametrize("kernel", ["default", "portable"])
+def test_decode_kernels_match_numpy_reference(smol, reference, kernel):
+    # Eight tokens decoded one at a time through the block-quantised weights: the AVX-512 group kernel
+    # (block_decode.c) where the CPU has it, the portable Swift one under SMOL_AVX512=off. Both sum the
+    # same products in float32 in a different order, so each is as near the float64 reference as prefill.
+    env = {"SMOL_AVX512": "off"} if kernel == "portable" else {}
+    out = json.loads(smol("dev", "logits", GGUF, "--prompt", PROMPTS[3], "--decode", 8, env=env).stdout)
+    ours = np.array(out["logits"], dtype=np.float64)
+    ref = ref_logits(reference, out["ids"])[-1]
+    assert np.linalg.norm(ours - ref) / np.linalg.norm(ref) <= 1e-3
+    assert int(ours.argmax()) == int(ref.argmax())

@@ -13,13 +13,18 @@ static unsigned xcr0(void) {
     return lo;
 }
 
-int smol_cpu_has_avx512_bf16(void) {
+int smol_cpu_has_avx512(void) {
     unsigned a, b, c, d;
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
     int f = (b >> 16) & 1, dq = (b >> 17) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1;
     if (!(f && dq && bw && vl)) return 0;
-    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d) || !((a >> 5) & 1)) return 0;   // AVX512_BF16
     return (xcr0() & 0xE6) == 0xE6;    // SSE, AVX, opmask and ZMM state saved by the OS
+}
+
+int smol_cpu_has_avx512_bf16(void) {
+    unsigned a, b, c, d;
+    if (!smol_cpu_has_avx512()) return 0;
+    return __get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 5) & 1);   // AVX512_BF16
 }
 
 int smol_cpu_has_amx_bf16(void) {

@@ -3,6 +3,9 @@
 #include <stdint.h>
 #include <stddef.h>
 
+/// 1 when this CPU executes AVX-512 F, BW, VL and DQ and the OS saves the ZMM registers (XCR0).
+int smol_cpu_has_avx512(void);
+
 /// 1 when this CPU executes AVX512-BF16 (vdpbf16ps, vcvtne2ps2bf16) and the OS saves the AVX-512
 /// registers (XCR0), 0 otherwise. Read from CPUID and XGETBV, not from the compiler's target.
 int smol_cpu_has_avx512_bf16(void);
@@ -44,5 +47,11 @@ void smol_f16_scores(const float *q, int heads, int D, const uint16_t *k, size_t
                      float scale, float *scores, size_t scoreStride);
 void smol_f16_weighted_sum(const float *p, size_t pStride, int heads, const uint16_t *v, size_t stride, int rows,
                            int D, float *out);
+
+/// Four rows of a block-quantised group (DecodeWeights.swift's repacked layout, `nb` blocks of 32
+/// columns) against x: out[k] = row k · x. Q4 (Q4_1, Q4_0) adds Σ_b m_b · sums[b], sums[b] = Σ of
+/// x's block b. AVX-512 (requires smol_cpu_has_avx512()).
+void smol_q4_group_dot(const void *group, const float *x, const float *sums, int nb, float out[4]);
+void smol_q8_group_dot(const void *group, const float *x, int nb, float out[4]);
 
 #endif

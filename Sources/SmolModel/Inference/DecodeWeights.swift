@@ -1,4 +1,5 @@
 import Foundation
+import SmolKernels
 import SmolTensor
 
 /// Weights kept in a GGUF file's own block quantisation for single-token decoding. Decoding one
@@ -96,10 +97,22 @@ public final class BlockMatrix {
         }
     }
 
+    /// Whether groups run the AVX-512 kernel (SmolKernels/block_decode.c) rather than the portable
+    /// one below; SMOL_AVX512=off forces the portable one (the test suite's way to cover it).
+    public static let usesAVX512 = smol_cpu_has_avx512() != 0 && ProcessInfo.processInfo.environment["SMOL_AVX512"] != "off"
+
     @inline(__always)
     func group(_ g: Int, x: UnsafePointer<Float>, sums: UnsafePointer<Float>, nb: Int, y: UnsafeMutablePointer<Float>, accumulate: Bool) {
         let p = UnsafeRawPointer(packed) + g * nb * blockStride
-        let r4 = format == .q8_0 ? BlockMatrix.groupQ8(p, x, nb) : BlockMatrix.groupQ4(p, x, sums, nb)
+        var r4 = SIMD4<Float>()
+        if BlockMatrix.usesAVX512 {
+            withUnsafeMutableBytes(of: &r4) { out in
+                let o = out.baseAddress!.assumingMemoryBound(to: Float.self)
+                if format == .q8_0 { smol_q8_group_dot(p, x, Int32(nb), o) } else { smol_q4_group_dot(p, x, sums, Int32(nb), o) }
+            }
+        } else {
+            r4 = format == .q8_0 ? BlockMatrix.groupQ8(p, x, nb) : BlockMatrix.groupQ4(p, x, sums, nb)
+        }
         let r0 = 4 * g
         for k in 0..<min(4, rows - r0) { y[r0 + k] = accumulate ? y[r0 + k] + r4[k] : r4[k] }
     }
