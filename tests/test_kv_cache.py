@@ -1,7 +1,8 @@
 """The float16 KV cache (`--kv-cache f16`) on the real SmolLM2-135M-Instruct against the NumPy
 float64 forward whose keys and values are rounded to float16 as they are cached: the prefill path
-(cached rows converted back for the GEMMs) and the single-token decode path (f16_attention.c),
-and the error the format costs against the float32 cache, as `smol bench generate` reports it."""
+(cached rows converted back for the GEMMs) and the single-token decode path (f16_attention.c, its
+AVX-512 and AVX2 kernels), and the error the format costs against the float32 cache, as `smol bench
+generate` reports it."""
 import json
 
 import numpy as np
@@ -20,8 +21,8 @@ def references():
     return exact, rounded
 
 
-def logits(smol, kv, decode=0):
-    out = json.loads(smol("dev", "logits", GGUF, "--prompt", PROMPT, "--kv-cache", kv, "--decode", decode).stdout)
+def logits(smol, kv, decode=0, env=None):
+    out = json.loads(smol("dev", "logits", GGUF, "--prompt", PROMPT, "--kv-cache", kv, "--decode", decode, env=env).stdout)
     return out["ids"], np.array(out["logits"], np.float64)
 
 
@@ -44,10 +45,14 @@ def test_prefill_through_an_f16_cache_is_the_rounded_reference(smol, references)
     assert int(ours.argmax()) == int(ref_r.argmax())
 
 
-def test_decoding_from_an_f16_cache(smol, references):
+@pytest.mark.parametrize("kernels", ["default", "avx2"])
+def test_decoding_from_an_f16_cache(smol, references, kernels):
+    # "default": the AVX-512 scores, weighted sum and weight kernels where the CPU has them;
+    # SMOL_AVX512=off: the AVX2 / portable ones.
     exact, rounded = references
-    ids, ours = logits(smol, "f16", decode=8)
-    _, ours32 = logits(smol, "f32", decode=8)
+    env = {"SMOL_AVX512": "off"} if kernels == "avx2" else None
+    ids, ours = logits(smol, "f16", decode=8, env=env)
+    _, ours32 = logits(smol, "f32", decode=8, env=env)
     ref_r, ref_x = ref_logits(rounded, ids)[-1], ref_logits(exact, ids)[-1]
     # The decode path multiplies by the GGUF's quantised blocks, whose error both caches share:
     # the caches differ from each other by the format alone, and each is as near its reference.

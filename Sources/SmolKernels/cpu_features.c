@@ -2,6 +2,8 @@
 // target: the package is built for x86-64-v3 and chooses its kernels at run time).
 #include "SmolKernels.h"
 #include <cpuid.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 #include <sys/syscall.h>
 
@@ -19,6 +21,15 @@ int smol_cpu_has_avx512(void) {
     int f = (b >> 16) & 1, dq = (b >> 17) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1;
     if (!(f && dq && bw && vl)) return 0;
     return (xcr0() & 0xE6) == 0xE6;    // SSE, AVX, opmask and ZMM state saved by the OS
+}
+
+int smol_use_avx512(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        const char *setting = getenv("SMOL_AVX512");
+        cached = smol_cpu_has_avx512() && !(setting && strcmp(setting, "off") == 0);
+    }
+    return cached;
 }
 
 int smol_cpu_has_avx512_bf16(void) {

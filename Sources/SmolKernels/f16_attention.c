@@ -1,6 +1,7 @@
 // Decode attention over a float16 KV cache: one new query per head against every cached row.
 // Rows are read once per KV group for all the query heads that share it (the cache is the bytes
 // that grow with the context, so each is touched once), converted with F16C, summed in float32.
+// The weighted sum has an AVX-512 path (zmm, 16 lanes) where smol_use_avx512() says so.
 #include "SmolKernels.h"
 #include <immintrin.h>
 
@@ -81,9 +82,7 @@ static __attribute__((target("avx512f"))) void weighted_sum_64(const float *p, s
 
 F16_TARGET void smol_f16_weighted_sum(const float *p, size_t pStride, int heads, const uint16_t *v, size_t stride, int rows,
                                       int D, float *out) {
-    static int avx512 = -1;
-    if (avx512 < 0) avx512 = __builtin_cpu_supports("avx512f");
-    if (D == 64 && heads <= 4 && avx512) { weighted_sum_64(p, pStride, heads, v, stride, rows, out); return; }
+    if (D == 64 && heads <= 4 && smol_use_avx512()) { weighted_sum_64(p, pStride, heads, v, stride, rows, out); return; }
     for (int h = 0; h < heads; h++)
         for (int d = 0; d < D; d++) out[(size_t)h * D + d] = 0;
     if (D % 8 == 0 && D <= 128) {

@@ -6,6 +6,10 @@
 /// 1 when this CPU executes AVX-512 F, BW, VL and DQ and the OS saves the ZMM registers (XCR0).
 int smol_cpu_has_avx512(void);
 
+/// Whether the decode kernels take their AVX-512 paths: smol_cpu_has_avx512() unless the
+/// environment sets SMOL_AVX512=off (the test suite's way to cover the AVX2 paths).
+int smol_use_avx512(void);
+
 /// 1 when this CPU executes AVX512-BF16 (vdpbf16ps, vcvtne2ps2bf16) and the OS saves the AVX-512
 /// registers (XCR0), 0 otherwise. Read from CPUID and XGETBV, not from the compiler's target.
 int smol_cpu_has_avx512_bf16(void);

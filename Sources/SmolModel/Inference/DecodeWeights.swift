@@ -99,7 +99,7 @@ public final class BlockMatrix {
 
     /// Whether groups run the AVX-512 kernel (SmolKernels/block_decode.c) rather than the portable
     /// one below; SMOL_AVX512=off forces the portable one (the test suite's way to cover it).
-    public static let usesAVX512 = smol_cpu_has_avx512() != 0 && ProcessInfo.processInfo.environment["SMOL_AVX512"] != "off"
+    public static let usesAVX512 = smol_use_avx512() != 0
 
     @inline(__always)
     func group(_ g: Int, x: UnsafePointer<Float>, sums: UnsafePointer<Float>, nb: Int, y: UnsafeMutablePointer<Float>, accumulate: Bool) {
