@@ -47,7 +47,7 @@ def test_prefill_through_an_f16_cache_is_the_rounded_reference(smol, references)
 
 @pytest.mark.parametrize("kernels", ["default", "avx2"])
 def test_decoding_from_an_f16_cache(smol, references, kernels):
-    # "default": the AVX-512 scores, weighted sum and weight kernels where the CPU has them;
+    # "default": the AVX-512 weighted sum and weight kernels where the CPU has them;
     # SMOL_AVX512=off: the AVX2 / portable ones.
     exact, rounded = references
     env = {"SMOL_AVX512": "off"} if kernels == "avx2" else None
