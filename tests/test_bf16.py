@@ -4,7 +4,10 @@ both the one whose products take bf16 inputs (tight) and the exact one (bf16 tol
 seed giving the same bits; and the forced fallback (SMOL_BF16=off) training exactly as fp32.
 
 Which kernel runs depends on the CPU: the tests read /proc/cpuinfo and expect AMX where it lists
-amx_bf16, AVX512-BF16 where it lists avx512_bf16, and the fp32 fallback with its notice elsewhere."""
+amx_bf16; where it lists avx512_bf16 without AMX, float32 FMAs on bf16-rounded inputs on Intel and
+AVX512-BF16 (vdpbf16ps) elsewhere; and the fp32 fallback with its notice where it lists neither.
+SMOL_BF16=avx512 and SMOL_BF16=fma force the two AVX-512 kernels, so both run on any CPU with
+avx512_bf16."""
 import json
 
 import numpy as np
@@ -16,18 +19,21 @@ from conftest import SMALL
 from test_parity import B, CFG, OPT, T, make_batch, rel
 
 
-def cpu_flags():
+def cpuinfo(key):
     for line in open("/proc/cpuinfo"):
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
+        if line.startswith(key):
+            return line.split(":", 1)[1].strip()
+    return ""
 
 
-FLAGS = cpu_flags()
+FLAGS = set(cpuinfo("flags").split())
 HAS_BF16 = "avx512_bf16" in FLAGS
 HAS_AMX = HAS_BF16 and {"amx_bf16", "amx_tile"} <= FLAGS
-KERNELS = {"default": ("amx" if HAS_AMX else "avx512-bf16" if HAS_BF16 else None, {}),
-           "avx512": ("avx512-bf16" if HAS_BF16 else None, {"SMOL_BF16": "avx512"})}
+INTEL = cpuinfo("vendor_id") == "GenuineIntel"
+DEFAULT = "amx" if HAS_AMX else ("avx512-fma" if INTEL else "avx512-bf16") if HAS_BF16 else None
+KERNELS = {"default": (DEFAULT, {}),
+           "avx512": ("avx512-bf16" if HAS_BF16 else None, {"SMOL_BF16": "avx512"}),
+           "fma": ("avx512-fma" if HAS_BF16 else None, {"SMOL_BF16": "fma"})}
 
 
 def write_safetensors(path, tensors):
@@ -46,8 +52,8 @@ def write_safetensors(path, tensors):
 def test_gemm_kernels_against_numpy(smol, tmp_path, kernel):
     expected, env = KERNELS[kernel]
     rng = np.random.default_rng(3)
-    # Odd sizes, partial tiles, k past one k-block of each kernel (256, 1024), n past a column block
-    # (AMX: 1 MiB of packed B, 512 columns at k ≥ 1024); whole 32×32 blocks with alpha 1 and beta 0
+    # Odd sizes, partial tiles, k past one k-block of each kernel (256, 1024; FMA: 128), n past a
+    # column block (AMX: 1 MiB of packed B, 512 columns at k ≥ 1024; FMA: 768 columns); whole 32×32 blocks with alpha 1 and beta 0
     # or 1, which AMX sums straight in C across k-blocks, and the other alpha, beta; taller than wide
     # (rows split over the workers).
     shapes = [(1, 1, 1), (7, 33, 5), (37, 70, 257), (130, 45, 1100), (65, 2100, 31), (64, 600, 1100), (600, 70, 1100)]

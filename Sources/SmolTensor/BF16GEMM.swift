@@ -6,23 +6,49 @@ import SmolKernels
 /// with its own packing scratch. The cut depends only on the sizes and the thread count, so the
 /// same inputs give the same bits.
 public enum BF16GEMM {
-    /// A bf16 GEMM kernel. Both round the inputs to bf16 and sum in float32; they differ in speed
+    /// A bf16 GEMM kernel. All round the inputs to bf16 and sum in float32; they differ in speed
     /// and in the order of the float32 sums.
     public enum Kernel: String, Sendable {
         /// Intel AMX tiles (tdpbf16ps): a 32×32 block of C per step of 32 k-values.
         case amx
         /// AVX512-BF16 (vdpbf16ps): an 8×32 block of C in zmm registers.
         case avx512bf16 = "avx512-bf16"
+        /// float32 FMAs (vfmadd231ps) on the bf16-rounded inputs: an 8×48 block of C in zmm
+        /// registers. Where vdpbf16ps issues at half the FMA's rate (Intel without AMX).
+        case avx512fma = "avx512-fma"
+
+        typealias Function = @convention(c) (Int32, Int32, Int32, Int32, Int32, Float, UnsafePointer<Float>?, Int32,
+                                             UnsafePointer<Float>?, Int32, Float, UnsafeMutablePointer<Float>?, Int32,
+                                             UnsafeMutableRawPointer?) -> Void
+        var function: Function {
+            switch self {
+            case .amx: smol_gemm_amx
+            case .avx512bf16: smol_gemm_bf16
+            case .avx512fma: smol_gemm_bf16_fma
+            }
+        }
+        func scratchBytes(m: Int, n: Int, k: Int) -> Int {
+            let (m, n, k) = (Int32(m), Int32(n), Int32(k))
+            switch self {
+            case .amx: return smol_gemm_amx_scratch_bytes(m, n, k)
+            case .avx512bf16: return smol_gemm_bf16_scratch_bytes(m, n, k)
+            case .avx512fma: return smol_gemm_bf16_fma_scratch_bytes(m, n, k)
+            }
+        }
+        /// Rows of C per kernel block: a row split cuts C at multiples of it.
+        var rowTile: Int { self == .amx ? 32 : 8 }
     }
 
-    /// The kernel this process runs: AMX where the CPU and OS allow it, else AVX512-BF16, else
-    /// none. SMOL_BF16=avx512 skips AMX; SMOL_BF16=off disables both (the test suite's way to cover
-    /// CPUs without them).
+    /// The kernel this process runs: AMX where the CPU and OS allow it, else the float32-FMA kernel
+    /// on Intel and AVX512-BF16 elsewhere, else none. SMOL_BF16=avx512 or fma picks those two
+    /// kernels; SMOL_BF16=off disables them all (the test suite's way to cover CPUs without them).
     public static let kernel: Kernel? = {
         let setting = ProcessInfo.processInfo.environment["SMOL_BF16"]
         if setting == "off" || smol_cpu_has_avx512_bf16() == 0 { return nil }
-        if setting != "avx512" && smol_cpu_has_amx_bf16() != 0 { return .amx }
-        return .avx512bf16
+        if setting == "avx512" { return .avx512bf16 }
+        if setting == "fma" { return .avx512fma }
+        if smol_cpu_has_amx_bf16() != 0 { return .amx }
+        return smol_cpu_prefers_fma_for_bf16() != 0 ? .avx512fma : .avx512bf16
     }()
 
     /// Why no kernel runs here, in words; nil when one does.
@@ -38,16 +64,14 @@ public enum BF16GEMM {
                                 beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
         guard let kernel else { preconditionFailure("bf16 GEMM without a kernel: \(unavailableReason ?? "")") }
         if m <= 0 || n <= 0 { return }
-        // Blocks are whole tiles (32 columns; 32 rows for AMX, 8 for AVX512-BF16), at least two each.
-        let rowTile = kernel == .amx ? 32 : 8
+        // Blocks are whole tiles (32 columns; 32 rows for AMX, 8 otherwise), at least two each.
+        let rowTile = kernel.rowTile
         let byColumns = n >= m
         let parts = max(1, min(Parallel.threads, byColumns ? n / 64 : m / (2 * rowTile)))
         // After rounding, a block is at most a share plus one tile.
         let (bm, bn) = byColumns ? (m, n / parts + 32) : (m / parts + rowTile, n)
-        let bytes = kernel == .amx ? smol_gemm_amx_scratch_bytes(Int32(bm), Int32(bn), Int32(k))
-                                   : smol_gemm_bf16_scratch_bytes(Int32(bm), Int32(bn), Int32(k))
-        let scratch = Scratch.shared.buffers(count: parts, bytes: bytes)
-        let run = kernel == .amx ? smol_gemm_amx : smol_gemm_bf16
+        let scratch = Scratch.shared.buffers(count: parts, bytes: kernel.scratchBytes(m: bm, n: bn, k: k))
+        let run = kernel.function
         let (ta, tb) = (Int32(transA ? 1 : 0), Int32(transB ? 1 : 0))
         Parallel.chunks(parts) { p, _ in
             if byColumns {
@@ -66,7 +90,7 @@ public enum BF16GEMM {
 
     /// Bytes of scratch `multiplyOnThisThread` needs for GEMMs up to these sizes.
     public static func scratchBytes(m: Int, n: Int, k: Int) -> Int {
-        kernel == .amx ? smol_gemm_amx_scratch_bytes(Int32(m), Int32(n), Int32(k)) : smol_gemm_bf16_scratch_bytes(Int32(m), Int32(n), Int32(k))
+        kernel!.scratchBytes(m: m, n: n, k: k)
     }
 
     /// The same GEMM on the calling thread with the caller's scratch (`scratchBytes`), for kernels
@@ -75,9 +99,8 @@ public enum BF16GEMM {
     public static func multiplyOnThisThread(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, alpha: Float = 1,
                                             a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                                             beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, scratch: UnsafeMutableRawPointer) {
-        let run = kernel == .amx ? smol_gemm_amx : smol_gemm_bf16
-        run(Int32(transA ? 1 : 0), Int32(transB ? 1 : 0), Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb),
-            beta, c, Int32(ldc), scratch)
+        kernel!.function(Int32(transA ? 1 : 0), Int32(transB ? 1 : 0), Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb),
+                         beta, c, Int32(ldc), scratch)
     }
 
     /// Packing buffers, one per worker, kept between calls and grown when a call needs more

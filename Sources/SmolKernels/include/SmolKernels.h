@@ -18,6 +18,9 @@ int smol_cpu_has_avx512_bf16(void);
 /// process the tile data permission (asked for on the first call); 0 otherwise.
 int smol_cpu_has_amx_bf16(void);
 
+/// Whether float32 FMAs on bf16-rounded inputs outrun vdpbf16ps on this CPU (Intel's cores).
+int smol_cpu_prefers_fma_for_bf16(void);
+
 /// Round-to-nearest-even float32 -> bfloat16 and back (portable C; NaN stays NaN).
 void smol_f32_to_bf16(const float *x, uint16_t *y, size_t n);
 void smol_bf16_to_f32(const uint16_t *x, float *y, size_t n);
@@ -39,6 +42,14 @@ size_t smol_gemm_amx_scratch_bytes(int m, int n, int k);
 void smol_gemm_amx(int transA, int transB, int m, int n, int k, float alpha,
                    const float *A, int lda, const float *B, int ldb, float beta,
                    float *C, int ldc, void *scratch);
+
+/// The same GEMM with float32 FMAs on the bf16-rounded inputs (AVX-512; requires
+/// smol_cpu_has_avx512_bf16() for the rounding): the kernel for CPUs whose vdpbf16ps runs at half
+/// vfmadd231ps's rate (Intel without AMX). Its own scratch size.
+size_t smol_gemm_bf16_fma_scratch_bytes(int m, int n, int k);
+void smol_gemm_bf16_fma(int transA, int transB, int m, int n, int k, float alpha,
+                        const float *A, int lda, const float *B, int ldb, float beta,
+                        float *C, int ldc, void *scratch);
 
 /// float32 <-> IEEE float16 (F16C, round to nearest even); x86-64-v3 and later.
 void smol_f32_to_f16(const float *x, uint16_t *y, size_t n);
