@@ -75,7 +75,7 @@ static BF16_TARGET void pack_panels(float *panels, int W, const float *src, int 
             float *p = panels + (size_t)(r0 / W) * W * kc + (size_t)kk * W + r0 % W;
             if (W == 8) {
                 _mm256_storeu_ps(p, _mm512_castps512_ps256(x));
-                _mm256_storeu_ps(p + (size_t)8 * kc, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)));
+                _mm256_storeu_ps(p + (size_t)8 * kc, _mm512_extractf32x8_ps(x, 1));
             } else {
                 _mm512_storeu_ps(p, x);
             }
@@ -103,6 +103,7 @@ static BF16_TARGET void micro_kernel(int kc, const float *a, const float *b, flo
     for (int r = 0; r < rows; r++) {
         float *cr = c + (size_t)r * ldc;
         store_tile_row(cr, acc[r][0], acc[r][1], cols, alpha, beta, first);
+        // Columns 32 ..< 48: at most 16, so store_tile_row's second vector is masked off entirely.
         if (cols > 32) store_tile_row(cr + 32, acc[r][2], acc[r][2], cols - 32, alpha, beta, first);
     }
 }
