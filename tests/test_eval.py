@@ -18,8 +18,8 @@ from smollm2 import GGUF, hf_tokenizer, numpy_reference, ref_logits
 TASKS = ROOT / "tasks"
 
 
-def run_eval(smol, out, tasks, *extra):
-    smol("eval", GGUF, "--tasks", ",".join(str(t) for t in tasks), "--output", out, *extra)
+def run_eval(smol, out, tasks, *extra, env=None):
+    smol("eval", GGUF, "--tasks", ",".join(str(t) for t in tasks), "--output", out, *extra, env=env)
     results = json.loads((out / "results.json").read_text())
     details = {}
     for f in (out / "details").glob("*.jsonl"):

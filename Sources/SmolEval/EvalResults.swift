@@ -4,6 +4,7 @@ import SmolWeights
 import SmolAPI
 import SmolHub
 import SmolTrainer
+import SmolTensor
 
 /// The results file of one `smol eval` run (results.json), laid out as lighteval / lm-eval users
 /// expect: per task each metric and its `_stderr`, the configuration, versions and hashes of the
@@ -22,8 +23,12 @@ public struct EvalResults: Codable, Sendable {
         public var limit: Int?
         public var seed: UInt64
         public var bootstrapResamples: Int
+        /// The GEMMs' input format the scores were computed in (absent in files from before it was
+        /// recorded: those are fp32).
+        public var precision: MatmulPrecision?
         enum CodingKeys: String, CodingKey {
-            case batchSize = "batch_size", contextLength = "context_length", limit, seed, bootstrapResamples = "bootstrap_resamples"
+            case batchSize = "batch_size", contextLength = "context_length", limit, seed, bootstrapResamples = "bootstrap_resamples",
+                 precision
         }
     }
 
@@ -58,7 +63,7 @@ public struct EvalResults: Codable, Sendable {
         self.model = ModelInfo(name: name, source: model.source, format: model.format.rawValue,
                                parameters: model.model.parameters.count, sha256: try EvalResults.hashModel(model.source))
         config = Config(batchSize: options.batchSize, contextLength: contextLength, limit: options.limit, seed: options.seed,
-                        bootstrapResamples: options.bootstrapResamples)
+                        bootstrapResamples: options.bootstrapResamples, precision: MatmulPrecision.resolve(options.precision).precision)
         versions = ["smol": EvalResults.toolVersion]
         results = [:]
         self.tasks = [:]

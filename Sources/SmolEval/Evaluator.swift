@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import SmolWeights
 import SmolHub
+import SmolTensor
 
 /// One metric's aggregate with its standard error and how the error was computed.
 public struct MetricValue: Codable, Sendable, Equatable {
@@ -67,6 +68,10 @@ public struct EvalOptions: Sendable {
     public var limit: Int? = nil
     public var bootstrapResamples = 1000
     public var seed: UInt64 = 1234
+    /// Input format of the model's GEMMs (projections and head) while scoring and prefilling:
+    /// bf16 rounds their inputs as `--prefill-precision bf16` does. Resolve it first
+    /// (`MatmulPrecision.resolve`): on a CPU without the bf16 kernels it runs as fp32.
+    public var precision: MatmulPrecision = .fp32
     public init() {}
 }
 
@@ -79,12 +84,14 @@ public final class Evaluator {
     /// PMI's ll(choice | unconditioned prompt), kept apart so the main scorer's cached prefix survives.
     var unconditionedScorer: LoglikelihoodScorer {
         if let s = unconditionedStore { return s }
-        let s = LoglikelihoodScorer(model: model, batchSize: options.batchSize, contextLength: options.contextLength)
+        let s = LoglikelihoodScorer(model: model, batchSize: options.batchSize, contextLength: options.contextLength,
+                                    precision: options.precision)
         unconditionedStore = s
         return s
     }
     private var unconditionedStore: LoglikelihoodScorer?
-    lazy var generator = Generator(model, contextLength: options.contextLength ?? min(model.config.maxPositionEmbeddings, 2048))
+    lazy var generator = Generator(model, contextLength: options.contextLength ?? min(model.config.maxPositionEmbeddings, 2048),
+                                   prefillPrecision: options.precision)
 
     /// Where notices go (a clamped max_tokens); standard error by default.
     public var warn: (String) -> Void = { FileHandle.standardError.write(Data(("warning: " + $0 + "\n").utf8)) }
@@ -93,7 +100,8 @@ public final class Evaluator {
     public init(model: PretrainedModel, options: EvalOptions = EvalOptions()) {
         self.model = model
         self.options = options
-        scorer = LoglikelihoodScorer(model: model, batchSize: options.batchSize, contextLength: options.contextLength)
+        scorer = LoglikelihoodScorer(model: model, batchSize: options.batchSize, contextLength: options.contextLength,
+                                    precision: options.precision)
     }
 
     public func run(_ task: EvalTask, progress: (Int, Int) -> Void = { _, _ in }) throws -> (TaskResult, [ItemDetail]) {

@@ -1,5 +1,6 @@
 import Foundation
 import SmolTrainer
+import SmolTensor
 
 /// results.json in lm-evaluation-harness's layout (`--output-format lm-eval`), for tools that read
 /// its files: per task "METRIC,none" and "METRIC_stderr,none" (the filter is always "none"),
@@ -55,7 +56,7 @@ public struct LMEvalResults {
         return [
             "results": results, "group_subtasks": subtasks, "configs": configs, "versions": versions, "n-shot": nShot,
             "higher_is_better": higher, "n-samples": nSamples,
-            "config": ["model": "smol", "model_args": "pretrained=\(smol.model.source)", "batch_size": smol.config.batchSize,
+            "config": ["model": "smol", "model_args": "pretrained=\(smol.model.source),dtype=\(smol.config.precision == .bf16 ? "bfloat16" : "float32")", "batch_size": smol.config.batchSize,
                        "limit": smol.config.limit.map { $0 as Any } ?? NSNull(), "random_seed": Int(truncatingIfNeeded: smol.config.seed)] as [String: Any],
             "model_name": smol.model.source, "model_source": "smol", "smol_version": EvalResults.toolVersion,
             "date": Date().timeIntervalSince1970,

@@ -2,6 +2,7 @@ import Foundation
 import SmolWeights
 import SmolHub
 import SmolModel
+import SmolTensor
 
 /// Log-likelihood of one continuation after its context.
 public struct ContinuationScore: Sendable, Equatable {
@@ -27,15 +28,20 @@ public final class LoglikelihoodScorer {
     let session: InferenceSession
     private var cached: [Int32] = []
 
-    public init(model: PretrainedModel, batchSize: Int = 16, contextLength: Int? = nil) {
+    /// `precision`: the input format of every projection's and the head's GEMM (bf16 falls back to
+    /// fp32 on a CPU without the kernels: `MatmulPrecision.resolve`). The bf16 kernels sum each row
+    /// in the same order whatever the number of rows, so scores stay batch-size invariant.
+    public init(model: PretrainedModel, batchSize: Int = 16, contextLength: Int? = nil, precision: MatmulPrecision = .fp32) {
         self.model = model
         self.batchSize = max(1, batchSize)
         let length = min(contextLength ?? 2048, model.config.maxPositionEmbeddings)
-        session = InferenceSession(model: model.model, capacity: length, chunk: 128)
+        session = InferenceSession(model: model.model, capacity: length, chunk: 128, prefillPrecision: precision)
         session.rowInvariant = true
     }
 
     public var capacity: Int { session.capacity }
+    /// The GEMMs' input format this scorer runs (fp32 where bf16 was asked for but is unavailable).
+    public var precision: MatmulPrecision { session.prefillPrecision }
 
     /// Context and continuation token ids split as lm-evaluation-harness splits them: the
     /// context's trailing whitespace (Python's `rstrip()`: newlines and tabs too) moves to the continuation, the pair is encoded whole and the

@@ -3,6 +3,7 @@ import Foundation
 import SmolWeights
 import SmolEval
 import SmolHub
+import SmolTensor
 
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -15,11 +16,14 @@ struct EvalCommand: ParsableCommand {
         `output_type`, `dataset_path: json` with `dataset_kwargs.data_files`, `doc_to_*`,
         `metric_list`, ...). Writes DIR/results.json (per task and metric: value and stderr; config; versions; hashes
         of items and prompts) and DIR/details/TASK.jsonl (one record per item). Scores do not
-        depend on --batch-size.
+        depend on --batch-size, in either --precision. --precision bf16 rounds the inputs of every
+        projection and of the head to bfloat16 (float32 sums): prompts score about twice as fast,
+        and each log-likelihood moves by bf16 rounding (docs/PRECISION.md); results.json records it.
 
         Examples:
           smol eval SmolLM2-135M-Instruct.Q4_1.gguf --tasks tasks/ --output eval/smollm2
           smol eval runs/demo --tasks smol_facts_en,smol_facts_ar --batch-size 8 --json
+          smol eval SmolLM2-135M-Instruct.Q4_1.gguf --tasks smol_facts_en --precision bf16
         """)
 
     @Argument(help: "GGUF file, Hugging Face model directory, or checkpoint / run directory.") var model: String
@@ -34,6 +38,8 @@ struct EvalCommand: ParsableCommand {
     @Flag(help: "Put every prompt through the model's chat template as a user turn.") var applyChatTemplate = false
     @Option(help: "results.json layout: smol, or lm-eval (lm-evaluation-harness's keys, e.g. \"acc,none\").") var outputFormat: EvalOutputFormat = .smol
     @Flag(help: "Print the results JSON instead of a table.") var json = false
+    @Option(help: "Input format of the model's GEMMs: fp32, or bf16 (inputs rounded to bfloat16, float32 sums; about twice as fast, scores move by bf16 rounding).")
+    var precision: MatmulPrecision = .fp32
 
     func validate() throws {
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be ≥ 1") }
@@ -53,6 +59,7 @@ struct EvalCommand: ParsableCommand {
             var options = EvalOptions()
             options.batchSize = batchSize; options.contextLength = contextLength; options.limit = limit
             options.bootstrapResamples = bootstrap; options.seed = seed
+            options.precision = precision.resolvedSayingWhy()
             let evaluator = Evaluator(model: pretrained, options: options)
             var results: [TaskResult] = [], details: [String: [ItemDetail]] = [:]
             let terminal = isatty(STDERR_FILENO) == 1
