@@ -17,8 +17,9 @@ struct EvalCommand: ParsableCommand {
         `metric_list`, ...). Writes DIR/results.json (per task and metric: value and stderr; config; versions; hashes
         of items and prompts) and DIR/details/TASK.jsonl (one record per item). Scores do not
         depend on --batch-size, in either --precision. --precision bf16 rounds the inputs of every
-        projection and of the head to bfloat16 (float32 sums): prompts score about twice as fast,
-        and each log-likelihood moves by bf16 rounding (docs/PRECISION.md); results.json records it.
+        projection and of the head to bfloat16 (float32 sums): long prompts score up to about twice
+        as fast (short items gain little: packing the weights dominates), and each log-likelihood
+        moves by bf16 rounding (docs/PRECISION.md); results.json records it.
 
         Examples:
           smol eval SmolLM2-135M-Instruct.Q4_1.gguf --tasks tasks/ --output eval/smollm2
@@ -38,7 +39,7 @@ struct EvalCommand: ParsableCommand {
     @Flag(help: "Put every prompt through the model's chat template as a user turn.") var applyChatTemplate = false
     @Option(help: "results.json layout: smol, or lm-eval (lm-evaluation-harness's keys, e.g. \"acc,none\").") var outputFormat: EvalOutputFormat = .smol
     @Flag(help: "Print the results JSON instead of a table.") var json = false
-    @Option(help: "Input format of the model's GEMMs: fp32, or bf16 (inputs rounded to bfloat16, float32 sums; about twice as fast, scores move by bf16 rounding).")
+    @Option(help: "Input format of the model's GEMMs: fp32, or bf16 (inputs rounded to bfloat16, float32 sums; faster on long prompts, scores move by bf16 rounding).")
     var precision: MatmulPrecision = .fp32
 
     func validate() throws {
