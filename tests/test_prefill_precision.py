@@ -77,7 +77,7 @@ def test_eval_bf16_scores_against_the_reference_and_across_batch_sizes(smol, tmp
     exact = numpy_reference()
     rounded = numpy_reference(bf16=True, bf16_attention=False, bf16_head=True)
     tok = hf_tokenizer()
-    worst = []
+    errors = []
     for d16_, d32_ in zip(items16[:2], items32[:2]):
         for cont, ours16, ours32, ntok in zip(d16_["continuations"], d16_["loglikelihoods"], d32_["loglikelihoods"], d16_["tokens"]):
             ctx, ids = lm_eval_split(tok, d16_["context"], cont)
@@ -90,10 +90,10 @@ def test_eval_bf16_scores_against_the_reference_and_across_batch_sizes(smol, tmp
             assert ours32 == pytest.approx(want, abs=2e-3 * ntok, rel=1e-3)
             # bf16 moves a log-likelihood by what the emulation's rounding moves it (each is that far
             # from exact arithmetic; a value landing on the other side of a rounding boundary parts
-            # ours from the emulation), and by far less than the gaps between choices.
-            worst.append((abs(ours16 - want), abs(emulated - want)))
+            # ours from the emulation).
+            errors.append((abs(ours16 - want), abs(emulated - want)))
             assert abs(ours16 - want) < 0.05 * ntok + 0.02 * abs(want), (cont, ours16, want, emulated)
-    ours_err, emulated_err = np.mean(worst, axis=0)
+    ours_err, emulated_err = np.mean(errors, axis=0)
     print("mean |bf16 - exact|", ours_err, "emulation", emulated_err)
     assert emulated_err / 4 < ours_err < 4 * emulated_err
     # The choices keep their order on most items (a bf16 run picks the same answer almost always).

@@ -40,8 +40,6 @@ public final class LoglikelihoodScorer {
     }
 
     public var capacity: Int { session.capacity }
-    /// The GEMMs' input format this scorer runs (fp32 where bf16 was asked for but is unavailable).
-    public var precision: MatmulPrecision { session.prefillPrecision }
 
     /// Context and continuation token ids split as lm-evaluation-harness splits them: the
     /// context's trailing whitespace (Python's `rstrip()`: newlines and tabs too) moves to the continuation, the pair is encoded whole and the
