@@ -22,13 +22,13 @@ SHAPES = {
 }
 
 
-def run_one(name, steps, threads, mode):
+def llama(s):
+    """The Llama of shape `s` (a SHAPES entry): RMSNorm, RoPE, grouped-query attention through
+    fused scaled-dot-product attention, SwiGLU, a head tied to the embeddings; matrices drawn from
+    N(0, 0.02²) under the current torch seed, norm weights one (what smol does)."""
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    s = SHAPES[name]
     D = s["hidden"] // s["heads"]
 
     class RMSNorm(nn.Module):
@@ -86,6 +86,17 @@ def run_one(name, steps, threads, mode):
     for p in model.parameters():
         if p.dim() > 1:
             nn.init.normal_(p, std=0.02)
+    return model
+
+
+def run_one(name, steps, threads, mode):
+    import torch
+    import torch.nn.functional as F
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    s = SHAPES[name]
+    D = s["hidden"] // s["heads"]
+    model = llama(s)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1)
     n_params = sum(p.numel() for p in model.parameters())
     tokens = torch.randint(0, s["vocab"], (s["batch"], s["seq"] + 1))
