@@ -73,7 +73,7 @@ def main():
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--mode", choices=["fp32", "bf16"], required=True)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--compile", action="store_true", help="torch.compile the model (same numerics, faster)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the model: faster; fusing float ops changes the last bits against eager")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
 
@@ -84,15 +84,14 @@ def main():
     rng = np.random.default_rng(a.seed)
     s, T, B = DEMO, DEMO["seq"], DEMO["batch"]
 
-    names, weights, train, held = [], [], [], []
+    weights, train, held = [], [], []
     for spec in a.shards:
-        name, rest = spec.split("=", 1)
-        path, weight = rest.rsplit(":", 1)
+        path, weight = spec.split("=", 1)[1].rsplit(":", 1)
         tokens = read_shard(path)
         n = (len(tokens) - 1) // T
         k = held_out_count(n, a.validation_fraction)
         windows = np.stack([tokens[w * T: w * T + T + 1] for w in range(n)])
-        names.append(name); weights.append(float(weight))
+        weights.append(float(weight))
         train.append(windows[: n - k]); held.append(windows[n - k:])
     held_all = np.concatenate(held)
     n_eval = min(len(held_all), a.eval_batches * B)
@@ -111,8 +110,9 @@ def main():
         return torch.from_numpy(np.stack(rows))
 
     model = llama(s)
-    decay = [q for n_, q in model.named_parameters() if q.dim() > 1 and "emb" not in n_]
-    no_decay = [q for n_, q in model.named_parameters() if not (q.dim() > 1 and "emb" not in n_)]
+    decays = {n_: q.dim() > 1 and "emb" not in n_ for n_, q in model.named_parameters()}   # smol's no_decay: embeddings, norms
+    decay = [q for n_, q in model.named_parameters() if decays[n_]]
+    no_decay = [q for n_, q in model.named_parameters() if not decays[n_]]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=a.lr, betas=(0.9, 0.95), eps=1e-8)
     net = torch.compile(model) if a.compile else model
