@@ -10,8 +10,8 @@ decay, none on the embeddings and norms), clipping at 1.0, the WSD schedule; hel
 initialisation come from torch/NumPy's generators, not smol's, so compare bf16 against fp32 within
 one framework, not step by step across them.
 
-`--mode bf16` wraps forward and loss in `torch.autocast("cpu", torch.bfloat16)` over fp32 master
-weights and AdamW state (the mixed precision a PyTorch user trains with). Writes one JSON line per
+`--mode bf16` wraps the forward in `torch.autocast("cpu", torch.bfloat16)` (the loss is taken in fp32
+on float logits, as smol does) over fp32 master weights and AdamW state (the mixed precision a PyTorch user trains with). Writes one JSON line per
 evaluation to `--out`.
 
 Usage: python3 bench/precision_peer.py --shards prose=data/shards/prose-00000.bin:0.75 \
