@@ -11,8 +11,8 @@ initialisation come from torch/NumPy's generators, not smol's, so compare bf16 a
 one framework, not step by step across them.
 
 `--mode bf16` wraps the forward in `torch.autocast("cpu", torch.bfloat16)` (the loss is taken in fp32
-on float logits, as smol does) over fp32 master weights and AdamW state (the mixed precision a PyTorch user trains with). Writes one JSON line per
-evaluation to `--out`.
+on float logits, as smol does) over fp32 master weights and AdamW state: the mixed precision a
+PyTorch user trains with. Writes one JSON line per evaluation to `--out`.
 
 Usage: python3 bench/precision_peer.py --shards prose=data/shards/prose-00000.bin:0.75 \
            --shards code=data/shards/code-00000.bin:0.25 --steps 2000 --eval-every 100 \
